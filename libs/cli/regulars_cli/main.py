@@ -1,0 +1,239 @@
+"""The `regulars` command: run the system, create shops, migrate, look at its state."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from .system import SERVICES, current
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .launcher import Launcher
+
+    return Launcher().run()
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from .schemas import migrate
+
+    applied = asyncio.run(migrate(current().database_url))
+    for schema, versions in applied.items():
+        print(f"{schema}: " + (", ".join(versions) if versions else "up to date"))
+    return 0
+
+
+async def _create_shop(database_url: str, name: str, timezone: str) -> tuple[uuid.UUID, str]:
+    from regulars_intake.handlers import IntakeUnitOfWork, create_shop
+    from regulars_runtime.db import create_pool
+    from regulars_runtime.unit_of_work import unit_of_work
+
+    pool = await create_pool(database_url, "intake", min_size=1, max_size=1)
+    try:
+        async with unit_of_work(pool, IntakeUnitOfWork, schema="intake") as uow:
+            shop = await create_shop(uow, name, timezone)
+        return shop.shop_id, shop.api_key
+    finally:
+        await pool.close()
+
+
+def _cmd_shops_create(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = args.name.strip()
+    if not name:
+        print("regulars: --name must not be empty", file=sys.stderr)
+        return 2
+    try:
+        ZoneInfo(args.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(
+            f"regulars: --timezone {args.timezone!r} is not an IANA time zone "
+            "(e.g. America/New_York)",
+            file=sys.stderr,
+        )
+        return 2
+    shop_id, api_key = asyncio.run(_create_shop(current().database_url, name, args.timezone))
+    if args.json:
+        print(json.dumps({"shop_id": str(shop_id), "api_key": api_key}))
+    else:
+        print(f"shop_id: {shop_id}\napi_key: {api_key}\n(the key is shown once; keep it safe)")
+    return 0
+
+
+def _cmd_shops_list(args: argparse.Namespace) -> int:
+    async def go() -> list[Any]:
+        from regulars_intake.adapters.repository import IntakeRepository
+        from regulars_runtime.db import connect
+
+        conn = await connect(current().database_url, "intake")
+        try:
+            return await IntakeRepository(conn).list_shops()
+        finally:
+            await conn.close()
+
+    for row in asyncio.run(go()):
+        print(
+            f"{row['id']}  {row['name']}  {row['timezone']}  created {row['created_at']:%Y-%m-%d}"
+        )
+    return 0
+
+
+async def _status() -> dict[str, Any]:
+    from regulars_events.kafka import KafkaConfig, admin_client, cluster_id
+    from regulars_runtime.db import connect
+
+    state = current()
+    report: dict[str, Any] = {"services": {}, "broker": {}, "database": {}}
+    async with httpx.AsyncClient(timeout=3) as http:
+        for name in SERVICES:
+            url = state.services.get(name, "")
+            try:
+                ready = await http.get(f"{url}/readyz")
+                report["services"][name] = {
+                    "url": url,
+                    "ready": ready.status_code == 200,
+                    **ready.json(),
+                }
+            except httpx.HTTPError as exc:
+                report["services"][name] = {"url": url, "ready": False, "error": type(exc).__name__}
+    admin = admin_client(KafkaConfig(state.kafka_bootstrap_servers), "regulars-status")
+    try:
+        await asyncio.wait_for(admin.start(), 5)
+        topics = await admin.list_topics()
+        report["broker"] = {
+            "bootstrap": state.kafka_bootstrap_servers,
+            "up": True,
+            "cluster_id": await cluster_id(admin),
+            "topics": len([t for t in topics if t.startswith("regulars.")]),
+        }
+        await admin.close()
+    except Exception as exc:
+        report["broker"] = {
+            "bootstrap": state.kafka_bootstrap_servers,
+            "up": False,
+            "error": type(exc).__name__,
+        }
+    try:
+        conn = await connect(state.database_url)
+        try:
+            report["database"] = {"up": True, "version": await conn.fetchval("SHOW server_version")}
+            for name in SERVICES:
+                backlog = await conn.fetchval(
+                    f"SELECT count(*) FROM {name}.outbox WHERE published_at IS NULL"
+                )
+                dead = await conn.fetchval(
+                    f"SELECT count(*) FROM {name}.dead_letters WHERE replayed_at IS NULL"
+                )
+                report["services"][name].update({"outbox_backlog": backlog, "dead_letters": dead})
+        finally:
+            await conn.close()
+    except Exception as exc:
+        report["database"] = {"up": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return report
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    report = asyncio.run(_status())
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        db = report["database"]
+        db_state = f"up {db.get('version', '')}" if db.get("up") else f"DOWN {db.get('error')}"
+        print(f"database  {db_state}")
+        b = report["broker"]
+        print(
+            f"broker    {b['bootstrap']}  "
+            + (
+                f"up, cluster {b['cluster_id']}, {b['topics']} topics"
+                if b.get("up")
+                else f"DOWN ({b.get('error')})"
+            )
+        )
+        for name, s in report["services"].items():
+            state = "ready" if s.get("ready") else "NOT READY"
+            print(
+                f"{name:<9} {s['url']:<24} {state:<10}"
+                f" outbox backlog {s.get('outbox_backlog', '?')}"
+                f"  dead letters {s.get('dead_letters', '?')}"
+            )
+    healthy = (
+        report["database"].get("up")
+        and report["broker"].get("up")
+        and all(s.get("ready") for s in report["services"].values())
+    )
+    return 0 if healthy else 1
+
+
+def _cmd_outbox_replay(args: argparse.Namespace) -> int:
+    from regulars_events.relay import replay_since
+    from regulars_runtime.db import connect
+
+    try:
+        since = datetime.fromisoformat(args.since)
+    except ValueError:
+        print(f"regulars: --since {args.since!r} is not an ISO-8601 time", file=sys.stderr)
+        return 2
+    if since.tzinfo is None:
+        print("regulars: --since needs a UTC offset, e.g. 2026-11-23T08:00:00Z", file=sys.stderr)
+        return 2
+
+    async def go() -> dict[str, int]:
+        out = {}
+        for name in args.service or SERVICES:
+            conn = await connect(current().database_url, name)
+            try:
+                out[name] = await replay_since(conn, since)
+            finally:
+                await conn.close()
+        return out
+
+    for name, count in asyncio.run(go()).items():
+        print(f"{name}: {count} events will be published again")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="regulars", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the whole system on embedded parts").set_defaults(func=_cmd_run)
+    sub.add_parser("migrate", help="apply every service's migrations").set_defaults(
+        func=_cmd_migrate
+    )
+    status = sub.add_parser("status", help="each service, the broker, the database, backlogs")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_status)
+    shops = sub.add_parser("shops", help="shops and their API keys").add_subparsers(
+        dest="shops_command", required=True
+    )
+    create = shops.add_parser("create", help="create a shop and print its API key (once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--timezone", required=True, help="IANA zone, e.g. America/Chicago")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=_cmd_shops_create)
+    shops.add_parser("list", help="list shops").set_defaults(func=_cmd_shops_list)
+    outbox = sub.add_parser("outbox", help="the transactional outbox").add_subparsers(
+        dest="outbox_command", required=True
+    )
+    replay = outbox.add_parser("replay", help="publish retained events again")
+    replay.add_argument("--since", required=True, help="ISO-8601 time with offset")
+    replay.add_argument("--service", action="append", choices=SERVICES)
+    replay.set_defaults(func=_cmd_outbox_replay)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""A service's copy of the shop facts it needs, kept from the ``regulars.shop`` topic."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from regulars_events.envelope import Envelope
+
+from .policy import Policy
+
+SHOP_EVENT_PREFIX = "regulars.shop."
+
+
+def is_shop_event(event_type: str) -> bool:
+    return event_type.startswith(SHOP_EVENT_PREFIX)
+
+
+async def apply_shop_event(envelope: Envelope, conn: asyncpg.Connection) -> None:
+    data = envelope.data
+    shop_id = uuid.UUID(envelope.shop_id)
+    if envelope.type == "regulars.shop.api_key_issued.v1":
+        await conn.execute(
+            "INSERT INTO api_keys (key_id, shop_id, secret_sha256, issued_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
+            data["key_id"],
+            shop_id,
+            bytes.fromhex(data["secret_sha256"]),
+            envelope.time,
+        )
+    elif envelope.type == "regulars.shop.api_key_revoked.v1":
+        await conn.execute(
+            "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND shop_id = $3",
+            data["key_id"],
+            envelope.time,
+            shop_id,
+        )
+    elif envelope.type == "regulars.shop.policy_changed.v1":
+        # Versions can arrive twice (replay) but never out of order for one shop (one key);
+        # the guard keeps an older copy from overwriting a newer one all the same.
+        await conn.execute(
+            "INSERT INTO shop_policies (shop_id, version, policy) VALUES ($1, $2, $3)"
+            " ON CONFLICT (shop_id) DO UPDATE SET version = excluded.version,"
+            " policy = excluded.policy, updated_at = now()"
+            " WHERE shop_policies.version < excluded.version",
+            shop_id,
+            int(data["version"]),
+            data["policy"],
+        )
+
+
+async def policy_for(conn: asyncpg.Connection, shop_id: uuid.UUID) -> tuple[int, Policy] | None:
+    row = await conn.fetchrow(
+        "SELECT version, policy FROM shop_policies WHERE shop_id = $1", shop_id
+    )
+    if row is None:
+        return None
+    policy: dict[str, Any] = row["policy"]
+    return int(row["version"]), Policy.model_validate(policy)

@@ -1,0 +1,5 @@
+from regulars_runtime.service import serve
+
+from .bootstrap import DEFINITION, build
+
+serve(DEFINITION, build)

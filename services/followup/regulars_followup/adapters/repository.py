@@ -1,0 +1,160 @@
+"""Every SQL statement of followup, on the caller's connection and transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+class FollowUpRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def upsert_customer(self, shop_id: uuid.UUID, data: dict[str, Any]) -> None:
+        await self.conn.execute(
+            "INSERT INTO customers (shop_id, customer_id, name, phone, email, state, timezone)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (shop_id, customer_id) DO UPDATE"
+            " SET name = excluded.name, phone = excluded.phone, email = excluded.email,"
+            " state = excluded.state, timezone = excluded.timezone, updated_at = now()",
+            shop_id,
+            data["customer_id"],
+            data["name"],
+            data.get("phone"),
+            data.get("email"),
+            data.get("state"),
+            data.get("timezone"),
+        )
+
+    async def customer_name(self, shop_id: uuid.UUID, customer_id: str) -> str | None:
+        name: str | None = await self.conn.fetchval(
+            "SELECT name FROM customers WHERE shop_id = $1 AND customer_id = $2",
+            shop_id,
+            customer_id,
+        )
+        return name
+
+    async def visit(self, shop_id: uuid.UUID, repair_order_id: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM visits WHERE shop_id = $1 AND repair_order_id = $2 FOR UPDATE",
+            shop_id,
+            repair_order_id,
+        )
+        return row
+
+    async def add_visit(
+        self,
+        shop_id: uuid.UUID,
+        repair_order_id: str,
+        customer_id: str,
+        completed_at: datetime,
+        data: dict[str, Any],
+        event_id: uuid.UUID,
+    ) -> bool:
+        """False when the visit was already known (a repeat of "completed")."""
+        added = await self.conn.fetchval(
+            "INSERT INTO visits (shop_id, repair_order_id, customer_id, completed_at, status,"
+            " data, first_event_id) VALUES ($1, $2, $3, $4, 'completed', $5, $6)"
+            " ON CONFLICT (shop_id, repair_order_id) DO NOTHING RETURNING true",
+            shop_id,
+            repair_order_id,
+            customer_id,
+            completed_at,
+            data,
+            event_id,
+        )
+        return bool(added)
+
+    async def set_visit_status(
+        self,
+        shop_id: uuid.UUID,
+        repair_order_id: str,
+        status: str,
+        completed_at: datetime | None = None,
+    ) -> None:
+        await self.conn.execute(
+            "UPDATE visits SET status = $3, completed_at = coalesce($4, completed_at)"
+            " WHERE shop_id = $1 AND repair_order_id = $2",
+            shop_id,
+            repair_order_id,
+            status,
+            completed_at,
+        )
+
+    async def add_task(self, task: dict[str, Any]) -> None:
+        await self.conn.execute(
+            "INSERT INTO follow_up_tasks (id, shop_id, customer_id, repair_order_id, assignee,"
+            " status, due_at, script, policy_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            task["id"],
+            task["shop_id"],
+            task["customer_id"],
+            task["repair_order_id"],
+            task["assignee"],
+            task["status"],
+            task["due_at"],
+            task["script"],
+            task["policy_version"],
+        )
+
+    async def task_for_visit(
+        self, shop_id: uuid.UUID, repair_order_id: str
+    ) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM follow_up_tasks WHERE shop_id = $1 AND repair_order_id = $2 FOR UPDATE",
+            shop_id,
+            repair_order_id,
+        )
+        return row
+
+    async def set_task_status(self, task_id: uuid.UUID, status: str, reason: str | None) -> None:
+        await self.conn.execute(
+            "UPDATE follow_up_tasks SET status = $2, status_reason = $3, updated_at = now()"
+            " WHERE id = $1",
+            task_id,
+            status,
+            reason,
+        )
+
+    async def reschedule_task(
+        self, task_id: uuid.UUID, due_at: datetime, policy_version: int, script: dict[str, Any]
+    ) -> None:
+        await self.conn.execute(
+            "UPDATE follow_up_tasks SET status = 'scheduled', status_reason = NULL, due_at = $2,"
+            " attempts = 0, policy_version = $3, script = $4, updated_at = now() WHERE id = $1",
+            task_id,
+            due_at,
+            policy_version,
+            script,
+        )
+
+    async def list_tasks(
+        self,
+        shop_id: uuid.UUID,
+        *,
+        status: str | None,
+        assignee: str | None,
+        customer_id: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[asyncpg.Record]:
+        # Keyset paging on (due_at, id): stable while tasks are added, and cheap at depth.
+        return list(
+            await self.conn.fetch(
+                "SELECT id, customer_id, repair_order_id, assignee, status, due_at, attempts,"
+                " script, status_reason, created_at, updated_at FROM follow_up_tasks"
+                " WHERE shop_id = $1 AND ($2::text IS NULL OR status = $2)"
+                " AND ($3::text IS NULL OR assignee = $3)"
+                " AND ($4::text IS NULL OR customer_id = $4)"
+                " AND ($5::timestamptz IS NULL OR (due_at, id) > ($5, $6::uuid))"
+                " ORDER BY due_at, id LIMIT $7",
+                shop_id,
+                status,
+                assignee,
+                customer_id,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit,
+            )
+        )

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from regulars_followup.domain.tasks import call_script, plan_follow_up
+from regulars_runtime.calendar import BusinessCalendar
+
+NY = ZoneInfo("America/New_York")
+CAL = BusinessCalendar.from_policy(
+    "America/New_York",
+    {d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat")} | {"sun": []},
+    ["2026-11-26"],
+)
+
+
+def test_due_is_first_business_slot_after_the_delay() -> None:
+    done = datetime(2026, 11, 20, 17, 0, tzinfo=NY)  # Friday
+    plan = plan_follow_up(done, CAL, timedelta(hours=48), timedelta(hours=24), done)
+    assert plan.due_at == datetime(2026, 11, 23, 9, 0, tzinfo=NY)  # Sunday closed -> Monday
+
+
+def test_due_skips_a_holiday() -> None:
+    done = datetime(2026, 11, 24, 12, 0, tzinfo=NY)  # Tuesday; +48 h = Thanksgiving
+    plan = plan_follow_up(done, CAL, timedelta(hours=48), timedelta(hours=24), done)
+    assert plan.due_at == datetime(2026, 11, 27, 9, 0, tzinfo=NY)
+
+
+def test_historical_visit_gets_no_call() -> None:
+    done = datetime(2025, 1, 6, 12, 0, tzinfo=NY)
+    plan = plan_follow_up(
+        done,
+        CAL,
+        timedelta(hours=48),
+        timedelta(hours=24),
+        datetime(2026, 11, 20, 12, 0, tzinfo=NY),
+    )
+    assert plan.due_at is None and "historical" in plan.reason
+
+
+def test_visit_whose_window_is_still_open_is_scheduled_even_if_due_passed() -> None:
+    done = datetime(2026, 11, 16, 12, 0, tzinfo=NY)  # due Wed 18th 12:00, missed after Thu 12:00
+    now = datetime(2026, 11, 19, 11, 0, tzinfo=NY)
+    assert (
+        plan_follow_up(done, CAL, timedelta(hours=48), timedelta(hours=24), now).due_at is not None
+    )
+
+
+def test_call_script_names_customer_unit_and_work() -> None:
+    script = call_script(
+        "Dana Whitfield",
+        {"asset_id": "2019 Honda CR-V", "work_performed": "front brakes"},
+        "Main St Auto",
+    )
+    text = " ".join(script["lines"])
+    assert "Dana" in text and "front brakes" in text and "2019 Honda CR-V" in text
+    assert "Main St Auto" in text
+    anonymous = call_script(None, {})
+    assert anonymous["customer"] == "the customer" and "the recent service" in " ".join(
+        anonymous["lines"]
+    )

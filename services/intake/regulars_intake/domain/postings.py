@@ -1,0 +1,152 @@
+"""What a shop posts: parsed and checked, with errors that name the field. Pure.
+
+A posting is ``{"type", "id"?, "occurred_at", "data"}``. Its ``id`` is the shop's own
+idempotency key: the same id and body is the same event (answered as a duplicate); the
+same id with another body is a conflict. The CloudEvents id is derived from the shop and
+the id, so a retried post can never become two events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from regulars_events.base import Event
+from regulars_events.catalogue import SHOP_EVENTS
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_REQUEST_BYTES = 1024 * 1024
+MAX_BATCH = 500
+MAX_ID_LENGTH = 200
+_ID_NAMESPACE = uuid.UUID("6c1f4e0e-5a7e-4a43-9c55-2f1f0b9e0d11")
+_POSTING_KEYS = {"type", "id", "occurred_at", "data"}
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message}
+        if self.errors:
+            body["errors"] = [e.as_dict() for e in self.errors]
+        return body
+
+
+@dataclass(frozen=True)
+class Posting:
+    short_type: str
+    event: Event
+    client_id: str | None
+    occurred_at: datetime
+    body_hash: bytes
+
+    def event_id(self, shop_id: uuid.UUID) -> uuid.UUID:
+        if self.client_id is None:
+            return uuid.uuid4()
+        return uuid.uuid5(_ID_NAMESPACE, f"{shop_id}:{self.client_id}")
+
+
+def body_hash(raw: dict[str, Any]) -> bytes:
+    """Hash of what makes two posts "the same event": type, time and data, key order aside."""
+    canonical = {k: raw.get(k) for k in ("type", "occurred_at", "data")}
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _pydantic_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        errors.append(FieldError(path, err["msg"]))
+    return errors
+
+
+def _parse_time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise Rejected(
+            422,
+            f"{field} must be an ISO-8601 time with an offset",
+            [FieldError(field, "expected a string such as 2026-11-23T10:00:00-05:00")],
+        )
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Rejected(
+            422,
+            f"{field} is not an ISO-8601 time",
+            [FieldError(field, f"{value[:60]!r} is not an ISO-8601 time")],
+        ) from None
+    if parsed.tzinfo is None:
+        raise Rejected(
+            422,
+            f"{field} has no UTC offset",
+            [FieldError(field, "a time needs an offset, e.g. 2026-11-23T10:00:00-05:00 or Z")],
+        )
+    return parsed
+
+
+def parse_posting(raw: Any, *, size: int | None = None, where: str = "") -> Posting:
+    """One posted event, checked; raises Rejected naming what is wrong."""
+    if size is None:
+        size = len(orjson.dumps(raw))
+    if size > MAX_EVENT_BYTES:
+        raise Rejected(
+            413,
+            f"{where or 'event'} is {size} bytes; an event may be at most {MAX_EVENT_BYTES} bytes",
+        )
+    if not isinstance(raw, dict):
+        raise Rejected(400, f"{where or 'body'} must be a JSON object")
+    p = f"{where}." if where else ""
+    errors: list[FieldError] = []
+    unknown = sorted(set(raw) - _POSTING_KEYS)
+    for key in unknown:
+        errors.append(
+            FieldError(p + key, "unknown field; an event has type, id, occurred_at, data")
+        )
+    short_type = raw.get("type")
+    if not isinstance(short_type, str):
+        errors.append(FieldError(p + "type", "required: one of " + ", ".join(SHOP_EVENTS)))
+    elif short_type not in SHOP_EVENTS:
+        errors.append(
+            FieldError(
+                p + "type",
+                f"unknown event type {short_type[:60]!r}; one of " + ", ".join(SHOP_EVENTS),
+            )
+        )
+    client_id = raw.get("id")
+    if client_id is not None and (
+        not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_ID_LENGTH
+    ):
+        errors.append(FieldError(p + "id", f"must be a string of 1 to {MAX_ID_LENGTH} characters"))
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        errors.append(FieldError(p + "data", "required: a JSON object"))
+    if "occurred_at" not in raw:
+        errors.append(FieldError(p + "occurred_at", "required: an ISO-8601 time with an offset"))
+    if errors:
+        raise Rejected(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+    occurred_at = _parse_time(raw["occurred_at"], p + "occurred_at")
+    assert isinstance(short_type, str) and isinstance(data, dict)
+    try:
+        event = SHOP_EVENTS[short_type].model_validate(data)
+    except ValidationError as exc:
+        errors = _pydantic_errors(exc, p + "data")
+        raise Rejected(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors) from None
+    return Posting(short_type, event, client_id, occurred_at, body_hash(raw))

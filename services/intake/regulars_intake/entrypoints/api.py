@@ -1,0 +1,223 @@
+"""intake's HTTP API: event ingestion, the shop's policy, the customer directory."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from regulars_runtime.http import Problem, context, json_response, shop_of
+from regulars_runtime.policy import Policy, validation_errors
+from regulars_runtime.unit_of_work import unit_of_work
+
+from .. import handlers
+from ..domain.postings import (
+    MAX_BATCH,
+    MAX_EVENT_BYTES,
+    MAX_REQUEST_BYTES,
+    Rejected,
+    parse_posting,
+)
+from ..domain.rate_limit import ShopRateLimits
+from ..handlers import IntakeUnitOfWork, Outcome
+
+router = APIRouter()
+
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "occurred_at", "data"],
+    "properties": {
+        "type": {"type": "string", "example": "service.completed"},
+        "id": {"type": "string", "description": "your idempotency key for this event"},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "data": {"type": "object"},
+    },
+}
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return json_response(body, status, headers)
+
+
+def _problem(status: int, message: str, **extra: Any) -> Response:
+    return _json({"error": message, **extra}, status)
+
+
+_ctx = context
+_shop = shop_of
+
+
+def _limit(request: Request, shop: uuid.UUID, cost: int) -> None:
+    limits: ShopRateLimits = _ctx(request).extras["rate_limits"]
+    wait = limits.retry_after(str(shop), time.monotonic(), cost)
+    if wait:
+        raise Problem(
+            429, f"over this shop's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
+        )
+
+
+async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> tuple[Any, int]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"request body is {declared} bytes; the limit is {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Problem(413, f"request body is over the limit of {limit} bytes")
+    if not body:
+        raise Problem(400, "request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body), len(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"request body is not valid JSON: {exc}") from None
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    tags=["events"],
+    summary="Post one event from the shop's system",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _EVENT_SCHEMA}},
+        }
+    },
+    responses={400: {}, 401: {}, 404: {}, 409: {}, 413: {}, 422: {}, 429: {}},
+)
+async def post_event(request: Request) -> Response:
+    shop = await _shop(request)
+    _limit(request, shop, 1)
+    raw, size = await _read_json(request)
+    try:
+        posting = parse_posting(raw, size=size)
+    except Rejected as rejected:
+        return _json(rejected.as_dict(), rejected.status)
+    ctx = _ctx(request)
+    async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
+        outcome = await handlers.accept(uow, shop, posting)
+    status = outcome.rejection.status if outcome.rejection else 202
+    return _json(outcome.as_dict(), status)
+
+
+@router.post(
+    "/v1/events/batch",
+    status_code=202,
+    tags=["events"],
+    summary=f"Post up to {MAX_BATCH} events; one result per event, in order",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {
+                            "events": {
+                                "type": "array",
+                                "maxItems": MAX_BATCH,
+                                "items": _EVENT_SCHEMA,
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+    responses={400: {}, 401: {}, 413: {}, 422: {}, 429: {}},
+)
+async def post_batch(request: Request) -> Response:
+    shop = await _shop(request)
+    raw, _size = await _read_json(request)
+    if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
+        return _problem(
+            422,
+            "events: required, a list of events",
+            errors=[{"field": "events", "message": "required: a list of events"}],
+        )
+    events: list[Any] = raw["events"]
+    if len(events) > MAX_BATCH:
+        return _problem(
+            413,
+            f"events: {len(events)} events; a batch holds at most {MAX_BATCH}",
+            errors=[{"field": "events", "message": f"at most {MAX_BATCH} events"}],
+        )
+    _limit(request, shop, max(1, len(events)))
+    results: list[Outcome | None] = [None] * len(events)
+    postings = []
+    for i, item in enumerate(events):
+        try:
+            postings.append((i, parse_posting(item, where=f"events[{i}]")))
+        except Rejected as rejected:
+            client_id = item.get("id") if isinstance(item, dict) else None
+            results[i] = Outcome(
+                "rejected", None, client_id if isinstance(client_id, str) else None, rejected
+            )
+    ctx = _ctx(request)
+    async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
+        for i, posting in postings:
+            results[i] = await handlers.accept(uow, shop, posting)
+    return _json({"results": [r.as_dict() for r in results if r is not None]}, 202)
+
+
+@router.get("/v1/policy", tags=["policy"], summary="The shop's current policy and its version")
+async def get_policy(request: Request) -> Response:
+    shop = await _shop(request)
+    async with _ctx(request).pool.acquire() as conn:
+        found = await IntakeUnitOfWork(conn).repo.latest_policy(shop)
+    if found is None:
+        return _problem(404, "this shop has no policy")
+    version, policy = found
+    return _json({"version": version, "policy": policy})
+
+
+@router.put(
+    "/v1/policy",
+    tags=["policy"],
+    summary="Replace the shop's policy (a new version; applies to work scheduled after it)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": Policy.model_json_schema()}},
+        }
+    },
+    responses={400: {}, 401: {}, 422: {}},
+)
+async def put_policy(request: Request) -> Response:
+    shop = await _shop(request)
+    raw, _size = await _read_json(request, MAX_EVENT_BYTES)
+    if (
+        isinstance(raw, dict)
+        and isinstance(raw.get("policy"), dict)
+        and set(raw) <= {"policy", "version"}
+    ):
+        raw = raw["policy"]  # accept what GET returned, as it was
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        message = "; ".join(f"{e['key']}: {e['message']}" for e in errors)
+        return _problem(422, message, errors=errors)
+    ctx = _ctx(request)
+    async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
+        version = await handlers.change_policy(uow, shop, policy)
+    return _json({"version": version, "policy": policy.model_dump(mode="json")})
+
+
+@router.get("/v1/customers/{customer_id}", tags=["customers"], summary="One customer of the shop")
+async def get_customer(request: Request, customer_id: str) -> Response:
+    shop = await _shop(request)
+    async with _ctx(request).pool.acquire() as conn:
+        row = await IntakeUnitOfWork(conn).repo.customer(shop, customer_id)
+    if row is None:
+        return _problem(404, f"no customer {customer_id!r} in this shop")
+    customer = dict(row)
+    customer["birthday"] = row["birthday"].isoformat() if row["birthday"] else None
+    customer["updated_at"] = row["updated_at"].isoformat()
+    return _json(customer)

@@ -1,0 +1,179 @@
+"""intake's commands: create a shop, accept posted events, change the policy.
+
+Every write of intake's state happens here, through an IntakeUnitOfWork.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from regulars_events.catalogue import (
+    ServiceCompleted,
+    ServiceVoided,
+    ShopApiKeyIssued,
+    ShopPolicyChanged,
+)
+from regulars_runtime.auth import IssuedKey, issue_key
+from regulars_runtime.policy import Policy
+from regulars_runtime.unit_of_work import UnitOfWork
+
+from .adapters.repository import IntakeRepository
+from .domain.postings import FieldError, Posting, Rejected
+
+SCHEMA = "intake"
+
+
+class IntakeUnitOfWork(UnitOfWork):
+    def __init__(self, conn: asyncpg.Connection, *, schema: str = SCHEMA, **kw: Any) -> None:
+        super().__init__(conn, schema=schema, **kw)
+        self.repo = IntakeRepository(conn)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One posted event's answer: accepted, duplicate or rejected."""
+
+    status: str
+    event_id: uuid.UUID | None = None
+    client_id: str | None = None
+    rejection: Rejected | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status}
+        if self.client_id is not None:
+            body["id"] = self.client_id
+        if self.event_id is not None:
+            body["event_id"] = str(self.event_id)
+        if self.rejection is not None:
+            body["code"] = self.rejection.status
+            body.update(self.rejection.as_dict())
+        return body
+
+
+@dataclass(frozen=True)
+class NewShop:
+    shop_id: uuid.UUID
+    api_key: str
+
+
+async def create_shop(uow: IntakeUnitOfWork, name: str, timezone: str) -> NewShop:
+    policy = Policy.model_validate(
+        {**Policy.defaults().model_dump(mode="json"), "timezone": timezone}
+    )
+    shop_id = uuid.uuid4()
+    await uow.repo.add_shop(shop_id, name)
+    version = await uow.repo.add_policy(shop_id, policy.model_dump(mode="json"))
+    uow.emit(
+        ShopPolicyChanged(version=version, policy=policy.model_dump(mode="json")), shop_id=shop_id
+    )
+    key = await _issue(uow, shop_id)
+    return NewShop(shop_id, key.api_key)
+
+
+async def issue_api_key(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> str:
+    if not await uow.repo.shop_exists(shop_id):
+        raise LookupError(f"no shop {shop_id}")
+    return (await _issue(uow, shop_id)).api_key
+
+
+async def _issue(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> IssuedKey:
+    key = issue_key()
+    await uow.repo.add_key(key.key_id, shop_id, key.secret_sha256)
+    uow.emit(
+        ShopApiKeyIssued(key_id=key.key_id, secret_sha256=key.secret_sha256.hex()),
+        shop_id=shop_id,
+    )
+    return key
+
+
+async def change_policy(uow: IntakeUnitOfWork, shop_id: uuid.UUID, policy: Policy) -> int:
+    document = policy.model_dump(mode="json")
+    version = await uow.repo.add_policy(shop_id, document)
+    uow.emit(ShopPolicyChanged(version=version, policy=document), shop_id=shop_id)
+    return version
+
+
+async def accept(uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting) -> Outcome:
+    """Record one well-formed posting and the event it becomes, or say why not."""
+    event = posting.event
+    data = event.model_dump(mode="json")
+    voided_or_reopened = posting.short_type in ("service.voided", "service.reopened")
+    if voided_or_reopened:
+        customer_id = await uow.repo.visit_customer(shop_id, data["repair_order_id"])
+        if customer_id is None:
+            return Outcome(
+                "rejected",
+                None,
+                posting.client_id,
+                Rejected(
+                    404,
+                    f"repair_order_id {data['repair_order_id']!r} has no service.completed"
+                    " in this shop",
+                    [FieldError("data.repair_order_id", "not found")],
+                ),
+            )
+        event = type(event).model_validate({**data, "customer_id": customer_id})
+    elif posting.short_type != "customer.upserted":
+        rejection = await _unknown_customer(uow, shop_id, posting)
+        if rejection is not None:
+            return Outcome("rejected", None, posting.client_id, rejection)
+
+    event_id = posting.event_id(shop_id)
+    if posting.client_id is not None:
+        fresh, stored_hash, stored_id = await uow.repo.record_received(
+            shop_id, posting.client_id, posting.body_hash, event_id, event.type
+        )
+        if not fresh:
+            if stored_hash != posting.body_hash:
+                return Outcome(
+                    "rejected",
+                    stored_id,
+                    posting.client_id,
+                    Rejected(
+                        409,
+                        f"id {posting.client_id!r} was already used for another event body",
+                        [
+                            FieldError(
+                                "id", "already used with a different type, occurred_at or data"
+                            )
+                        ],
+                    ),
+                )
+            return Outcome("duplicate", stored_id, posting.client_id)
+
+    if posting.short_type == "customer.upserted":
+        await uow.repo.upsert_customer(shop_id, data)
+    elif voided_or_reopened:
+        status = "voided" if isinstance(event, ServiceVoided) else "reopened"
+        await uow.repo.set_visit_status(shop_id, data["repair_order_id"], status)
+    elif isinstance(event, ServiceCompleted):
+        await uow.repo.record_visit(
+            shop_id, event.repair_order_id, event.customer_id, event.asset_id, event.completed_at
+        )
+    elif posting.short_type == "consent.changed":
+        await uow.repo.set_consent(shop_id, data["customer_id"], data["channel"], data["granted"])
+    uow.emit(event, shop_id=shop_id, id=event_id, time=posting.occurred_at.astimezone(UTC))
+    return Outcome("accepted", event_id, posting.client_id)
+
+
+async def _unknown_customer(
+    uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting
+) -> Rejected | None:
+    field = "referrer_customer_id" if posting.short_type == "referral.reported" else "customer_id"
+    customer_id = getattr(posting.event, field)
+    if await uow.repo.customer_exists(shop_id, customer_id):
+        return None
+    return Rejected(
+        404,
+        f"{field} {customer_id!r} is not in this shop's customer directory;"
+        " post customer.upserted first",
+        [FieldError(f"data.{field}", "unknown customer")],
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from regulars_events.catalogue import ServiceCompleted
+from regulars_intake.domain.postings import MAX_EVENT_BYTES, Rejected, body_hash, parse_posting
+from regulars_intake.domain.rate_limit import ShopRateLimits, TokenBucket
+
+COMPLETED = {
+    "type": "service.completed",
+    "id": "ro-1-done",
+    "occurred_at": "2026-11-20T16:30:00-05:00",
+    "data": {
+        "repair_order_id": "1",
+        "customer_id": "42",
+        "completed_at": "2026-11-20T16:30:00-05:00",
+        "shop_field": {"kept": True},
+    },
+}
+
+
+def test_a_good_posting_becomes_its_event_with_unknown_fields_kept() -> None:
+    posting = parse_posting(COMPLETED)
+    assert isinstance(posting.event, ServiceCompleted)
+    assert posting.event.model_dump()["shop_field"] == {"kept": True}
+    assert posting.client_id == "ro-1-done"
+
+
+def test_event_id_is_stable_per_shop_and_distinct_across_shops() -> None:
+    posting = parse_posting(COMPLETED)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    assert posting.event_id(a) == parse_posting(dict(COMPLETED)).event_id(a)
+    assert posting.event_id(a) != posting.event_id(b)
+
+
+def test_body_hash_ignores_key_order_and_id_but_not_data() -> None:
+    reordered = {
+        "data": COMPLETED["data"],
+        "occurred_at": COMPLETED["occurred_at"],
+        "type": COMPLETED["type"],
+        "id": "other",
+    }
+    assert body_hash(reordered) == body_hash(COMPLETED)
+    changed = {**COMPLETED, "data": {**COMPLETED["data"], "customer_id": "43"}}
+    assert body_hash(changed) != body_hash(COMPLETED)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "field"),
+    [
+        ([], 400, None),
+        ({"occurred_at": "2026-11-20T10:00:00Z", "data": {}}, 422, "type"),
+        ({**COMPLETED, "type": "service.finished"}, 422, "type"),
+        ({**COMPLETED, "data": "x"}, 422, "data"),
+        ({k: v for k, v in COMPLETED.items() if k != "occurred_at"}, 422, "occurred_at"),
+        ({**COMPLETED, "occurred_at": "yesterday"}, 422, "occurred_at"),
+        ({**COMPLETED, "occurred_at": "2026-11-20T10:00:00"}, 422, "occurred_at"),
+        ({**COMPLETED, "id": 7}, 422, "id"),
+        ({**COMPLETED, "id": "x" * 201}, 422, "id"),
+        ({**COMPLETED, "extra": 1}, 422, "extra"),
+        (
+            {**COMPLETED, "data": {**COMPLETED["data"], "completed_at": "2026-11-20T16:30:00"}},
+            422,
+            "data.completed_at",
+        ),
+        ({**COMPLETED, "data": {"customer_id": "42"}}, 422, "data.repair_order_id"),
+        ({**COMPLETED, "data": {**COMPLETED["data"], "mileage": -5}}, 422, "data.mileage"),
+    ],
+)
+def test_bad_postings_are_rejected_naming_the_field(
+    raw: object, status: int, field: str | None
+) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_posting(raw)
+    assert caught.value.status == status
+    if field is not None:
+        assert any(e.field == field for e in caught.value.errors), caught.value.errors
+
+
+def test_an_event_over_64_kb_is_413() -> None:
+    big = {**COMPLETED, "data": {**COMPLETED["data"], "notes": "x" * MAX_EVENT_BYTES}}
+    with pytest.raises(Rejected) as caught:
+        parse_posting(big)
+    assert caught.value.status == 413
+
+
+def test_batch_position_is_named() -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_posting({**COMPLETED, "data": {}}, where="events[3]")
+    assert caught.value.errors[0].field.startswith("events[3].data")
+
+
+def test_token_bucket_allows_burst_then_waits() -> None:
+    bucket = TokenBucket(rate=2, burst=3)
+    assert [bucket.take(0.0) for _ in range(3)] == [0, 0, 0]
+    assert bucket.take(0.0) == pytest.approx(0.5)
+    assert bucket.take(0.5) == 0
+
+
+def test_shop_limits_are_per_shop_and_give_whole_seconds() -> None:
+    limits = ShopRateLimits(rate=1, burst=1)
+    assert limits.retry_after("a", 0.0) == 0
+    assert limits.retry_after("a", 0.1) == 1
+    assert limits.retry_after("b", 0.1) == 0
+    assert limits.retry_after("a", 1.2) == 0
+
+
+def test_a_batch_bigger_than_the_burst_passes_only_from_a_full_bucket() -> None:
+    limits = ShopRateLimits(rate=10, burst=100)
+    assert limits.retry_after("a", 0.0, cost=500) == 0
+    assert limits.retry_after("a", 0.0, cost=500) > 0

@@ -1,0 +1,204 @@
+"""intake through real PostgreSQL and Kafka: what a careless shop system gets back."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from harness import System, auth
+
+
+def customer(cid: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "customer.upserted",
+        "id": f"cust-{cid}-{uuid.uuid4().hex[:6]}",
+        "occurred_at": "2026-11-20T10:00:00-05:00",
+        "data": {"customer_id": cid, "name": "Dana Whitfield", "phone": "+15555550100", **extra},
+    }
+
+
+def completed(ro: str, cid: str, event_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "service.completed",
+        "id": event_id or f"ro-{ro}",
+        "occurred_at": "2026-11-20T16:30:00-05:00",
+        "data": {
+            "repair_order_id": ro,
+            "customer_id": cid,
+            "completed_at": "2026-11-20T16:30:00-05:00",
+            "advisor": "sam",
+            **extra,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+async def shop(running: System) -> tuple[str, str]:
+    return await running.create_shop("Ingestion Garage")
+
+
+@pytest.fixture
+async def intake(running: System, shop: tuple[str, str]) -> Any:
+    async with httpx.AsyncClient(
+        base_url=running.services["intake"].url, headers=auth(shop[1]), timeout=10
+    ) as client:
+        yield client
+
+
+async def test_accepted_then_duplicate_then_conflict(intake: httpx.AsyncClient) -> None:
+    event = customer("c-dup")
+    first = await intake.post("/v1/events", json=event)
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "accepted"
+    again = await intake.post("/v1/events", json=event)
+    assert again.status_code == 202
+    assert again.json()["status"] == "duplicate"
+    assert again.json()["event_id"] == first.json()["event_id"]
+    changed = {**event, "data": {**event["data"], "name": "Someone Else"}}
+    conflict = await intake.post("/v1/events", json=changed)
+    assert conflict.status_code == 409
+    assert "already used" in conflict.json()["error"]
+
+
+async def test_missing_and_mistyped_fields_are_named(intake: httpx.AsyncClient) -> None:
+    r = await intake.post(
+        "/v1/events",
+        json={
+            "type": "service.completed",
+            "occurred_at": "2026-11-20T10:00:00Z",
+            "data": {"customer_id": "x"},
+        },
+    )
+    assert r.status_code == 422
+    fields = {e["field"] for e in r.json()["errors"]}
+    assert {"data.repair_order_id", "data.completed_at"} <= fields
+    r = await intake.post(
+        "/v1/events",
+        json={
+            "type": "customer.upserted",
+            "occurred_at": "2026-11-20T10:00:00Z",
+            "data": {"customer_id": 5, "name": ["x"]},
+        },
+    )
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} >= {"data.customer_id", "data.name"}
+    r = await intake.post("/v1/events", json={"type": "nonsense", "occurred_at": "x", "data": {}})
+    assert r.status_code == 422 and "type" in r.json()["error"]
+    r = await intake.post(
+        "/v1/events", json={**customer("c-tz"), "occurred_at": "2026-11-20T10:00:00"}
+    )
+    assert r.status_code == 422 and "occurred_at" in r.json()["error"]
+    r = await intake.post(
+        "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
+
+
+async def test_bad_key_is_401(running: System) -> None:
+    async with httpx.AsyncClient(base_url=running.services["intake"].url) as http:
+        assert (await http.post("/v1/events", json=customer("c"))).status_code == 401
+        bad = {"Authorization": "Bearer rk_0123456789abcdef_notthesecret"}
+        assert (await http.post("/v1/events", json=customer("c"), headers=bad)).status_code == 401
+        assert (await http.get("/v1/policy", headers=bad)).status_code == 401
+
+
+async def test_another_shops_ids_are_404(running: System, intake: httpx.AsyncClient) -> None:
+    assert (await intake.post("/v1/events", json=customer("c-mine"))).status_code == 202
+    _other_id, other_key = await running.create_shop("Other Shop")
+    async with httpx.AsyncClient(
+        base_url=running.services["intake"].url, headers=auth(other_key)
+    ) as other:
+        r = await other.post("/v1/events", json=completed("ro-x", "c-mine"))
+        assert r.status_code == 404 and "customer_id" in r.json()["error"]
+        assert (await other.get("/v1/customers/c-mine")).status_code == 404
+        r = await other.post(
+            "/v1/events",
+            json={
+                "type": "service.voided",
+                "occurred_at": "2026-11-20T10:00:00Z",
+                "data": {"repair_order_id": "ro-mine"},
+            },
+        )
+        assert r.status_code == 404
+    assert (await intake.get("/v1/customers/c-mine")).status_code == 200
+
+
+async def test_size_limits_are_413(intake: httpx.AsyncClient) -> None:
+    big_event = customer("c-big", notes="x" * (70 * 1024))
+    r = await intake.post("/v1/events", json=big_event)
+    assert r.status_code == 413 and "65536" in r.json()["error"]
+    huge = {"events": [customer(f"c{i}", notes="y" * 30_000) for i in range(40)]}
+    r = await intake.post("/v1/events/batch", json=huge)
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+    too_many = {"events": [customer(f"c{i}") for i in range(501)]}
+    r = await intake.post("/v1/events/batch", json=too_many)
+    assert r.status_code == 413 and "500" in r.json()["error"]
+
+
+async def test_batch_answers_each_event_in_order(
+    intake: httpx.AsyncClient, running: System, shop: tuple[str, str]
+) -> None:
+    good = customer("c-batch")
+    batch = {
+        "events": [
+            good,
+            {"type": "service.completed", "occurred_at": "2026-11-20T10:00:00Z", "data": {}},
+            completed("ro-batch", "c-batch"),
+            good,
+            customer("c-big2", notes="z" * (70 * 1024)),
+        ]
+    }
+    r = await intake.post("/v1/events/batch", json=batch)
+    assert r.status_code == 202, r.text
+    statuses = [x["status"] for x in r.json()["results"]]
+    assert statuses == ["accepted", "rejected", "accepted", "duplicate", "rejected"]
+    assert r.json()["results"][1]["code"] == 422
+    assert r.json()["results"][4]["code"] == 413
+    rows = await running.fetch(
+        "SELECT count(*) AS n FROM intake.outbox WHERE headers @> $1::jsonb",
+        f'[["shop_id", "{shop[0]}"], ["ce_subject", "c-batch"]]',
+    )
+    assert rows[0]["n"] == 2  # the customer and the visit, once each
+
+
+async def test_policy_is_validated_and_versioned(intake: httpx.AsyncClient) -> None:
+    current = (await intake.get("/v1/policy")).json()
+    assert current["policy"]["follow_up_delay"] == "PT48H"
+    assert current["policy"]["follow_up_max_attempts"] == 3
+    bad = {**current["policy"], "follow_up_delay": "soon"}
+    r = await intake.put("/v1/policy", json=bad)
+    assert r.status_code == 422 and "follow_up_delay" in r.json()["error"]
+    unknown = {**current["policy"], "colour": "red"}
+    r = await intake.put("/v1/policy", json=unknown)
+    assert r.status_code == 422 and "colour" in r.json()["error"]
+    r = await intake.put("/v1/policy", json={**current["policy"], "follow_up_max_attempts": 4})
+    assert r.status_code == 200
+    assert r.json()["version"] == current["version"] + 1
+    assert (await intake.get("/v1/policy")).json()["policy"]["follow_up_max_attempts"] == 4
+
+
+async def test_rate_limit_is_429_with_retry_after(running: System, shop: tuple[str, str]) -> None:
+    from harness import ServiceProcess, free_port
+
+    slow = ServiceProcess(
+        "intake",
+        free_port(),
+        running.env(INTAKE_RATE_PER_SECOND="1", INTAKE_RATE_BURST="2", RUN_WORKERS="0"),
+        running.workdir / "intake-ratelimited.log",
+    )
+    slow.start()
+    try:
+        slow.wait_healthy()
+        async with httpx.AsyncClient(base_url=slow.url, headers=auth(shop[1])) as http:
+            codes = [
+                (await http.post("/v1/events", json=customer("c-rate"))).status_code
+                for _ in range(3)
+            ]
+            assert codes == [202, 202, 429]
+            limited = await http.post("/v1/events", json=customer("c-rate"))
+            assert limited.status_code == 429
+            assert int(limited.headers["retry-after"]) >= 1
+    finally:
+        slow.kill()
