@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from regulars_events.consumer import EventConsumer, Handler
@@ -100,6 +101,17 @@ class _HttpMetrics:
             metrics.HTTP_LATENCY.labels(self.service, name).observe(time.perf_counter() - started)
 
 
+async def _validation_problem(_request: Request, exc: Exception) -> Response:
+    """422 in the same shape as every other error: a message naming each bad field."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        errors.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", ""))})
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return JSONResponse({"error": message, "errors": errors}, status_code=422)
+
+
 def create_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -134,6 +146,7 @@ def create_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.add_middleware(_HttpMetrics, service=definition.name)
+    app.add_exception_handler(RequestValidationError, _validation_problem)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -20,11 +20,11 @@ def migrations() -> list[Migration]:
     return service_migrations("regulars_followup", NAME)
 
 
-async def _on_start(ctx: ServiceContext) -> None:
-    ctx.extras["keys"] = KeyRing(ctx.pool)
-
-
 def definition(clock: Clock = system_clock) -> ServiceDefinition:
+    async def _on_start(ctx: ServiceContext) -> None:
+        ctx.extras["keys"] = KeyRing(ctx.pool)
+        ctx.extras["clock"] = clock
+
     return ServiceDefinition(
         name=NAME,
         title="Regulars followup",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from regulars_events.catalogue import (
     CustomerUpserted,
+    FollowUpAttempted,
     FollowUpCancelled,
+    FollowUpCompleted,
+    FollowUpMissed,
     FollowUpScheduled,
     ServiceCompleted,
     ServiceReopened,
@@ -23,6 +27,7 @@ from regulars_runtime.shop_directory import apply_shop_event, is_shop_event, pol
 from regulars_runtime.unit_of_work import UnitOfWork
 
 from .adapters.repository import FollowUpRepository
+from .domain.attempts import Attempt, AttemptResult, record_attempt
 from .domain.tasks import OPEN_STATUSES, TaskStatus, call_script, plan_follow_up
 
 SCHEMA = "followup"
@@ -138,6 +143,71 @@ async def on_service_reopened(
     event: ServiceReopened, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
 ) -> None:
     await _cancel(uuid.UUID(envelope.shop_id), event.repair_order_id, "reopened", uow)
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+async def record_call_attempt(
+    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, task_id: uuid.UUID, attempt: Attempt
+) -> AttemptResult:
+    """Staff recorded a call: keep it, and complete or miss the task when that follows."""
+    task = await uow.repo.task(shop_id, task_id)
+    if task is None:
+        raise UnknownTask(f"no follow-up {task_id} in this shop")
+    known = await policy_for(uow.conn, shop_id)
+    max_attempts = known[1].follow_up_max_attempts if known else 3
+    result = record_attempt(task["status"], task["attempts"], max_attempts, attempt)
+    await uow.repo.add_attempt(task_id, shop_id, result.number, attempt)
+    ids = {
+        "task_id": str(task_id),
+        "customer_id": task["customer_id"],
+        "repair_order_id": task["repair_order_id"],
+    }
+    uow.emit(
+        FollowUpAttempted(
+            **ids,
+            attempt=result.number,
+            outcome=attempt.outcome.value,
+            by=attempt.by,
+            at=attempt.at,
+        ),
+        shop_id=shop_id,
+    )
+    if result.status is TaskStatus.COMPLETED:
+        await uow.repo.set_task_status(task_id, result.status.value, "reached")
+        assert attempt.satisfied is not None
+        uow.emit(
+            FollowUpCompleted(
+                **ids,
+                assignee=task["assignee"],
+                satisfied=attempt.satisfied,
+                score=attempt.score,
+                notes=attempt.notes,
+                completed_at=attempt.at,
+            ),
+            shop_id=shop_id,
+        )
+    elif result.status is TaskStatus.MISSED:
+        await miss(uow, shop_id, task, "max_attempts", attempt.at)
+    return result
+
+
+async def miss(
+    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, task: Any, reason: str, at: datetime
+) -> None:
+    await uow.repo.set_task_status(task["id"], TaskStatus.MISSED.value, reason)
+    uow.emit(
+        FollowUpMissed(
+            task_id=str(task["id"]),
+            customer_id=task["customer_id"],
+            repair_order_id=task["repair_order_id"],
+            reason=reason,
+            missed_at=at,
+        ),
+        shop_id=shop_id,
+    )
 
 
 HANDLERS: dict[str, EventHandler] = {

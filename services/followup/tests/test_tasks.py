@@ -59,3 +59,52 @@ def test_call_script_names_customer_unit_and_work() -> None:
     assert anonymous["customer"] == "the customer" and "the recent service" in " ".join(
         anonymous["lines"]
     )
+
+
+# --- attempts --------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+from regulars_followup.domain.attempts import (  # noqa: E402
+    Attempt,
+    AttemptOutcome,
+    TaskFinished,
+    record_attempt,
+)
+
+AT = datetime(2026, 11, 23, 10, 0, tzinfo=NY)
+
+
+def test_reached_completes_the_task() -> None:
+    result = record_attempt("scheduled", 0, 3, Attempt(AttemptOutcome.REACHED, AT, satisfied=False))
+    assert (result.number, result.status) == (1, "completed")
+
+
+def test_reached_needs_satisfied() -> None:
+    with pytest.raises(ValueError, match="satisfied"):
+        record_attempt("scheduled", 0, 3, Attempt(AttemptOutcome.REACHED, AT))
+
+
+@pytest.mark.parametrize(
+    "outcome", [AttemptOutcome.NO_ANSWER, AttemptOutcome.VOICEMAIL, AttemptOutcome.WRONG_NUMBER]
+)
+def test_third_unanswered_attempt_misses_the_task(outcome: AttemptOutcome) -> None:
+    assert record_attempt("scheduled", 0, 3, Attempt(outcome, AT)).status == "scheduled"
+    assert record_attempt("scheduled", 1, 3, Attempt(outcome, AT)).status == "scheduled"
+    third = record_attempt("scheduled", 2, 3, Attempt(outcome, AT))
+    assert (third.number, third.status, third.missed_reason) == (3, "missed", "max_attempts")
+
+
+def test_max_attempts_follows_the_policy() -> None:
+    assert (
+        record_attempt("scheduled", 0, 1, Attempt(AttemptOutcome.NO_ANSWER, AT)).status == "missed"
+    )
+    assert (
+        record_attempt("scheduled", 2, 5, Attempt(AttemptOutcome.NO_ANSWER, AT)).status
+        == "scheduled"
+    )
+
+
+@pytest.mark.parametrize("status", ["completed", "missed", "cancelled"])
+def test_a_finished_task_takes_no_attempt(status: str) -> None:
+    with pytest.raises(TaskFinished):
+        record_attempt(status, 1, 3, Attempt(AttemptOutcome.NO_ANSWER, AT))

@@ -129,6 +129,46 @@ class FollowUpRepository:
             script,
         )
 
+    async def task(self, shop_id: uuid.UUID, task_id: uuid.UUID) -> asyncpg.Record | None:
+        """The shop's task, locked for the change about to be made to it."""
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM follow_up_tasks WHERE id = $1 AND shop_id = $2 FOR UPDATE",
+            task_id,
+            shop_id,
+        )
+        return row
+
+    async def add_attempt(
+        self, task_id: uuid.UUID, shop_id: uuid.UUID, number: int, a: Any
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO follow_up_attempts (task_id, number, shop_id, outcome, satisfied, score,"
+            " notes, by_staff, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            task_id,
+            number,
+            shop_id,
+            str(a.outcome),
+            a.satisfied,
+            a.score,
+            a.notes,
+            a.by,
+            a.at,
+        )
+        await self.conn.execute(
+            "UPDATE follow_up_tasks SET attempts = $2, updated_at = now() WHERE id = $1",
+            task_id,
+            number,
+        )
+
+    async def attempts(self, task_id: uuid.UUID) -> list[asyncpg.Record]:
+        return list(
+            await self.conn.fetch(
+                "SELECT number, outcome, satisfied, score, notes, by_staff, at"
+                " FROM follow_up_attempts WHERE task_id = $1 ORDER BY number",
+                task_id,
+            )
+        )
+
     async def list_tasks(
         self,
         shop_id: uuid.UUID,

@@ -9,10 +9,15 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from regulars_runtime.http import Problem, context, json_response, page_limit, shop_of
+from regulars_runtime.unit_of_work import unit_of_work
 
+from .. import handlers
 from ..adapters.repository import FollowUpRepository
+from ..domain.attempts import Attempt, AttemptOutcome, TaskFinished
 from ..domain.tasks import TaskStatus
+from ..handlers import SCHEMA, FollowUpUnitOfWork
 
 router = APIRouter()
 
@@ -82,3 +87,53 @@ async def list_followups(
     rows = rows[:size]
     next_cursor = _encode_cursor(rows[-1]["due_at"], rows[-1]["id"]) if more else None
     return json_response({"items": [_task(r) for r in rows], "next_cursor": next_cursor})
+
+
+class AttemptBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: AttemptOutcome = Field(description="reached, no_answer, voicemail or wrong_number")
+    satisfied: bool | None = Field(None, description="required when reached")
+    score: int | None = Field(None, ge=0, le=10)
+    notes: str | None = Field(None, max_length=10_000)
+    by: str | None = Field(None, max_length=200, description="the staff id who called")
+
+    @model_validator(mode="after")
+    def _reached_needs_satisfied(self) -> AttemptBody:
+        if self.outcome is AttemptOutcome.REACHED and self.satisfied is None:
+            raise ValueError("satisfied is required when the outcome is reached")
+        if self.outcome is not AttemptOutcome.REACHED and (
+            self.satisfied is not None or self.score is not None
+        ):
+            raise ValueError("satisfied and score are only for a reached customer")
+        return self
+
+
+@router.post(
+    "/v1/followups/{task_id}/attempts",
+    status_code=201,
+    tags=["follow-ups"],
+    summary="Record a call attempt (reached completes the task; the last unanswered misses it)",
+    responses={401: {}, 404: {}, 409: {}, 422: {}},
+)
+async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Response:
+    shop = await shop_of(request)
+    try:
+        tid = uuid.UUID(task_id)
+    except ValueError:
+        raise Problem(404, f"no follow-up {task_id[:60]!r} in this shop") from None
+    now = context(request).extras["clock"]()
+    attempt = Attempt(body.outcome, now, body.satisfied, body.score, body.notes, body.by)
+    try:
+        async with unit_of_work(context(request).pool, FollowUpUnitOfWork, schema=SCHEMA) as uow:
+            result = await handlers.record_call_attempt(uow, shop, tid, attempt)
+            row = await uow.repo.task(shop, tid)
+            history = await uow.repo.attempts(tid)
+    except handlers.UnknownTask as exc:
+        raise Problem(404, str(exc)) from None
+    except TaskFinished as exc:
+        raise Problem(409, str(exc)) from None
+    assert row is not None
+    task = _task(row)
+    task["history"] = [{**dict(a), "at": a["at"].isoformat()} for a in history]
+    return json_response({"attempt": result.number, "task": task}, 201)
