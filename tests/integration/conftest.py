@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Broker, System, start_postgres, workdir
+from harness import Broker, MailSink, SmsSink, System, start_postgres, workdir
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +26,14 @@ def system() -> Iterator[System]:
         broker = Broker(wd)
         broker.start()
         bootstrap = broker.bootstrap
-    sys_ = System(database_url, broker, bootstrap, wd)
+    sys_ = System(database_url, broker, bootstrap, wd, MailSink(), SmsSink(wd))
     try:
         yield sys_
     finally:
         sys_.stop_all()
+        assert sys_.mail and sys_.sms
+        sys_.mail.stop()
+        sys_.sms.stop()
         if broker:
             broker.kill()
         if pg is not None:

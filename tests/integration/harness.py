@@ -134,12 +134,86 @@ class ServiceProcess:
         )
 
 
+class MailSink:
+    """A real SMTP server (aiosmtpd) keeping what it receives, in memory, for assertions."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        sink = self
+
+        class Keep:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                import email
+                from email import policy
+
+                msg = email.message_from_bytes(envelope.content, policy=policy.default)
+                sink.messages.append(msg)
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Keep(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def to(self, address: str) -> list[Any]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class SmsSink:
+    """The SMS gateway's HTTP boundary: the local Twilio-compatible stand-in, as a process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.folder = workdir / "sms"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "regulars_cli.sms_sink",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_port(self.port, 15):
+            raise RuntimeError("SMS sink did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def to(self, number: str) -> list[dict[str, Any]]:
+        found = []
+        for path in sorted(self.folder.glob("*.json")) if self.folder.exists() else []:
+            record = json.loads(path.read_text())
+            if record["to"] == number:
+                found.append(record)
+        return found
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
 @dataclass
 class System:
     database_url: str
     broker: Broker | None
     bootstrap: str
     workdir: Path
+    mail: MailSink | None = None
+    sms: SmsSink | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -151,6 +225,8 @@ class System:
             "LOG_LEVEL": "INFO",
             "INTAKE_RATE_PER_SECOND": "100000",
             "INTAKE_RATE_BURST": "100000",
+            **({"SMTP_URL": self.mail.url} if self.mail else {}),
+            **({"SMS_API_URL": self.sms.url} if self.sms else {}),
             **extra,
         }
 

@@ -143,6 +143,8 @@ class Launcher:
         }
         kafka_port = int(os.environ.get("REGULARS_KAFKA_PORT", "9092"))
         smtp_port = int(os.environ.get("REGULARS_SMTP_PORT", "8025"))
+        sms_port = int(os.environ.get("REGULARS_SMS_PORT", "8026"))
+        external_sms = os.environ.get("SMS_API_URL")
         external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         external_db = os.environ.get("DATABASE_URL")
         external_smtp = os.environ.get("SMTP_URL")
@@ -151,6 +153,8 @@ class Launcher:
             wanted.append(kafka_port)
         if not external_smtp:
             wanted.append(smtp_port)
+        if not external_sms:
+            wanted.append(sms_port)
         busy = [p for p in wanted if not port_free(p)]
         if busy:
             print(
@@ -221,7 +225,27 @@ class Launcher:
                         logs / "smtp.log",
                     )
                 )
-            base_env.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SMTP_URL": smtp_url})
+            sms_url = external_sms or f"http://127.0.0.1:{sms_port}"
+            if not external_sms:
+                self._start(
+                    Child(
+                        "sms",
+                        [
+                            python,
+                            "-m",
+                            "regulars_cli.sms_sink",
+                            "--port",
+                            str(sms_port),
+                            "--dir",
+                            str(self.data / "sms"),
+                        ],
+                        dict(base_env),
+                        logs / "sms.log",
+                    )
+                )
+            base_env.update(
+                {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SMTP_URL": smtp_url, "SMS_API_URL": sms_url}
+            )
             urls = {}
             for name in SERVICES:
                 env = {**base_env, "PORT": str(ports[name])}
@@ -270,6 +294,7 @@ class Launcher:
             self.say(f"  {name:<9} {url}   docs: {url}/docs")
         self.say(f"  kafka     {bootstrap}")
         self.say(f"  smtp      {smtp}   (mail kept in {self.data / 'mail'})")
+        self.say(f"  sms       local gateway stand-in (texts kept in {self.data / 'sms'})")
         self.say(f"  logs      {logs}")
         self.say("")
         self.say("Create a shop and its API key:")

@@ -31,3 +31,9 @@ BROKER_CHANGES = Counter(
     "Times the relay saw a new Kafka cluster and re-published its retained outbox",
     ["service"],
 )
+TIMER_LAG = Histogram(
+    "regulars_timer_lag_seconds",
+    "How late a durable timer fired after its moment",
+    ["service"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30),
+)

@@ -458,6 +458,19 @@ class StaffMember(BaseModel):
     phone: Annotated[str | None, AfterValidator(_check_phone)] = None
 
 
+class ShopContact(BaseModel):
+    """How customers reach the shop: in HELP replies (CTIA) and commercial email (CAN-SPAM
+    needs the postal address)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str | None, Field(max_length=200)] = None
+    phone: Annotated[str | None, AfterValidator(_check_phone)] = None
+    email: Annotated[str | None, AfterValidator(_check_email)] = None
+    postal_address: Annotated[str | None, Field(max_length=500)] = None
+    review_url: Annotated[str | None, Field(max_length=2000, pattern=r"^https?://")] = None
+
+
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -537,6 +550,10 @@ class Policy(BaseModel):
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
     channels: Channels = Field(default_factory=Channels)
     staff: list[StaffMember] = Field(default_factory=list)
+    contact: ShopContact = Field(
+        default_factory=ShopContact,
+        description="the shop's name, phone, email, postal address and public review link",
+    )
 
     @field_validator("staff")
     @classmethod

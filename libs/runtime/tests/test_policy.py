@@ -37,6 +37,13 @@ DEFAULTS: dict[str, Any] = {
     "lost_after": "P730D",
     "channels": {"sms": "on", "email": "on"},
     "staff": [],
+    "contact": {
+        "name": None,
+        "phone": None,
+        "email": None,
+        "postal_address": None,
+        "review_url": None,
+    },
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 from regulars_runtime.auth import KeyRing
 from regulars_runtime.clock import Clock, system_clock
@@ -33,7 +35,9 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition:
         ),
         routers=[],
         consumes=handlers.TOPICS,
-        handle=handlers.message_bus(clock),
+        handle=handlers.message_bus(
+            clock, os.environ.get("FEEDBACK_PUBLIC_URL", "http://127.0.0.1:8003")
+        ),
         handles_type=handlers.handles,
         on_start=_on_start,
     )

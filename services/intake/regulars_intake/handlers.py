@@ -61,8 +61,9 @@ class NewShop:
 
 
 async def create_shop(uow: IntakeUnitOfWork, name: str, timezone: str) -> NewShop:
+    defaults = Policy.defaults().model_dump(mode="json")
     policy = Policy.model_validate(
-        {**Policy.defaults().model_dump(mode="json"), "timezone": timezone}
+        {**defaults, "timezone": timezone, "contact": {**defaults["contact"], "name": name}}
     )
     shop_id = uuid.uuid4()
     await uow.repo.add_shop(shop_id, name)

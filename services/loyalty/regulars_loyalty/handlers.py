@@ -12,6 +12,8 @@ from regulars_runtime.clock import Clock
 from regulars_runtime.shop_directory import apply_shop_event, is_shop_event
 from regulars_runtime.unit_of_work import UnitOfWork
 
+from .adapters.repository import LoyaltyRepository
+
 SCHEMA = "loyalty"
 TOPICS: list[str] = [f"regulars.{family}" for family in FAMILIES]
 
@@ -19,22 +21,7 @@ TOPICS: list[str] = [f"regulars.{family}" for family in FAMILIES]
 class LoyaltyUnitOfWork(UnitOfWork):
     def __init__(self, conn: asyncpg.Connection, *, schema: str = SCHEMA, **kw: Any) -> None:
         super().__init__(conn, schema=schema, **kw)
-
-
-async def record_timeline(envelope: Envelope, uow: LoyaltyUnitOfWork) -> None:
-    """Every event about a customer, kept in the order it happened."""
-    if envelope.subject is None:
-        return
-    await uow.conn.execute(
-        "INSERT INTO timeline (shop_id, customer_id, event_id, type, occurred_at, data)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-        envelope.shop_id,
-        envelope.subject,
-        envelope.id,
-        envelope.type,
-        envelope.time,
-        envelope.data,
-    )
+        self.repo = LoyaltyRepository(conn)
 
 
 def handles(event_type: str) -> bool:
@@ -47,7 +34,8 @@ def message_bus(clock: Clock) -> Callable[[Envelope, asyncpg.Connection], Awaita
             await apply_shop_event(envelope, conn)
             return
         uow = LoyaltyUnitOfWork(conn, cause=envelope)
-        await record_timeline(envelope, uow)
+        if envelope.subject is not None:
+            await uow.repo.add_to_timeline(envelope)
         await uow.flush()
 
     return handle

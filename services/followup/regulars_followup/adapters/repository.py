@@ -28,6 +28,14 @@ class FollowUpRepository:
             data.get("timezone"),
         )
 
+    async def contact(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT name, phone, email FROM customers WHERE shop_id = $1 AND customer_id = $2",
+            shop_id,
+            customer_id,
+        )
+        return row
+
     async def customer_name(self, shop_id: uuid.UUID, customer_id: str) -> str | None:
         name: str | None = await self.conn.fetchval(
             "SELECT name FROM customers WHERE shop_id = $1 AND customer_id = $2",
@@ -129,6 +137,12 @@ class FollowUpRepository:
             script,
         )
 
+    async def task_by_id(self, task_id: uuid.UUID) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM follow_up_tasks WHERE id = $1 FOR UPDATE", task_id
+        )
+        return row
+
     async def task(self, shop_id: uuid.UUID, task_id: uuid.UUID) -> asyncpg.Record | None:
         """The shop's task, locked for the change about to be made to it."""
         row: asyncpg.Record | None = await self.conn.fetchrow(
@@ -168,6 +182,170 @@ class FollowUpRepository:
                 task_id,
             )
         )
+
+    # --- consent ledger ----------------------------------------------------------------
+    async def customer(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM customers WHERE shop_id = $1 AND customer_id = $2 FOR UPDATE",
+            shop_id,
+            customer_id,
+        )
+        return row
+
+    async def record_consent(
+        self,
+        shop_id: uuid.UUID,
+        customer_id: str,
+        change: Any,
+        event_id: uuid.UUID | None,
+        at: datetime,
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO consent_ledger (shop_id, customer_id, channel, granted, source, text,"
+            " event_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            shop_id,
+            customer_id,
+            change.channel,
+            change.granted,
+            change.source,
+            change.text,
+            event_id,
+            at,
+        )
+        await self.conn.execute(
+            "UPDATE customers SET consent = consent || jsonb_build_object($3::text, $4::boolean),"
+            " sms_opted_out_at = CASE WHEN $3 = 'sms' AND NOT $4 THEN $5 ELSE sms_opted_out_at END,"
+            " awaiting_opt_out_answer = CASE WHEN $3 = 'sms' THEN NOT $4"
+            "   ELSE awaiting_opt_out_answer END"
+            " WHERE shop_id = $1 AND customer_id = $2",
+            shop_id,
+            customer_id,
+            change.channel,
+            change.granted,
+            at,
+        )
+
+    async def consent_history(self, shop_id: uuid.UUID, customer_id: str) -> list[asyncpg.Record]:
+        return list(
+            await self.conn.fetch(
+                "SELECT channel, granted, source, text, at FROM consent_ledger"
+                " WHERE shop_id = $1 AND customer_id = $2 ORDER BY id",
+                shop_id,
+                customer_id,
+            )
+        )
+
+    # --- messages --------------------------------------------------------------------
+    async def add_message(self, m: dict[str, Any]) -> bool:
+        """False when this purpose already has its message: never the same message twice."""
+        added = await self.conn.fetchval(
+            "INSERT INTO messages (id, shop_id, customer_id, purpose, kind, channel, priority,"
+            " status, reason, send_at, link, repair_order_id, context)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            " ON CONFLICT (shop_id, customer_id, purpose) DO NOTHING RETURNING true",
+            m["id"],
+            m["shop_id"],
+            m["customer_id"],
+            m["purpose"],
+            m["kind"],
+            m["channel"],
+            m["priority"],
+            m["status"],
+            m["reason"],
+            m["send_at"],
+            m.get("link"),
+            m.get("repair_order_id"),
+            m.get("context") or {},
+        )
+        return bool(added)
+
+    async def message(self, message_id: uuid.UUID) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM messages WHERE id = $1 FOR UPDATE", message_id
+        )
+        return row
+
+    async def set_message(self, message_id: uuid.UUID, **fields: Any) -> None:
+        allowed = {"status", "reason", "send_at", "channel", "provider_id", "sent_at", "attempts"}
+        assert set(fields) <= allowed, fields
+        names = sorted(fields)
+        assignments = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
+        await self.conn.execute(
+            f"UPDATE messages SET {assignments}, updated_at = now() WHERE id = $1",
+            message_id,
+            *(fields[n] for n in names),
+        )
+
+    async def budget_facts(
+        self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime
+    ) -> asyncpg.Record:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT"
+            " (SELECT max(sent_at) FROM messages WHERE shop_id = $1 AND customer_id = $2"
+            "   AND priority = 2 AND sent_at IS NOT NULL) AS last_marketing_at,"
+            " (SELECT count(*) FROM messages WHERE shop_id = $1 AND customer_id = $2"
+            "   AND channel = 'sms' AND sent_at >= $3) AS sms_last_24h,"
+            " EXISTS (SELECT 1 FROM open_recovery_cases WHERE shop_id = $1 AND customer_id = $2)"
+            "   AS open_case",
+            shop_id,
+            customer_id,
+            since_24h,
+        )
+        assert row is not None
+        return row
+
+    async def last_visit(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM visits WHERE shop_id = $1 AND customer_id = $2 AND status = 'completed'"
+            " ORDER BY completed_at DESC LIMIT 1",
+            shop_id,
+            customer_id,
+        )
+        return row
+
+    async def claim_due_messages(self, limit: int) -> list[asyncpg.Record]:
+        """Due messages, claimed: marked 'sending' (committed by the caller before sending)."""
+        return list(
+            await self.conn.fetch(
+                "UPDATE messages SET status = 'sending', attempts = attempts + 1,"
+                " updated_at = now() WHERE id IN (SELECT id FROM messages WHERE status = 'due'"
+                " ORDER BY priority, send_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
+                limit,
+            )
+        )
+
+    async def interrupted_messages(self, older_than: datetime) -> list[asyncpg.Record]:
+        return list(
+            await self.conn.fetch(
+                "SELECT * FROM messages WHERE status = 'sending' AND updated_at < $1"
+                " FOR UPDATE SKIP LOCKED",
+                older_than,
+            )
+        )
+
+    async def list_messages(
+        self, shop_id: uuid.UUID, customer_id: str | None, limit: int
+    ) -> list[asyncpg.Record]:
+        return list(
+            await self.conn.fetch(
+                "SELECT id, customer_id, channel, kind, purpose, status, reason, send_at,"
+                " sent_at, repair_order_id, created_at FROM messages WHERE shop_id = $1"
+                " AND ($2::text IS NULL OR customer_id = $2) ORDER BY created_at DESC LIMIT $3",
+                shop_id,
+                customer_id,
+                limit,
+            )
+        )
+
+    async def message_by_unsubscribe_token(self, token: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            "SELECT * FROM messages WHERE context->>'unsubscribe_token' = $1", token
+        )
+        return row
+
+    async def notify(self, channel: str) -> None:
+        """A wake-up for a worker LISTENing on ``channel``, delivered at commit."""
+        await self.conn.execute(f"NOTIFY {channel}")
 
     async def list_tasks(
         self,

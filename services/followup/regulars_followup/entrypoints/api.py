@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import html
 import uuid
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from regulars_runtime.http import Problem, context, json_response, page_limit, shop_of
 from regulars_runtime.unit_of_work import unit_of_work
@@ -126,10 +127,10 @@ async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Res
     attempt = Attempt(body.outcome, now, body.satisfied, body.score, body.notes, body.by)
     try:
         async with unit_of_work(context(request).pool, FollowUpUnitOfWork, schema=SCHEMA) as uow:
-            result = await handlers.record_call_attempt(uow, shop, tid, attempt)
+            result = await handlers.tasks.record_call_attempt(uow, shop, tid, attempt)
             row = await uow.repo.task(shop, tid)
             history = await uow.repo.attempts(tid)
-    except handlers.UnknownTask as exc:
+    except handlers.tasks.UnknownTask as exc:
         raise Problem(404, str(exc)) from None
     except TaskFinished as exc:
         raise Problem(409, str(exc)) from None
@@ -137,3 +138,75 @@ async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Res
     task = _task(row)
     task["history"] = [{**dict(a), "at": a["at"].isoformat()} for a in history]
     return json_response({"attempt": result.number, "task": task}, 201)
+
+
+def _message(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "customer_id": row["customer_id"],
+        "channel": row["channel"],
+        "kind": row["kind"],
+        "purpose": row["purpose"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "send_at": row["send_at"].isoformat() if row["send_at"] else None,
+        "sent_at": row["sent_at"].isoformat() if row["sent_at"] else None,
+        "repair_order_id": row["repair_order_id"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+@router.get(
+    "/v1/messages", tags=["messages"], summary="Messages to the shop's customers, newest first"
+)
+async def list_messages(
+    request: Request,
+    customer_id: str | None = Query(None, max_length=200),
+    limit: str | None = Query(None, description="1 to 1000, default 100"),
+) -> Response:
+    shop = await shop_of(request)
+    size = page_limit(limit)
+    async with context(request).pool.acquire() as conn:
+        rows = await FollowUpRepository(conn).list_messages(shop, customer_id, size)
+    return json_response({"items": [_message(r) for r in rows]})
+
+
+_UNSUBSCRIBED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Unsubscribed</title>
+</head><body style="font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto;
+padding: 0 1rem"><h1>You are unsubscribed</h1><p>{shop} will send you no more email.
+Messages about a repair you have open may still reach you by phone.</p></body></html>"""
+
+_CONFIRM = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Unsubscribe</title>
+</head><body style="font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto;
+padding: 0 1rem"><h1>Unsubscribe from email?</h1><form method="post">
+<button type="submit" style="font-size: 1.1rem; padding: .6rem 1.2rem">Unsubscribe</button>
+</form></body></html>"""
+
+
+@router.get(
+    "/u/{token}",
+    tags=["messages"],
+    summary="Unsubscribe page (link in every email)",
+    response_class=HTMLResponse,
+)
+async def unsubscribe_page(request: Request, token: str) -> Response:
+    # A GET only shows the button: mail scanners follow links, and must not unsubscribe.
+    return HTMLResponse(_CONFIRM)
+
+
+@router.post(
+    "/u/{token}",
+    tags=["messages"],
+    summary="Unsubscribe (RFC 8058 one-click)",
+    response_class=HTMLResponse,
+)
+async def unsubscribe(request: Request, token: str) -> Response:
+    async with unit_of_work(context(request).pool, FollowUpUnitOfWork, schema=SCHEMA) as uow:
+        shop = await handlers.outreach.unsubscribe(
+            uow, context(request).extras["clock"], token[:200]
+        )
+    if shop is None:
+        return HTMLResponse("<h1>This unsubscribe link is not known</h1>", status_code=404)
+    return HTMLResponse(_UNSUBSCRIBED.format(shop=html.escape(shop)))

@@ -1,15 +1,12 @@
-"""followup's reactions to events. Every write of followup's state happens here."""
+"""Follow-up call tasks: scheduled from visits, cancelled by voids, worked by staff."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 from regulars_events.catalogue import (
-    CustomerUpserted,
     FollowUpAttempted,
     FollowUpCancelled,
     FollowUpCompleted,
@@ -19,44 +16,22 @@ from regulars_events.catalogue import (
     ServiceReopened,
     ServiceVoided,
 )
-from regulars_events.consumer import RetryLater
 from regulars_events.envelope import Envelope
+from regulars_runtime import timers
 from regulars_runtime.clock import Clock
 from regulars_runtime.policy import parse_duration
-from regulars_runtime.shop_directory import apply_shop_event, is_shop_event, policy_for
-from regulars_runtime.unit_of_work import UnitOfWork
+from regulars_runtime.shop_directory import policy_for
 
-from .adapters.repository import FollowUpRepository
-from .domain.attempts import Attempt, AttemptResult, record_attempt
-from .domain.tasks import OPEN_STATUSES, TaskStatus, call_script, plan_follow_up
-
-SCHEMA = "followup"
-
-
-class FollowUpUnitOfWork(UnitOfWork):
-    def __init__(self, conn: asyncpg.Connection, *, schema: str = SCHEMA, **kw: Any) -> None:
-        super().__init__(conn, schema=schema, **kw)
-        self.repo = FollowUpRepository(conn)
-
-
-EventHandler = Callable[[Any, Envelope, FollowUpUnitOfWork, Clock], Awaitable[None]]
-
-
-async def on_customer_upserted(
-    event: CustomerUpserted, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
-) -> None:
-    await uow.repo.upsert_customer(uuid.UUID(envelope.shop_id), event.model_dump(mode="json"))
+from ..domain.attempts import Attempt, AttemptResult, record_attempt
+from ..domain.tasks import OPEN_STATUSES, TaskStatus, call_script, plan_follow_up
+from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
 
 
 async def on_service_completed(
     event: ServiceCompleted, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
 ) -> None:
     shop_id = uuid.UUID(envelope.shop_id)
-    known = await policy_for(uow.conn, shop_id)
-    if known is None:
-        # The shop's policy travels on another topic and may not be here yet.
-        raise RetryLater(f"no policy yet for shop {shop_id}")
-    version, policy = known
+    version, policy = await shop_policy(uow, shop_id)
     data = event.model_dump(mode="json")
     added = await uow.repo.add_visit(
         shop_id, event.repair_order_id, event.customer_id, event.completed_at, data, envelope.id
@@ -98,6 +73,14 @@ async def on_service_completed(
                 "policy_version": version,
             }
         )
+    await _miss_unless_attempted(
+        uow,
+        shop_id,
+        task_id,
+        0,
+        plan.due_at,
+        plan.due_at + parse_duration(policy.follow_up_missed_after),
+    )
     uow.emit(
         FollowUpScheduled(
             task_id=str(task_id),
@@ -191,7 +174,52 @@ async def record_call_attempt(
         )
     elif result.status is TaskStatus.MISSED:
         await miss(uow, shop_id, task, "max_attempts", attempt.at)
+    else:
+        # Staff are still trying: the task is missed only if they then stop trying.
+        missed_after = (
+            parse_duration(known[1].follow_up_missed_after) if known else timedelta(hours=24)
+        )
+        await _miss_unless_attempted(
+            uow, shop_id, task_id, result.number, task["due_at"], attempt.at + missed_after
+        )
     return result
+
+
+FOLLOW_UP_MISSED = "followup.missed"
+
+
+async def _miss_unless_attempted(
+    uow: FollowUpUnitOfWork,
+    shop_id: uuid.UUID,
+    task_id: uuid.UUID,
+    attempts: int,
+    due_at: datetime,
+    at: datetime,
+) -> None:
+    """Miss the task at ``at`` if by then it still has ``attempts`` and the same due time
+    (a reopened-and-completed visit gets a new due time, so an older timer stands down)."""
+    await timers.schedule(
+        uow.conn,
+        key=f"{FOLLOW_UP_MISSED}:{task_id}:{attempts}:{at.isoformat()}",
+        kind=FOLLOW_UP_MISSED,
+        shop_id=shop_id,
+        fire_at=at,
+        payload={"task_id": str(task_id), "attempts": attempts, "due_at": due_at.isoformat()},
+        schema=SCHEMA,
+    )
+
+
+async def on_missed_timer(uow: FollowUpUnitOfWork, clock: Clock, payload: dict[str, Any]) -> None:
+    """No attempt was recorded in time: the follow-up is missed (unless it moved on)."""
+    task = await uow.repo.task_by_id(uuid.UUID(payload["task_id"]))
+    if (
+        task is None
+        or task["status"] != TaskStatus.SCHEDULED
+        or task["attempts"] != payload["attempts"]
+        or task["due_at"] != datetime.fromisoformat(payload["due_at"])
+    ):
+        return  # completed, cancelled, or an attempt since: a later timer governs it
+    await miss(uow, task["shop_id"], task, "no_attempt_in_time", clock())
 
 
 async def miss(
@@ -208,31 +236,3 @@ async def miss(
         ),
         shop_id=shop_id,
     )
-
-
-HANDLERS: dict[str, EventHandler] = {
-    CustomerUpserted.type: on_customer_upserted,
-    ServiceCompleted.type: on_service_completed,
-    ServiceVoided.type: on_service_voided,
-    ServiceReopened.type: on_service_reopened,
-}
-
-TOPICS = ["regulars.shop", "regulars.customer", "regulars.service"]
-
-
-def handles(event_type: str) -> bool:
-    return event_type in HANDLERS or is_shop_event(event_type)
-
-
-def message_bus(clock: Clock) -> Callable[[Envelope, asyncpg.Connection], Awaitable[None]]:
-    """The consumer's handler: dispatches an event to its handler in one unit of work."""
-
-    async def handle(envelope: Envelope, conn: asyncpg.Connection) -> None:
-        if is_shop_event(envelope.type):
-            await apply_shop_event(envelope, conn)
-            return
-        uow = FollowUpUnitOfWork(conn, cause=envelope)
-        await HANDLERS[envelope.type](envelope.event(), envelope, uow, clock)
-        await uow.flush()
-
-    return handle

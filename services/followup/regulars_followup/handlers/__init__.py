@@ -1,0 +1,87 @@
+"""followup's reactions to events and timers: the message bus that routes them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from regulars_events.catalogue import (
+    ConsentChanged,
+    CustomerReplied,
+    CustomerUpserted,
+    ServiceCompleted,
+    ServiceReopened,
+    ServiceVoided,
+    SurveyRequested,
+)
+from regulars_events.envelope import Envelope
+from regulars_runtime.clock import Clock
+from regulars_runtime.shop_directory import apply_shop_event, is_shop_event
+from regulars_runtime.timers import Timer
+
+from . import outreach, tasks
+from .base import SCHEMA, EventHandler, FollowUpUnitOfWork
+
+HANDLERS: dict[str, EventHandler] = {
+    CustomerUpserted.type: outreach.on_customer_upserted,
+    ConsentChanged.type: outreach.on_consent_changed,
+    CustomerReplied.type: outreach.on_customer_replied,
+    ServiceCompleted.type: tasks.on_service_completed,
+    ServiceVoided.type: tasks.on_service_voided,
+    ServiceReopened.type: tasks.on_service_reopened,
+    SurveyRequested.type: outreach.on_survey_requested,
+}
+
+TOPICS = [
+    "regulars.shop",
+    "regulars.customer",
+    "regulars.consent",
+    "regulars.service",
+    "regulars.survey",
+]
+
+
+def handles(event_type: str) -> bool:
+    return event_type in HANDLERS or is_shop_event(event_type)
+
+
+def message_bus(clock: Clock) -> Callable[[Envelope, asyncpg.Connection], Awaitable[None]]:
+    """The consumer's handler: dispatches an event to its handler in one unit of work."""
+
+    async def handle(envelope: Envelope, conn: asyncpg.Connection) -> None:
+        if is_shop_event(envelope.type):
+            await apply_shop_event(envelope, conn)
+            return
+        uow = FollowUpUnitOfWork(conn, cause=envelope)
+        await HANDLERS[envelope.type](envelope.event(), envelope, uow, clock)
+        await uow.flush()
+
+    return handle
+
+
+TIMER_HANDLERS = {
+    outreach.MESSAGE_DUE: outreach.on_message_due,
+    tasks.FOLLOW_UP_MISSED: tasks.on_missed_timer,
+}
+
+
+def timer_bus(clock: Clock) -> Callable[[Timer, asyncpg.Connection], Awaitable[None]]:
+    """The timer scheduler's handler: a fired timer's effects in its own unit of work."""
+
+    async def handle(timer: Timer, conn: asyncpg.Connection) -> None:
+        uow = FollowUpUnitOfWork(conn)
+        await TIMER_HANDLERS[timer.kind](uow, clock, timer.payload)
+        await uow.flush()
+
+    return handle
+
+
+__all__ = [
+    "HANDLERS",
+    "SCHEMA",
+    "TOPICS",
+    "FollowUpUnitOfWork",
+    "handles",
+    "message_bus",
+    "timer_bus",
+]
