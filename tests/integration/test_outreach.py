@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -263,3 +263,100 @@ async def test_kill_followup_while_timers_fire_each_fires_once_in_effect(
         uuid.UUID(shop_id),
     )
     assert all(r["n"] == 1 for r in surveys if r["customer_id"] in numbers)
+
+
+async def test_monthly_check_on_demand_and_on_the_calendar(outreach: System) -> None:
+    import subprocess
+    import sys
+    from zoneinfo import ZoneInfo
+
+    policy = {**SHORT, "contact": {**SHORT["contact"], "postal_address": "1 Main St, Springfield"}}
+    shop_id, key = await outreach.create_shop("Sweep Garage", "America/Denver", policy=policy)
+    await wait_for(lambda: _authorised(outreach, key))
+    today = datetime.now(UTC)
+    born = f"1985-{today.month:02d}-15"
+    birthday_mail = f"b-{uuid.uuid4().hex[:6]}@example.com"
+    oil_mail = f"o-{uuid.uuid4().hex[:6]}@example.com"
+    for cid, mail, extra in (
+        ("c-birthday", birthday_mail, {"birthday": born}),
+        ("c-oil", oil_mail, {}),
+    ):
+        r = await post(
+            outreach,
+            key,
+            {
+                "type": "customer.upserted",
+                "id": f"up-{cid}",
+                "occurred_at": today.isoformat(),
+                "data": {
+                    "customer_id": cid,
+                    "name": "Sam Sweep",
+                    "email": mail,
+                    "timezone": daytime_zone(),
+                    **extra,
+                },
+            },
+        )
+        assert r.status_code == 202, r.text
+    long_ago = (today - timedelta(days=200)).isoformat()
+    r = await post(
+        outreach,
+        key,
+        {
+            "type": "service.completed",
+            "id": "oil-1",
+            "occurred_at": long_ago,
+            "data": {
+                "repair_order_id": "oil-1",
+                "customer_id": "c-oil",
+                "completed_at": long_ago,
+                "mileage": 40000,
+                "work_performed": "Oil and filter change",
+            },
+        },
+    )
+    assert r.status_code == 202
+    await wait_for(lambda: _visit_known(outreach, shop_id, "oil-1"))
+
+    def sweep() -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "regulars_cli.main", "sweep", "--shop", shop_id],
+            env=outreach.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout
+
+    assert "1 birthday" in sweep()
+    first = await _all_kinds(outreach, key)
+    assert ("c-birthday", "birthday") in first and ("c-oil", "reminder") in first
+    assert "nothing new" in sweep()
+    assert outreach.mail is not None
+    await wait_for(lambda: _async(outreach.mail.to(oil_mail)), 30)
+    reminder = outreach.mail.to(oil_mail)[0]
+    assert "oil change" in reminder.get_body(("plain",)).get_content().lower()
+    planned = await outreach.fetch(
+        "SELECT fire_at FROM followup.timers"
+        " WHERE kind = 'followup.monthly_check' AND shop_id = $1",
+        uuid.UUID(shop_id),
+    )
+    assert len(planned) == 1
+    local = planned[0]["fire_at"].astimezone(ZoneInfo("America/Denver"))
+    assert (local.day, local.hour, local.minute) == (1, 8, 0) and local > today
+
+
+async def _visit_known(system: System, shop_id: str, ro: str) -> bool:
+    rows = await system.fetch(
+        "SELECT 1 FROM followup.visits WHERE shop_id = $1 AND repair_order_id = $2",
+        uuid.UUID(shop_id),
+        ro,
+    )
+    return bool(rows)
+
+
+async def _all_kinds(system: System, key: str) -> list[tuple[str, str]]:
+    out = []
+    for cid in ("c-birthday", "c-oil"):
+        out += [(cid, m["kind"]) for m in await messages(system, key, cid)]
+    return out

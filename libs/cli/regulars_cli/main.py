@@ -200,6 +200,42 @@ def _cmd_outbox_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """The monthly database check for one shop, now (it also runs by itself on the 1st)."""
+    from datetime import date
+
+    from regulars_followup.handlers import FollowUpUnitOfWork
+    from regulars_followup.handlers.sweep import run_monthly_check
+    from regulars_runtime.clock import system_clock
+    from regulars_runtime.db import create_pool
+    from regulars_runtime.unit_of_work import unit_of_work
+
+    try:
+        shop_id = uuid.UUID(args.shop)
+    except ValueError:
+        print(f"regulars: --shop {args.shop!r} is not a shop id", file=sys.stderr)
+        return 2
+    try:
+        month = date.fromisoformat(f"{args.month}-01") if args.month else system_clock().date()
+    except ValueError:
+        print(f"regulars: --month {args.month!r} is not YYYY-MM", file=sys.stderr)
+        return 2
+
+    async def go() -> dict[str, int]:
+        pool = await create_pool(current().database_url, "followup", min_size=1, max_size=1)
+        try:
+            async with unit_of_work(pool, FollowUpUnitOfWork, schema="followup") as uow:
+                return await run_monthly_check(uow, system_clock, shop_id, month.replace(day=1))
+        finally:
+            await pool.close()
+
+    counts = asyncio.run(go())
+    print(
+        "asked for: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing new")
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="regulars", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -219,6 +255,10 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=_cmd_shops_create)
     shops.add_parser("list", help="list shops").set_defaults(func=_cmd_shops_list)
+    sweep = sub.add_parser("sweep", help="run the monthly database check for a shop now")
+    sweep.add_argument("--shop", required=True, help="the shop id")
+    sweep.add_argument("--month", help="YYYY-MM (default: this month)")
+    sweep.set_defaults(func=_cmd_sweep)
     outbox = sub.add_parser("outbox", help="the transactional outbox").add_subparsers(
         dest="outbox_command", required=True
     )

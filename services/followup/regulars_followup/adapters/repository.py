@@ -15,10 +15,12 @@ class FollowUpRepository:
 
     async def upsert_customer(self, shop_id: uuid.UUID, data: dict[str, Any]) -> None:
         await self.conn.execute(
-            "INSERT INTO customers (shop_id, customer_id, name, phone, email, state, timezone)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (shop_id, customer_id) DO UPDATE"
+            "INSERT INTO customers (shop_id, customer_id, name, phone, email, state, timezone,"
+            " birthday) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::date)"
+            " ON CONFLICT (shop_id, customer_id) DO UPDATE"
             " SET name = excluded.name, phone = excluded.phone, email = excluded.email,"
-            " state = excluded.state, timezone = excluded.timezone, updated_at = now()",
+            " state = excluded.state, timezone = excluded.timezone, birthday = excluded.birthday,"
+            " updated_at = now()",
             shop_id,
             data["customer_id"],
             data["name"],
@@ -26,6 +28,7 @@ class FollowUpRepository:
             data.get("email"),
             data.get("state"),
             data.get("timezone"),
+            data.get("birthday"),
         )
 
     async def contact(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
@@ -342,6 +345,21 @@ class FollowUpRepository:
             "SELECT * FROM messages WHERE context->>'unsubscribe_token' = $1", token
         )
         return row
+
+    async def sweep_population(
+        self, shop_id: uuid.UUID
+    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+        """The shop's customers and their completed visits, for the monthly check."""
+        customers = await self.conn.fetch(
+            "SELECT customer_id, birthday FROM customers WHERE shop_id = $1 ORDER BY customer_id",
+            shop_id,
+        )
+        visits = await self.conn.fetch(
+            "SELECT customer_id, repair_order_id, completed_at, data FROM visits"
+            " WHERE shop_id = $1 AND status = 'completed' ORDER BY completed_at",
+            shop_id,
+        )
+        return list(customers), list(visits)
 
     async def notify(self, channel: str) -> None:
         """A wake-up for a worker LISTENing on ``channel``, delivered at commit."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -12,6 +13,7 @@ from regulars_events.catalogue import (
     ServiceCompleted,
     ServiceReopened,
     ServiceVoided,
+    ShopPolicyChanged,
     SurveyRequested,
 )
 from regulars_events.envelope import Envelope
@@ -19,7 +21,7 @@ from regulars_runtime.clock import Clock
 from regulars_runtime.shop_directory import apply_shop_event, is_shop_event
 from regulars_runtime.timers import Timer
 
-from . import outreach, tasks
+from . import outreach, sweep, tasks
 from .base import SCHEMA, EventHandler, FollowUpUnitOfWork
 
 HANDLERS: dict[str, EventHandler] = {
@@ -51,6 +53,9 @@ def message_bus(clock: Clock) -> Callable[[Envelope, asyncpg.Connection], Awaita
     async def handle(envelope: Envelope, conn: asyncpg.Connection) -> None:
         if is_shop_event(envelope.type):
             await apply_shop_event(envelope, conn)
+            if envelope.type == ShopPolicyChanged.type:
+                uow = FollowUpUnitOfWork(conn, cause=envelope)
+                await sweep.plan_next_check(uow, uuid.UUID(envelope.shop_id), clock())
             return
         uow = FollowUpUnitOfWork(conn, cause=envelope)
         await HANDLERS[envelope.type](envelope.event(), envelope, uow, clock)
@@ -62,6 +67,7 @@ def message_bus(clock: Clock) -> Callable[[Envelope, asyncpg.Connection], Awaita
 TIMER_HANDLERS = {
     outreach.MESSAGE_DUE: outreach.on_message_due,
     tasks.FOLLOW_UP_MISSED: tasks.on_missed_timer,
+    sweep.MONTHLY_CHECK: sweep.on_monthly_check_timer,
 }
 
 

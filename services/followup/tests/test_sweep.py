@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from regulars_followup.domain.sweep import (
+    CustomerHistory,
+    VisitFact,
+    estimated_mileage,
+    first_of_next_month,
+    monthly_check,
+    service_kinds,
+)
+
+NOW = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
+DEC = date(2026, 12, 1)
+LAPSED, LOST = timedelta(days=365), timedelta(days=730)
+
+
+def visit(
+    days_ago: int, work: str = "", mileage: int | None = None, ro: str | None = None
+) -> VisitFact:
+    return VisitFact(
+        ro or f"ro-{days_ago}", NOW - timedelta(days=days_ago), "2019 CR-V", mileage, work
+    )
+
+
+def kinds(out: list) -> list[tuple[str, str]]:
+    return [(o.kind, o.purpose) for o in out]
+
+
+def test_service_kinds_are_read_from_the_work_done() -> None:
+    assert service_kinds("Oil and filter change, rotated tires") == {"oil change"}
+    assert service_kinds("Rotate tires; front brake pads") == {"tire rotation", "brake inspection"}
+    assert service_kinds("Diagnosed check engine light") == set()
+
+
+def test_oil_change_due_by_time() -> None:
+    out = monthly_check(
+        CustomerHistory("c", None, [visit(200, "oil change")]), DEC, NOW, LAPSED, LOST
+    )
+    assert kinds(out) == [("reminder", "reminder:oil change:2026-12")]
+    assert out[0].context["service_due"] == "oil change"
+    fresh = monthly_check(
+        CustomerHistory("c", None, [visit(60, "oil change")]), DEC, NOW, LAPSED, LOST
+    )
+    assert fresh == []
+
+
+def test_oil_change_due_by_estimated_mileage_before_time() -> None:
+    # 3,000 miles in 30 days = 100 mi/day; 60 days since the last oil change -> ~6,000 miles
+    history = CustomerHistory(
+        "c", None, [visit(90, "inspection", 40_000), visit(60, "oil change", 43_000)]
+    )
+    assert estimated_mileage(history.visits, "2019 CR-V", DEC) == 49_000
+    assert ("reminder", "reminder:oil change:2026-12") in kinds(
+        monthly_check(history, DEC, NOW, LAPSED, LOST)
+    )
+
+
+def test_birthday_this_month() -> None:
+    out = monthly_check(CustomerHistory("c", date(1980, 12, 24), []), DEC, NOW, LAPSED, LOST)
+    assert kinds(out) == [("birthday", "birthday:2026")]
+    assert monthly_check(CustomerHistory("c", date(1980, 11, 24), []), DEC, NOW, LAPSED, LOST) == []
+
+
+def test_loyal_customer_is_thanked_once_a_year() -> None:
+    history = CustomerHistory("c", None, [visit(20), visit(200), visit(400)])
+    assert ("thank_you", "thank_you:2026") in kinds(monthly_check(history, DEC, NOW, LAPSED, LOST))
+    two = CustomerHistory("c", None, [visit(20), visit(200), visit(800)])
+    assert "thank_you" not in [o.kind for o in monthly_check(two, DEC, NOW, LAPSED, LOST)]
+
+
+def test_lapsed_customer_gets_a_win_back_and_a_lost_one_nothing() -> None:
+    lapsed = monthly_check(
+        CustomerHistory("c", None, [visit(400, "oil change", ro="ro-9")]), DEC, NOW, LAPSED, LOST
+    )
+    assert kinds(lapsed) == [("win_back", "win_back:ro-9")]
+    assert monthly_check(CustomerHistory("c", None, [visit(800)]), DEC, NOW, LAPSED, LOST) == []
+
+
+def test_next_month() -> None:
+    assert first_of_next_month(date(2026, 12, 15)) == date(2027, 1, 1)
+    assert first_of_next_month(date(2026, 1, 31)) == date(2026, 2, 1)
