@@ -40,10 +40,14 @@ async def write(conn: asyncpg.Connection, envelopes: Sequence[Envelope], schema:
         return
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.write needs the caller's transaction")
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, headers, value)"
-        " VALUES ($1, $2, $3, $4::text::jsonb, $5)",
-        rows(envelopes),
+    columns = list(zip(*rows(envelopes), strict=True))
+    # One round trip for the rows and the wake-up. The notification is delivered at
+    # commit, so the relay wakes exactly when the rows become visible.
+    await conn.execute(
+        "WITH ins AS (INSERT INTO outbox (event_id, topic, key, headers, value)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[]::jsonb[],"
+        " $5::bytea[]) RETURNING 1)"
+        " SELECT pg_notify($6, '') WHERE EXISTS (SELECT 1 FROM ins)",
+        *[list(c) for c in columns],
+        notify_channel(schema),
     )
-    # Delivered at commit, so the relay wakes exactly when the rows become visible.
-    await conn.execute(f"NOTIFY {notify_channel(schema)}")

@@ -17,6 +17,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pooled connections carry no session state of ours (no LISTEN, advisory locks or SET
+    on them: those use connections of their own), so the default reset query, a round
+    trip on every release, buys nothing."""
+
+
 async def create_pool(
     database_url: str, schema: str, *, min_size: int = 2, max_size: int = 16
 ) -> asyncpg.Pool:
@@ -26,6 +32,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"search_path": schema, "application_name": f"regulars-{schema}"},
         command_timeout=60,
     )

@@ -118,16 +118,28 @@ async def accept(uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting) ->
                 ),
             )
         event = type(event).model_validate({**data, "customer_id": customer_id})
-    elif posting.short_type != "customer.upserted":
-        rejection = await _unknown_customer(uow, shop_id, posting)
+    customer_field = _customer_field(posting)
+    if customer_field is not None and posting.client_id is None:
+        rejection = await _unknown_customer(uow, shop_id, posting, customer_field)
         if rejection is not None:
             return Outcome("rejected", None, posting.client_id, rejection)
 
     event_id = posting.event_id(shop_id)
     if posting.client_id is not None:
+        # The customer check rides on the idempotency insert: one round trip on the hot path.
         fresh, stored_hash, stored_id = await uow.repo.record_received(
-            shop_id, posting.client_id, posting.body_hash, event_id, event.type
+            shop_id,
+            posting.client_id,
+            posting.body_hash,
+            event_id,
+            event.type,
+            required_customer=getattr(event, customer_field) if customer_field else None,
         )
+        if stored_id is None:
+            assert customer_field is not None
+            rejection = await _unknown_customer(uow, shop_id, posting, customer_field)
+            assert rejection is not None
+            return Outcome("rejected", None, posting.client_id, rejection)
         if not fresh:
             if stored_hash != posting.body_hash:
                 return Outcome(
@@ -161,10 +173,16 @@ async def accept(uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting) ->
     return Outcome("accepted", event_id, posting.client_id)
 
 
+def _customer_field(posting: Posting) -> str | None:
+    """The data field naming a customer who must already be in the shop's directory."""
+    if posting.short_type in ("customer.upserted", "service.voided", "service.reopened"):
+        return None
+    return "referrer_customer_id" if posting.short_type == "referral.reported" else "customer_id"
+
+
 async def _unknown_customer(
-    uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting
+    uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting, field: str
 ) -> Rejected | None:
-    field = "referrer_customer_id" if posting.short_type == "referral.reported" else "customer_id"
     customer_id = getattr(posting.event, field)
     if await uow.repo.customer_exists(shop_id, customer_id):
         return None

@@ -94,10 +94,12 @@ class FollowUpRepository:
             completed_at,
         )
 
-    async def add_task(self, task: dict[str, Any]) -> None:
-        await self.conn.execute(
+    async def add_task(self, task: dict[str, Any]) -> bool:
+        added = await self.conn.fetchval(
             "INSERT INTO follow_up_tasks (id, shop_id, customer_id, repair_order_id, assignee,"
-            " status, due_at, script, policy_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            " status, due_at, script, policy_version, kind)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (shop_id, repair_order_id, kind) DO NOTHING RETURNING true",
             task["id"],
             task["shop_id"],
             task["customer_id"],
@@ -107,13 +109,16 @@ class FollowUpRepository:
             task["due_at"],
             task["script"],
             task["policy_version"],
+            task.get("kind", "visit"),
         )
+        return bool(added)
 
     async def task_for_visit(
         self, shop_id: uuid.UUID, repair_order_id: str
     ) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM follow_up_tasks WHERE shop_id = $1 AND repair_order_id = $2 FOR UPDATE",
+            "SELECT * FROM follow_up_tasks WHERE shop_id = $1 AND repair_order_id = $2"
+            " AND kind = 'visit' FOR UPDATE",
             shop_id,
             repair_order_id,
         )
@@ -243,8 +248,8 @@ class FollowUpRepository:
         """False when this purpose already has its message: never the same message twice."""
         added = await self.conn.fetchval(
             "INSERT INTO messages (id, shop_id, customer_id, purpose, kind, channel, priority,"
-            " status, reason, send_at, link, repair_order_id, context)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            " status, reason, send_at, link, repair_order_id, context, to_staff)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             " ON CONFLICT (shop_id, customer_id, purpose) DO NOTHING RETURNING true",
             m["id"],
             m["shop_id"],
@@ -259,6 +264,7 @@ class FollowUpRepository:
             m.get("link"),
             m.get("repair_order_id"),
             m.get("context") or {},
+            m.get("to_staff"),
         )
         return bool(added)
 
@@ -360,6 +366,23 @@ class FollowUpRepository:
             shop_id,
         )
         return list(customers), list(visits)
+
+    async def open_case(
+        self, shop_id: uuid.UUID, customer_id: str, case_id: str, at: datetime
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO open_recovery_cases (shop_id, customer_id, case_id, opened_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            shop_id,
+            customer_id,
+            case_id,
+            at,
+        )
+
+    async def close_case(self, shop_id: uuid.UUID, case_id: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM open_recovery_cases WHERE shop_id = $1 AND case_id = $2", shop_id, case_id
+        )
 
     async def notify(self, channel: str) -> None:
         """A wake-up for a worker LISTENing on ``channel``, delivered at commit."""

@@ -145,6 +145,9 @@ class MessageDispatcher:
             raise DeliveryError(True, "customer or shop unknown")
         policy: Policy = known[1]
         contact = policy.contact
+        if message["to_staff"]:
+            await self._send_to_staff(message, policy)
+            return None
         token = message["context"].get("unsubscribe_token", "")
         unsubscribe = f"{self.public_url}/u/{token}"
         context = {
@@ -173,5 +176,23 @@ class MessageDispatcher:
             html=rendered.html,
             message_id=str(message["id"]),
             headers={"List-Unsubscribe-URL": unsubscribe},
+        )
+        return None
+
+    async def _send_to_staff(self, message: Any, policy: Policy) -> None:
+        member = policy.staff_member(message["to_staff"])
+        if member is None or not member.email:
+            raise DeliveryError(True, f"no email for staff {message['to_staff']!r} in the policy")
+        if self.email is None:
+            raise DeliveryError(True, "no SMTP server configured (SMTP_URL)")
+        context = {**message["context"], "shop_name": policy.contact.name or "the shop"}
+        rendered = render("staff_notification", "email", context)
+        await self.email.send(
+            to=member.email,
+            subject=rendered.subject or "Regulars",
+            text=rendered.text,
+            html=rendered.html,
+            message_id=str(message["id"]),
+            headers={},
         )
         return None

@@ -10,10 +10,17 @@ from regulars_events.catalogue import (
     ConsentChanged,
     CustomerReplied,
     CustomerUpserted,
+    RecoveryCaseEscalated,
+    RecoveryCaseOpened,
+    RecoveryCaseResolved,
+    RecoveryCaseSlaAtRisk,
+    ReferralRequested,
+    ReviewRequested,
     ServiceCompleted,
     ServiceReopened,
     ServiceVoided,
     ShopPolicyChanged,
+    StaffPraised,
     SurveyRequested,
 )
 from regulars_events.envelope import Envelope
@@ -21,7 +28,7 @@ from regulars_runtime.clock import Clock
 from regulars_runtime.shop_directory import apply_shop_event, is_shop_event
 from regulars_runtime.timers import Timer
 
-from . import outreach, sweep, tasks
+from . import outreach, recovery, sweep, tasks
 from .base import SCHEMA, EventHandler, FollowUpUnitOfWork
 
 HANDLERS: dict[str, EventHandler] = {
@@ -32,6 +39,13 @@ HANDLERS: dict[str, EventHandler] = {
     ServiceVoided.type: tasks.on_service_voided,
     ServiceReopened.type: tasks.on_service_reopened,
     SurveyRequested.type: outreach.on_survey_requested,
+    RecoveryCaseOpened.type: recovery.on_case_opened,
+    RecoveryCaseSlaAtRisk.type: recovery.on_case_at_risk,
+    RecoveryCaseEscalated.type: recovery.on_case_escalated,
+    RecoveryCaseResolved.type: recovery.on_case_resolved,
+    ReviewRequested.type: recovery.on_review_requested,
+    ReferralRequested.type: recovery.on_referral_requested,
+    StaffPraised.type: recovery.on_staff_praised,
 }
 
 TOPICS = [
@@ -40,6 +54,10 @@ TOPICS = [
     "regulars.consent",
     "regulars.service",
     "regulars.survey",
+    "regulars.recovery_case",
+    "regulars.review",
+    "regulars.referral",
+    "regulars.staff",
 ]
 
 
@@ -68,6 +86,7 @@ TIMER_HANDLERS = {
     outreach.MESSAGE_DUE: outreach.on_message_due,
     tasks.FOLLOW_UP_MISSED: tasks.on_missed_timer,
     sweep.MONTHLY_CHECK: sweep.on_monthly_check_timer,
+    recovery.RECOVERY_CHECK_IN: recovery.on_check_in_timer,
 }
 
 

@@ -203,8 +203,13 @@ async def request_message(
     link: str | None = None,
     repair_order_id: str | None = None,
     context: dict[str, Any] | None = None,
+    unavailable: str | None = None,
 ) -> uuid.UUID | None:
-    """Ask for one message; None when this purpose already had its message."""
+    """Ask for one message; None when this purpose already had its message.
+
+    ``unavailable`` records the message as suppressed with that reason (something it
+    needs is missing), so staff can see why it did not go.
+    """
     _version, policy = await shop_policy(uow, shop_id)
     customer = await uow.repo.customer(shop_id, customer_id)
     if customer is None:
@@ -218,6 +223,8 @@ async def request_message(
             for c in channels
         ]
     )
+    if unavailable is not None:
+        channel, decision = None, Decision("suppress", unavailable)
     message_id = uuid.uuid4()
     status = {"send": "scheduled", "hold": "held", "suppress": "suppressed"}[decision.action]
     added = await uow.repo.add_message(
@@ -269,6 +276,11 @@ async def on_message_due(uow: FollowUpUnitOfWork, clock: Clock, payload: dict[st
     if message is None or message["status"] not in ("scheduled", "held"):
         return
     shop_id = message["shop_id"]
+    if message["to_staff"]:
+        # To staff, about work: the customer's consent and quiet hours do not apply.
+        await uow.repo.set_message(message["id"], status="due", send_at=clock())
+        await uow.repo.notify(DISPATCH_CHANNEL)
+        return
     _version, policy = await shop_policy(uow, shop_id)
     customer = await uow.repo.customer(shop_id, message["customer_id"])
     assert customer is not None

@@ -66,19 +66,27 @@ class IntakeRepository:
         body_sha256: bytes,
         event_id: uuid.UUID,
         type_: str,
-    ) -> tuple[bool, bytes, uuid.UUID]:
-        """(fresh, stored body hash, stored event id) for the shop's event id."""
-        event_id_stored = await self.conn.fetchval(
+        *,
+        required_customer: str | None = None,
+    ) -> tuple[bool, bytes | None, uuid.UUID | None]:
+        """(fresh, stored body hash, stored event id) for the shop's event id.
+
+        With ``required_customer``, nothing is recorded unless that customer is in the
+        shop's directory: then (False, None, None).
+        """
+        stored = await self.conn.fetchval(
             "INSERT INTO received_events (shop_id, client_id, body_sha256, event_id, type)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (shop_id, client_id) DO NOTHING"
-            " RETURNING event_id",
+            " SELECT $1, $2, $3, $4, $5 WHERE $6::text IS NULL OR EXISTS"
+            " (SELECT 1 FROM customers WHERE shop_id = $1 AND customer_id = $6)"
+            " ON CONFLICT (shop_id, client_id) DO NOTHING RETURNING event_id",
             shop_id,
             client_id,
             body_sha256,
             event_id,
             type_,
+            required_customer,
         )
-        if event_id_stored is not None:
+        if stored is not None:
             return True, body_sha256, event_id
         # A separate statement: it must see a row committed while the insert waited on it.
         row = await self.conn.fetchrow(
@@ -87,7 +95,8 @@ class IntakeRepository:
             shop_id,
             client_id,
         )
-        assert row is not None
+        if row is None:
+            return False, None, None
         return False, bytes(row["body_sha256"]), row["event_id"]
 
     # --- customers and visits ---------------------------------------------------------

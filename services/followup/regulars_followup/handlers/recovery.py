@@ -1,0 +1,232 @@
+"""followup's part in service recovery: staff hear about their cases, open cases hold
+back asks, a resolved case gets its check-in call, and review and referral asks go out
+under the one budget."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from regulars_events.catalogue import (
+    RecoveryCaseEscalated,
+    RecoveryCaseOpened,
+    RecoveryCaseResolved,
+    RecoveryCaseSlaAtRisk,
+    ReferralRequested,
+    ReviewRequested,
+    StaffPraised,
+)
+from regulars_events.envelope import Envelope
+from regulars_runtime import timers
+from regulars_runtime.clock import Clock
+from regulars_runtime.policy import Policy, StaffMember, parse_duration
+
+from ..domain.outreach import Priority
+from ..domain.tasks import TaskStatus
+from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
+from .outreach import _wake_at, request_message
+
+RECOVERY_CHECK_IN = "followup.recovery_check_in"
+
+
+def staff_member(policy: Policy, ref: str | None) -> StaffMember | None:
+    """The staff member an event names, by id or by name (shop systems send either)."""
+    if not ref:
+        return None
+    found = policy.staff_member(ref)
+    if found is not None:
+        return found
+    lowered = ref.strip().lower()
+    return next((m for m in policy.staff if m.name.lower() == lowered), None)
+
+
+async def notify_staff(
+    uow: FollowUpUnitOfWork,
+    clock: Clock,
+    shop_id: uuid.UUID,
+    ref: str | None,
+    customer_id: str,
+    purpose: str,
+    summary: str,
+) -> None:
+    """An email to a staff member (not the customer): no consent or quiet hours apply."""
+    _version, policy = await shop_policy(uow, shop_id)
+    member = staff_member(policy, ref)
+    now = clock()
+    reason = None if member and member.email else f"no email for staff {ref!r} in the policy"
+    message_id = uuid.uuid4()
+    added = await uow.repo.add_message(
+        {
+            "id": message_id,
+            "shop_id": shop_id,
+            "customer_id": customer_id,
+            "purpose": f"{purpose}:{member.id if member else ref}",
+            "kind": "staff_notification",
+            "channel": "email",
+            "priority": int(Priority.SERVICE),
+            "status": "suppressed" if reason else "scheduled",
+            "reason": reason,
+            "send_at": None if reason else now,
+            "to_staff": member.id if member else ref,
+            "context": {"summary": summary, "staff_name": member.name if member else (ref or "")},
+        }
+    )
+    if added and not reason:
+        await _wake_at(uow, shop_id, message_id, now)
+
+
+def _local(at: datetime, policy: Policy) -> str:
+    from zoneinfo import ZoneInfo
+
+    return f"{at.astimezone(ZoneInfo(policy.timezone)):%a %d %b %H:%M}"
+
+
+async def on_case_opened(
+    event: RecoveryCaseOpened, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    shop_id = uuid.UUID(envelope.shop_id)
+    await uow.repo.open_case(shop_id, event.customer_id, event.case_id, envelope.time)
+    _v, policy = await shop_policy(uow, shop_id)
+    await notify_staff(
+        uow,
+        clock,
+        shop_id,
+        event.assignee,
+        event.customer_id,
+        f"case_opened:{event.case_id}",
+        f"New {event.severity} recovery case for customer {event.customer_id}: "
+        f"acknowledge by {_local(event.ack_due_at, policy)}",
+    )
+
+
+async def on_case_at_risk(
+    event: RecoveryCaseSlaAtRisk, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    shop_id = uuid.UUID(envelope.shop_id)
+    _v, policy = await shop_policy(uow, shop_id)
+    await notify_staff(
+        uow,
+        clock,
+        shop_id,
+        event.assignee,
+        event.customer_id,
+        f"case_at_risk:{event.case_id}:{event.clock}:{event.due_at.isoformat()}",
+        f"Recovery case for customer {event.customer_id} must be "
+        f"{'acknowledged' if event.clock == 'acknowledge' else 'resolved'} by "
+        f"{_local(event.due_at, policy)}",
+    )
+
+
+async def on_case_escalated(
+    event: RecoveryCaseEscalated, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    await notify_staff(
+        uow,
+        clock,
+        uuid.UUID(envelope.shop_id),
+        event.assignee,
+        event.customer_id,
+        f"case_escalated:{event.case_id}:{event.to_level}",
+        f"Escalated to you: recovery case for customer {event.customer_id} "
+        f"was not {'acknowledged' if event.clock == 'acknowledge' else 'resolved'}"
+        f" in time by the {event.from_level.replace('_', ' ')}",
+    )
+
+
+async def on_case_resolved(
+    event: RecoveryCaseResolved, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    shop_id = uuid.UUID(envelope.shop_id)
+    await uow.repo.close_case(shop_id, event.case_id)
+    _v, policy = await shop_policy(uow, shop_id)
+    at = event.resolved_at + parse_duration(policy.recovery_check_in_after)
+    repair_order = envelope.data.get("repair_order_id") or f"case:{event.case_id}"
+    await timers.schedule(
+        uow.conn,
+        key=f"{RECOVERY_CHECK_IN}:{event.case_id}",
+        kind=RECOVERY_CHECK_IN,
+        shop_id=shop_id,
+        fire_at=at,
+        payload={
+            "shop_id": str(shop_id),
+            "case_id": event.case_id,
+            "customer_id": event.customer_id,
+            "repair_order_id": repair_order,
+            "assignee": envelope.data.get("resolved_by"),
+        },
+        schema=SCHEMA,
+    )
+
+
+async def on_check_in_timer(uow: FollowUpUnitOfWork, clock: Clock, payload: dict[str, Any]) -> None:
+    """A week after resolution: a call to make sure the fix held."""
+    shop_id = uuid.UUID(payload["shop_id"])
+    version, _policy = await shop_policy(uow, shop_id)
+    await uow.repo.add_task(
+        {
+            "id": uuid.uuid4(),
+            "shop_id": shop_id,
+            "customer_id": payload["customer_id"],
+            "repair_order_id": payload["repair_order_id"],
+            "assignee": payload.get("assignee"),
+            "status": TaskStatus.SCHEDULED.value,
+            "due_at": clock(),
+            "policy_version": version,
+            "kind": "recovery_check_in",
+            "script": {
+                "lines": [
+                    "Hi, this is {advisor}; we resolved a problem with your recent "
+                    "service a week ago.",
+                    "Is everything still working as it should?",
+                ],
+                "ask": ["satisfied (yes/no)", "notes"],
+            },
+        }
+    )
+
+
+async def on_review_requested(
+    event: ReviewRequested, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    shop_id = uuid.UUID(envelope.shop_id)
+    _v, policy = await shop_policy(uow, shop_id)
+    link = policy.contact.review_url
+    await request_message(
+        uow,
+        clock,
+        shop_id=shop_id,
+        customer_id=event.customer_id,
+        kind="review_request",
+        purpose=f"review_request:{event.repair_order_id or event.survey_id or envelope.id}",
+        channels=["email", "sms"],
+        link=link,
+        repair_order_id=event.repair_order_id,
+        unavailable=None if link else "no review link: set contact.review_url in the policy",
+    )
+
+
+async def on_referral_requested(
+    event: ReferralRequested, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    await request_message(
+        uow,
+        clock,
+        shop_id=uuid.UUID(envelope.shop_id),
+        customer_id=event.customer_id,
+        kind="referral_request",
+        purpose=f"referral_request:{event.repair_order_id or event.survey_id or envelope.id}",
+        channels=["email", "sms"],
+        repair_order_id=event.repair_order_id,
+    )
+
+
+async def on_staff_praised(
+    event: StaffPraised, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    shop_id = uuid.UUID(envelope.shop_id)
+    summary = f"A customer praised you: \u201c{event.text[:300]}\u201d"
+    for ref in {event.staff_id or event.staff_name, event.manager} - {None}:
+        await notify_staff(
+            uow, clock, shop_id, ref, event.customer_id, f"praise:{envelope.id}", summary
+        )
