@@ -50,11 +50,27 @@ async def apply_shop_event(envelope: Envelope, conn: asyncpg.Connection) -> None
         )
 
 
+#: a policy version never changes, and validating one costs milliseconds (every state's
+#: quiet hours): parse each (shop, version) once per process
+_PARSED: dict[tuple[uuid.UUID, int], Policy] = {}
+
+
 async def policy_for(conn: asyncpg.Connection, shop_id: uuid.UUID) -> tuple[int, Policy] | None:
-    row = await conn.fetchrow(
-        "SELECT version, policy FROM shop_policies WHERE shop_id = $1", shop_id
-    )
-    if row is None:
+    version = await conn.fetchval("SELECT version FROM shop_policies WHERE shop_id = $1", shop_id)
+    if version is None:
         return None
-    policy: dict[str, Any] = row["policy"]
-    return int(row["version"]), Policy.model_validate(policy)
+    key = (shop_id, int(version))
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        row = await conn.fetchrow(
+            "SELECT version, policy FROM shop_policies WHERE shop_id = $1", shop_id
+        )
+        if row is None:
+            return None
+        document: dict[str, Any] = row["policy"]
+        key = (shop_id, int(row["version"]))
+        parsed = Policy.model_validate(document)
+        if len(_PARSED) > 10_000:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return key[1], parsed
