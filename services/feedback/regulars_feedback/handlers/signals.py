@@ -1,0 +1,73 @@
+"""What feedback keeps from other events: a visit's advisor and comeback flag, and what a
+customer's free-text reply means (a complaint opens or joins a case; a note is kept)."""
+
+from __future__ import annotations
+
+import uuid
+
+from regulars_events.catalogue import CustomerReplied, ServiceCompleted
+from regulars_events.envelope import Envelope
+from regulars_runtime.compliance import classify_reply
+from regulars_runtime.shop_directory import policy_for
+
+from ..domain.cases import staff_of
+from ..domain.classification import classify_customer_reply
+from . import cases
+from .base import Deps, FeedbackUnitOfWork, shop_policy
+from .surveys import pass_on_praise
+
+
+async def on_service_completed(
+    event: ServiceCompleted, envelope: Envelope, uow: FeedbackUnitOfWork, deps: Deps
+) -> None:
+    """Remember who the advisor was (a case about this visit goes to them) and whether it
+    was a comeback (which holds back review asks)."""
+    await uow.repo.remember_visit(
+        uuid.UUID(envelope.shop_id),
+        event.repair_order_id,
+        event.customer_id,
+        advisor=event.advisor,
+        comeback=event.comeback,
+        completed_at=event.completed_at,
+    )
+
+
+async def on_customer_replied(
+    event: CustomerReplied, envelope: Envelope, uow: FeedbackUnitOfWork, deps: Deps
+) -> None:
+    """Opt-out, opt-in and HELP are followup's; a complaint opens (or joins) a case; any
+    other text is a note on the customer's open case, and stays on the timeline."""
+    shop_id = uuid.UUID(envelope.shop_id)
+    known = await policy_for(uow.conn, shop_id)
+    staff = staff_of(known[1]) if known else []
+    verdict = classify_customer_reply(event.text, classify_reply(event.text), staff)
+    if verdict is None:
+        return
+    if verdict.negative:
+        policy = await shop_policy(uow, shop_id)
+        await cases.report_negative(
+            uow,
+            deps,
+            cases.Signal(
+                shop_id=shop_id,
+                customer_id=event.customer_id,
+                repair_order_id=None,
+                source="reply",
+                verdict=verdict,
+                text=event.text,
+            ),
+            policy,
+        )
+        return
+    await cases.note_reply(uow, shop_id, event.customer_id, event.text, deps.clock())
+    if verdict.praise:
+        await pass_on_praise(
+            uow,
+            shop_id=shop_id,
+            customer_id=event.customer_id,
+            verdict=verdict,
+            text=event.text,
+            staff=staff,
+            source="reply",
+            repair_order_id=None,
+        )
