@@ -360,3 +360,49 @@ async def _all_kinds(system: System, key: str) -> list[tuple[str, str]]:
     for cid in ("c-birthday", "c-oil"):
         out += [(cid, m["kind"]) for m in await messages(system, key, cid)]
     return out
+
+
+async def test_commercial_email_needs_the_shops_postal_address(outreach: System) -> None:
+    import subprocess
+    import sys
+
+    no_address = {**SHORT, "contact": {"name": "No Address Auto"}}
+    shop_id, key = await outreach.create_shop("No Address Auto", "UTC", policy=no_address)
+    await wait_for(lambda: _authorised(outreach, key))
+    month = datetime.now(UTC).month
+    r = await post(
+        outreach,
+        key,
+        {
+            "type": "customer.upserted",
+            "id": "up-bday",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "data": {
+                "customer_id": "c-bday",
+                "name": "Bo Day",
+                "email": "bo@example.com",
+                "birthday": f"1990-{month:02d}-02",
+            },
+        },
+    )
+    assert r.status_code == 202
+    await wait_for(lambda: _customer_known(outreach, shop_id, "c-bday"))
+    subprocess.run(
+        [sys.executable, "-m", "regulars_cli.main", "sweep", "--shop", shop_id],
+        env=outreach.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = await messages(outreach, key, "c-bday")
+    assert [(m["kind"], m["status"]) for m in found] == [("birthday", "suppressed")]
+    assert "postal_address" in found[0]["reason"]
+
+
+async def _customer_known(system: System, shop_id: str, cid: str) -> bool:
+    rows = await system.fetch(
+        "SELECT 1 FROM followup.customers WHERE shop_id = $1 AND customer_id = $2",
+        uuid.UUID(shop_id),
+        cid,
+    )
+    return bool(rows)

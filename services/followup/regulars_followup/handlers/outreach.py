@@ -41,6 +41,7 @@ from ..domain.outreach import (
     ShopRules,
     decide,
 )
+from ..domain.templates import ALWAYS_COMMERCIAL
 from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
 
 MESSAGE_DUE = "message.due"
@@ -176,6 +177,21 @@ async def _budget(
     )
 
 
+def _decide(
+    kind: str,
+    channel: str,
+    now: datetime,
+    who: Recipient,
+    rules: ShopRules,
+    budget: Budget,
+    policy: Policy,
+) -> Decision:
+    if channel == "email" and kind in ALWAYS_COMMERCIAL and not policy.contact.postal_address:
+        # CAN-SPAM: commercial email must carry the shop's postal address.
+        return Decision("suppress", "commercial email needs contact.postal_address in the policy")
+    return decide(kind, channel, now, who, rules, budget)  # type: ignore[arg-type]
+
+
 def _choose(decisions: Sequence[tuple[str, Decision]]) -> tuple[str | None, Decision]:
     """The first channel that can send now; else the one whose hold lifts first; else why not."""
     sendable = [(c, d) for c, d in decisions if d.action == "send"]
@@ -218,10 +234,7 @@ async def request_message(
     who, rules = _recipient(customer, policy), _shop_rules(policy)
     budget = await _budget(uow, shop_id, customer, policy, now)
     channel, decision = _choose(
-        [
-            (c, decide(kind, c, now, who, rules, budget))  # type: ignore[arg-type]
-            for c in channels
-        ]
+        [(c, _decide(kind, c, now, who, rules, budget, policy)) for c in channels]
     )
     if unavailable is not None:
         channel, decision = None, Decision("suppress", unavailable)
@@ -289,7 +302,7 @@ async def on_message_due(uow: FollowUpUnitOfWork, clock: Clock, payload: dict[st
     budget = await _budget(uow, shop_id, customer, policy, now)
     channels = message["context"].get("channels") or [message["channel"]]
     channel, decision = _choose(
-        [(c, decide(message["kind"], c, now, who, rules, budget)) for c in channels]
+        [(c, _decide(message["kind"], c, now, who, rules, budget, policy)) for c in channels]
     )
     if decision.action == "suppress":
         await uow.repo.set_message(message["id"], status="suppressed", reason=decision.reason)
