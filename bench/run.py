@@ -29,6 +29,7 @@ import cpu
 import e2e
 import httpx
 import profiling
+import recovery_bench
 import smtp_bench
 import timers_bench
 from loadgen import WrkResult, ensure_wrk, run_wrk
@@ -417,6 +418,7 @@ def measure(wrk: str, bench: Bench) -> dict[str, Any]:
     report: dict[str, Any] = {}
     prepare(bench)
     report["e2e"] = measure_e2e(bench)  # first: no backlog anywhere yet
+    report["recovery"] = recovery_bench.measure(bench)
     report["plain"] = measure_plain(wrk, bench)
     report["durable"] = measure_durable(wrk, bench, "dur")
     report["followup_catchup"] = followup_catchup(bench)
@@ -451,6 +453,8 @@ def print_lines(report: dict[str, Any]) -> None:
     )
     print(f"e2e.completed_to_task p50_ms={e['p50_ms']:.1f} p99_ms={e['p99_ms']:.1f} n={e['n']}")
     print(timers_bench._line("timers.fire_lag", report["timers"]))
+    for line in recovery_bench.lines(report["recovery"]):
+        print(line)
     s = report["smtp"]
     print(
         f"messages.smtp_per_s value={s['msgs_per_s']:.0f} baseline={s['baseline_msgs_per_s']:.0f}"
