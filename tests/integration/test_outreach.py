@@ -247,7 +247,7 @@ async def test_kill_followup_while_timers_fire_each_fires_once_in_effect(
     followup.wait_healthy(60)
     assert outreach.sms is not None
     for number in numbers.values():
-        await wait_for(lambda n=number: _async(outreach.sms.to(n)), 60)  # type: ignore[misc]
+        await wait_for(lambda n=number: _async(outreach.sms.to(n)), 90)  # type: ignore[misc]
     await asyncio.sleep(2)
     for number in numbers.values():
         assert len(outreach.sms.to(number)) == 1, number

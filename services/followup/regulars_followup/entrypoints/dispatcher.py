@@ -26,7 +26,9 @@ from ..handlers import FollowUpUnitOfWork
 from ..handlers.outreach import DISPATCH_CHANNEL, record_delivery
 
 log = logging.getLogger(__name__)
-INTERRUPTED_AFTER = timedelta(minutes=2)
+# Longer than any send can take (the SMTP and SMS adapters time out after 10 s), so a
+# message another replica is still sending is never taken for an interrupted one.
+INTERRUPTED_AFTER = timedelta(seconds=30)
 
 
 class EmailSender(Protocol):
