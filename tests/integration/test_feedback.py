@@ -209,6 +209,17 @@ async def test_an_unhappy_call_opens_a_critical_case_that_climbs_the_ladder(
         ("service_manager", "owner", "acknowledge"),
     ]
     assert [e["assignee_email"] for e in escalated] == ["maria@q.example", "olga@quick.example"]
+    # followup tells each person the case reached, by email, as it escalates.
+    assert feedback.mail is not None
+    for person in ("sam@quick.example", "maria@q.example", "olga@quick.example"):
+        notices = await wait_for(lambda p=person: _mail_to(feedback, p, cid), 30)
+        assert notices, person
+    escalation_notices = [
+        m
+        for m in feedback.mail.to("maria@q.example")
+        if "Escalated to you" in str(m["Subject"]) and cid in str(m["Subject"])
+    ]
+    assert len(escalation_notices) == 1
     at_risk = await of_customer(feedback, shop_id, "regulars.recovery_case.sla_at_risk.v1", cid)
     assert at_risk and all(e["clock"] == "acknowledge" for e in at_risk)
 
@@ -476,3 +487,8 @@ async def test_replies_complain_or_are_notes_and_a_second_signal_joins_the_case(
     mine = await one_case(feedback, key, other)
     assert mine["repair_order_id"] is None and mine["severity"] == "normal"
     assert mine["escalation_level"] in ("advisor", "service_manager", "owner")
+
+
+async def _mail_to(system: System, address: str, cid: str) -> list[Any]:
+    assert system.mail is not None
+    return [m for m in system.mail.to(address) if cid in str(m["Subject"])]
