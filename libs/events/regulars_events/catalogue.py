@@ -314,6 +314,12 @@ class NegativeFeedback(Event):
     comment: str | None = Field(default=None, max_length=10_000)
     #: one recovery case per incident: the same key joins the same case
     incident_key: str = Field(min_length=1, max_length=500)
+    #: why it was classified negative, and what feedback made of it
+    reasons: list[str] | None = None
+    #: the safety matter found in the text, if any (it makes the case critical)
+    safety: str | None = Field(default=None, max_length=200)
+    severity: CaseSeverity | None = None
+    case_id: Id | None = Field(default=None, max_length=200)
 
 
 class PositiveFeedback(Event):
@@ -341,6 +347,14 @@ class RecoveryCaseOpened(Event):
     ack_due_at: AwareDatetime
     resolve_due_at: AwareDatetime
     incident_key: str | None = Field(default=None, max_length=500)
+    source: str | None = Field(default=None, max_length=100)
+    reasons: list[str] | None = None
+    opened_at: AwareDatetime | None = None
+    #: the assignee's name and contact from the shop's policy, so a notifier needs no lookup
+    assignee_name: str | None = Field(default=None, max_length=200)
+    assignee_email: str | None = Field(default=None, max_length=320)
+    assignee_phone: str | None = Field(default=None, max_length=50)
+    staff_id: str | None = Field(default=None, max_length=200)
 
 
 class RecoveryCaseAcknowledged(Event):
@@ -349,6 +363,9 @@ class RecoveryCaseAcknowledged(Event):
     customer_id: Id = Field(min_length=1, max_length=200)
     acknowledged_by: str | None = Field(default=None, max_length=200)
     acknowledged_at: AwareDatetime | None = None
+    repair_order_id: Id | None = Field(default=None, max_length=200)
+    escalation_level: EscalationLevel | None = None
+    severity: CaseSeverity | None = None
 
 
 class RecoveryCaseSlaAtRisk(Event):
@@ -361,6 +378,13 @@ class RecoveryCaseSlaAtRisk(Event):
     due_at: AwareDatetime
     assignee: str | None = Field(default=None, max_length=200)
     escalation_level: EscalationLevel | None = None
+    severity: CaseSeverity | None = None
+    repair_order_id: Id | None = Field(default=None, max_length=200)
+    #: the assignee's name and contact from the shop's policy, so a notifier needs no lookup
+    assignee_name: str | None = Field(default=None, max_length=200)
+    assignee_email: str | None = Field(default=None, max_length=320)
+    assignee_phone: str | None = Field(default=None, max_length=50)
+    staff_id: str | None = Field(default=None, max_length=200)
 
 
 class RecoveryCaseEscalated(Event):
@@ -375,6 +399,17 @@ class RecoveryCaseEscalated(Event):
     #: the clock that was breached
     clock: SlaClock
     escalated_at: AwareDatetime | None = None
+    severity: CaseSeverity | None = None
+    repair_order_id: Id | None = Field(default=None, max_length=200)
+    previous_assignee: str | None = Field(default=None, max_length=200)
+    #: the deadline that was missed, and the new level's
+    breached_due_at: AwareDatetime | None = None
+    due_at: AwareDatetime | None = None
+    #: the assignee's name and contact from the shop's policy, so a notifier needs no lookup
+    assignee_name: str | None = Field(default=None, max_length=200)
+    assignee_email: str | None = Field(default=None, max_length=320)
+    assignee_phone: str | None = Field(default=None, max_length=50)
+    staff_id: str | None = Field(default=None, max_length=200)
 
 
 class RecoveryCaseResolved(Event):
@@ -385,6 +420,13 @@ class RecoveryCaseResolved(Event):
     outcome: str = Field(min_length=1, max_length=10_000)
     resolved_at: AwareDatetime
     resolved_by: str | None = Field(default=None, max_length=200)
+    repair_order_id: Id | None = Field(default=None, max_length=200)
+    severity: CaseSeverity | None = None
+    opened_at: AwareDatetime | None = None
+    acknowledged_at: AwareDatetime | None = None
+    escalation_level: EscalationLevel | None = None
+    #: when the check-in call and the re-survey are due
+    check_in_at: AwareDatetime | None = None
 
 
 class ReviewRequested(Event):
@@ -430,6 +472,11 @@ class StaffPraised(Event):
         if self.staff_id is None and self.staff_name is None:
             raise ValueError("staff_id or staff_name is required")
         return self
+
+    source: str | None = Field(default=None, max_length=100)
+    staff_email: str | None = Field(default=None, max_length=320)
+    manager_name: str | None = Field(default=None, max_length=200)
+    manager_email: str | None = Field(default=None, max_length=320)
 
 
 # --- loyalty -----------------------------------------------------------------------
