@@ -45,20 +45,6 @@ class ServiceContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def kafka_config(settings: Settings) -> KafkaConfig:
-    k = settings.kafka
-    return KafkaConfig(
-        bootstrap_servers=k.bootstrap_servers,
-        topic_partitions=k.topic_partitions,
-        replication_factor=k.replication_factor,
-        session_timeout_ms=k.session_timeout_ms,
-        heartbeat_interval_ms=k.heartbeat_interval_ms,
-        fetch_max_wait_ms=k.fetch_max_wait_ms,
-        linger_ms=k.linger_ms,
-        max_batch_size=k.max_batch_size,
-    )
-
-
 @dataclass(frozen=True)
 class ServiceDefinition:
     name: str
@@ -183,7 +169,7 @@ async def _start_workers(
     definition: ServiceDefinition, ctx: ServiceContext, stop: asyncio.Event
 ) -> list[asyncio.Task[None]]:
     settings = ctx.settings
-    kafka = kafka_config(settings)
+    kafka = settings.kafka
     name = definition.name
     await _ensure_topics_soon(kafka, name)
     relay = OutboxRelay(

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from regulars_events.kafka import KafkaConfig
+
 DEFAULT_PORTS = {"intake": 8001, "followup": 8002, "feedback": 8003, "loyalty": 8004}
 
 
@@ -26,39 +28,27 @@ def _flag(name: str, default: bool) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap_servers: str
-    topic_partitions: int = 4
-    replication_factor: int = 1
-    # Short timeouts keep rebalances prompt on the embedded broker, which only notices a
-    # departed member after ~1.5 x session timeout; fine on Apache Kafka too.
-    session_timeout_ms: int = 6000
-    heartbeat_interval_ms: int = 2000
-    # The embedded broker always waits the full fetch wait; a short one keeps latency low.
-    fetch_max_wait_ms: int = 20
-    linger_ms: int = 5
-    max_batch_size: int = 256 * 1024
-
-    @classmethod
-    def from_env(cls) -> KafkaSettings:
-        return cls(
-            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            topic_partitions=_int("KAFKA_TOPIC_PARTITIONS", 4),
-            replication_factor=_int("KAFKA_REPLICATION_FACTOR", 1),
-            session_timeout_ms=_int("KAFKA_SESSION_TIMEOUT_MS", 6000),
-            heartbeat_interval_ms=_int("KAFKA_HEARTBEAT_INTERVAL_MS", 2000),
-            fetch_max_wait_ms=_int("KAFKA_FETCH_MAX_WAIT_MS", 20),
-            linger_ms=_int("KAFKA_LINGER_MS", 5),
-            max_batch_size=_int("KAFKA_MAX_BATCH_SIZE", 256 * 1024),
-        )
+def kafka_from_env() -> KafkaConfig:
+    # Short session and fetch waits suit the embedded broker (it notices a departed member
+    # only after ~1.5 x the session timeout, and always waits the whole fetch wait); they
+    # are correct on Apache Kafka too. Each can be set for a real cluster.
+    return KafkaConfig(
+        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        topic_partitions=_int("KAFKA_TOPIC_PARTITIONS", 4),
+        replication_factor=_int("KAFKA_REPLICATION_FACTOR", 1),
+        session_timeout_ms=_int("KAFKA_SESSION_TIMEOUT_MS", 6000),
+        heartbeat_interval_ms=_int("KAFKA_HEARTBEAT_INTERVAL_MS", 2000),
+        fetch_max_wait_ms=_int("KAFKA_FETCH_MAX_WAIT_MS", 20),
+        linger_ms=_int("KAFKA_LINGER_MS", 5),
+        max_batch_size=_int("KAFKA_MAX_BATCH_SIZE", 256 * 1024),
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     service: str
     database_url: str
-    kafka: KafkaSettings
+    kafka: KafkaConfig
     port: int
     host: str = "127.0.0.1"
     smtp_url: str | None = None
@@ -79,7 +69,7 @@ class Settings:
         return cls(
             service=service,
             database_url=database_url,
-            kafka=KafkaSettings.from_env(),
+            kafka=kafka_from_env(),
             port=_int("PORT", DEFAULT_PORTS.get(service, 8000)),
             host=os.environ.get("HOST", "127.0.0.1"),
             smtp_url=os.environ.get("SMTP_URL") or None,
