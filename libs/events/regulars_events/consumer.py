@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from .envelope import Envelope, EnvelopeError
 from .kafka import KafkaConfig, producer
+from .supervise import keep_running
 from .topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -97,15 +98,7 @@ class EventConsumer:
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._run(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("consumer failed; restarting in 1 s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+        await keep_running("consumer", self._run, stop)
 
     async def _run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(

@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from .kafka import KafkaConfig, admin_client, cluster_id, ensure_topics, producer
 from .outbox import notify_channel
+from .supervise import keep_running
 from .topics import all_topics, dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -67,19 +68,11 @@ class OutboxRelay:
         self.is_leader = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._run_once(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; restarting in 1 s")
-                self.is_leader = False
-                self._cluster = None
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+        await keep_running("outbox relay", self._run_once, stop)
 
     async def _run_once(self, stop: asyncio.Event) -> None:
+        # A new attempt may meet another cluster: check it before publishing anything.
+        self._cluster = None
         listen = await asyncpg.connect(
             self.database_url, server_settings={"search_path": self.schema}
         )

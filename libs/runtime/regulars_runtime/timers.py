@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
+from regulars_events.supervise import keep_running
 
 from .clock import Clock, system_clock
 
@@ -238,15 +239,7 @@ class TimerScheduler:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._run_once(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("timer scheduler failed; restarting in 1 s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+        await keep_running("timer scheduler", self._run_once, stop)
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         # Its own connection, not the pool's: LISTEN must outlive any one checkout.

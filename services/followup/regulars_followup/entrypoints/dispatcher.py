@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import asyncpg
+from regulars_events.supervise import keep_running
 from regulars_runtime.clock import Clock
 from regulars_runtime.policy import Policy
 from regulars_runtime.shop_directory import policy_for
@@ -70,15 +71,7 @@ class MessageDispatcher:
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._run(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("message dispatcher failed; restarting in 1 s")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+        await keep_running("message dispatcher", self._run, stop)
 
     async def _run(self, stop: asyncio.Event) -> None:
         listen = await asyncpg.connect(self.database_url)
