@@ -8,7 +8,7 @@ in the service's schema alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -67,10 +67,6 @@ async def apply(
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
-
-
-def versions(migrations: Iterable[Migration]) -> list[str]:
-    return [m.version for m in migrations]
 
 
 def library_migrations() -> list[Migration]:
