@@ -31,22 +31,22 @@ FRAMEWORK = "framework (uvicorn, starlette, fastapi)"
 # (category, function name or "*", a fragment of the file path), for the request path.
 APP_MARKERS: list[tuple[str, str, str]] = [
     ("auth (API key)", "shop_for", "regulars_runtime/auth.py"),
-    ("rate limit", "_limit", "entrypoints/api.py"),
-    ("body read + JSON parse", "_read_json", "entrypoints/api.py"),
+    ("rate limit", "retry_after", "domain/rate_limit.py"),
+    ("body read", "_read_body", "entrypoints/post_event.py"),
     ("posting check + pydantic validation", "parse_posting", "domain/postings.py"),
     ("body hash (sha256)", "body_hash", "domain/postings.py"),
-    ("handler logic (accept)", "accept", "regulars_intake/handlers.py"),
-    ("DB: customer check", "customer_exists", "adapters/repository.py"),
-    ("DB: idempotency record", "record_received", "adapters/repository.py"),
-    ("DB: visit row", "record_visit", "adapters/repository.py"),
+    ("endpoint (ASGI, JSON parse, answer)", "*", "entrypoints/post_event.py"),
+    ("group commit: queue and transaction", "*", "entrypoints/acceptance.py"),
+    ("handler logic (accept_many)", "*", "regulars_intake/handlers.py"),
+    ("DB: idempotency records", "record_received_many", "adapters/repository.py"),
+    ("DB: visit rows", "record_visits", "adapters/repository.py"),
+    ("DB: one-at-a-time path", "*", "adapters/repository.py"),
     ("envelope (emit: CloudEvent + value)", "emit", "regulars_runtime/unit_of_work.py"),
     ("outbox: row encoding", "rows", "regulars_events/outbox.py"),
     # The rows and the NOTIFY that wakes the relay: one statement or two, one category.
     ("outbox: INSERT + NOTIFY", "write", "regulars_events/outbox.py"),
     ("DB: pool acquire/release (+reset query)", "*", "asyncpg/pool.py"),
     ("DB: BEGIN/COMMIT", "*", "asyncpg/transaction.py"),
-    ("response encode", "json_response", "regulars_runtime/http.py"),
-    ("endpoint other (unit of work, glue)", "post_event", "entrypoints/api.py"),
     ("endpoint (plain)", "post_event", "plain_app.py"),
 ]
 LIBRARY_MARKERS: list[tuple[str, str, str]] = [

@@ -433,6 +433,23 @@ def measure(wrk: str, bench: Bench) -> dict[str, Any]:
     return report
 
 
+def measure_intake_only(wrk: str, bench: Bench) -> None:
+    """`--intake`: the plain and durable throughput alone, for iterating on intake."""
+    bench.system.start("intake", **SERVICE_ENV)
+    _shop, bench.api_key = asyncio.run(bench.system.create_shop("Bench Auto"))
+    asyncio.run(_post_customers(bench.url("intake"), bench.api_key, [BENCH_CUSTOMER]))
+    plain = measure_plain(wrk, bench)
+    solo = measure_durable(wrk, bench, "solo")
+    print(
+        f"intake.durable_vs_plain ratio={solo['rps'] / plain['rps']:.3f} (intake alone)"
+        f" plain_rps={plain['rps']:.0f} durable_rps={solo['rps']:.0f}"
+    )
+    if "--profile" in sys.argv[1:]:
+        bench.system.services["intake"].kill(signal.SIGTERM)
+        profile(wrk, bench, "intake")
+        print((RESULTS / "intake-profile.txt").read_text())
+
+
 def print_lines(report: dict[str, Any]) -> None:
     plain, durable, solo, e = (
         report["plain"],
@@ -476,6 +493,10 @@ def main() -> int:
 def run() -> int:
     wrk = ensure_wrk()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if "--intake" in sys.argv[1:]:
+        with embedded_system() as bench:
+            measure_intake_only(wrk, bench)
+        return 0
     started = time.monotonic()
     report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
     with embedded_system() as bench:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from harness import System, auth
@@ -202,3 +205,125 @@ async def test_rate_limit_is_429_with_retry_after(running: System, shop: tuple[s
             assert int(limited.headers["retry-after"]) >= 1
     finally:
         slow.kill()
+
+
+async def test_a_batch_answers_as_if_posted_one_by_one(
+    intake: httpx.AsyncClient, running: System, shop: tuple[str, str]
+) -> None:
+    # Set-based runs must not change an answer: a visit after its customer, a second id for
+    # the same repair order, an id repeated (same body and another), an unknown customer.
+    first = completed("ro-seq-1", "c-seq", event_id="seq-visit")
+    batch = [
+        completed("ro-seq-0", "c-seq"),  # the customer is not in the directory yet
+        customer("c-seq"),
+        first,
+        completed("ro-seq-1", "c-seq", event_id="seq-visit-again"),  # same order, new id
+        first,  # the same id and body: a duplicate
+        {**first, "data": {**first["data"], "advisor": "kim"}},  # same id, other body
+        completed("ro-seq-2", "c-nobody"),
+        completed("ro-seq-3", "c-seq"),
+    ]
+    r = await intake.post("/v1/events/batch", json={"events": batch})
+    assert r.status_code == 202, r.text
+    results = r.json()["results"]
+    assert [(x["status"], x.get("code")) for x in results] == [
+        ("rejected", 404),
+        ("accepted", None),
+        ("accepted", None),
+        ("accepted", None),
+        ("duplicate", None),
+        ("rejected", 409),
+        ("rejected", 404),
+        ("accepted", None),
+    ]
+    assert results[4]["event_id"] == results[2]["event_id"]
+    assert "c-nobody" in results[6]["error"]
+    visits = await running.fetch(
+        "SELECT repair_order_id FROM intake.repair_orders WHERE shop_id = $1"
+        " AND customer_id = 'c-seq' ORDER BY 1",
+        uuid.UUID(shop[0]),
+    )
+    assert [v["repair_order_id"] for v in visits] == ["ro-seq-1", "ro-seq-3"]
+    events = await running.fetch(
+        "SELECT o.event_id FROM intake.outbox o WHERE o.headers @> $1::jsonb",
+        f'[["shop_id", "{shop[0]}"], ["ce_subject", "c-seq"]]',
+    )
+    accepted = {uuid.UUID(x["event_id"]) for x in results if x["status"] == "accepted"}
+    assert {e["event_id"] for e in events} == accepted  # one outbox row per accepted event
+
+
+async def test_concurrent_posts_each_get_their_own_answer(
+    intake: httpx.AsyncClient, running: System, shop: tuple[str, str]
+) -> None:
+    # Requests that arrive together commit together; each still gets its own answer.
+    r = await intake.post("/v1/events", json=customer("c-many"))
+    assert r.status_code == 202, r.text
+    posts = [completed(f"ro-many-{i}", "c-many") for i in range(60)]
+    posts += [posts[0], posts[1]]  # retried while the first may still be in flight
+    posts += [completed("ro-many-x", "c-unknown-many")]
+    answers = await asyncio.gather(*(intake.post("/v1/events", json=p) for p in posts))
+    codes = [a.status_code for a in answers]
+    assert codes[:60] == [202] * 60 and codes[62] == 404, codes
+    assert codes[60:62] == [202, 202]
+    by_id: dict[str, set[str]] = {}
+    for a in answers[:62]:
+        by_id.setdefault(a.json()["id"], set()).add(a.json()["status"])
+    assert by_id["ro-ro-many-0"] == by_id["ro-ro-many-1"] == {"accepted", "duplicate"}
+    assert sum(1 for a in answers if a.json()["status"] == "accepted") == 60
+    stored = await running.fetch(
+        "SELECT count(*) AS n FROM intake.repair_orders WHERE shop_id = $1"
+        " AND customer_id = 'c-many'",
+        uuid.UUID(shop[0]),
+    )
+    assert stored[0]["n"] == 60
+
+
+async def test_a_nul_character_is_422_naming_the_field(intake: httpx.AsyncClient) -> None:
+    body = completed("ro-nul", "c-1")
+    body["data"]["advisor"] = "sam\u0000"
+    r = await intake.post("/v1/events", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"field": "data.advisor", "message": "NUL character"}]
+
+
+async def test_post_event_is_in_the_openapi_document(running: System) -> None:
+    async with httpx.AsyncClient(base_url=running.services["intake"].url) as http:
+        document = (await http.get("/openapi.json")).json()
+    operation = document["paths"]["/v1/events"]["post"]
+    assert operation["operationId"] == "post_event"
+    assert {"202", "401", "409", "413", "422", "429"} <= set(operation["responses"])
+    assert "/v1/events/batch" in document["paths"]
+
+
+async def test_one_failing_posting_fails_alone_not_its_batch(
+    intake: httpx.AsyncClient, running: System, shop: tuple[str, str]
+) -> None:
+    # The group-commit seam itself, on the real database: a posting the database refuses
+    # (built by hand: the API rejects NUL before this point) shares a batch with five good
+    # ones; the batch is retried one by one, so only that posting fails.
+    from regulars_intake.domain.postings import parse_posting
+    from regulars_intake.entrypoints.acceptance import AcceptanceQueue
+    from regulars_runtime.db import create_pool
+
+    assert (await intake.post("/v1/events", json=customer("c-fallback"))).status_code == 202
+    good = [parse_posting(completed(f"ro-fb-{i}", "c-fallback")) for i in range(5)]
+    bad = dataclasses.replace(good[0], client_id="bad\x00id")
+    pool = await create_pool(running.database_url, "intake", max_size=2)
+    try:
+        queue = AcceptanceQueue(pool, writers=1)
+        shop_id = uuid.UUID(shop[0])
+        results = await asyncio.gather(
+            *(queue.accept(shop_id, p) for p in [*good[:2], bad, *good[2:]]),
+            return_exceptions=True,
+        )
+    finally:
+        await pool.close()
+    assert isinstance(results[2], asyncpg.CharacterNotInRepertoireError), results[2]
+    outcomes = [r for i, r in enumerate(results) if i != 2]
+    assert [getattr(o, "status", o) for o in outcomes] == ["accepted"] * 5
+    stored = await running.fetch(
+        "SELECT count(*) AS n FROM intake.repair_orders WHERE shop_id = $1"
+        " AND customer_id = 'c-fallback'",
+        shop_id,
+    )
+    assert stored[0]["n"] == 5

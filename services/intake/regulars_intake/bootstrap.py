@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import FastAPI
 from regulars_runtime.auth import KeyRing
@@ -12,7 +13,9 @@ from regulars_runtime.service import ServiceContext, ServiceDefinition, create_a
 from regulars_runtime.settings import Settings
 
 from .domain.rate_limit import ShopRateLimits
-from .entrypoints import api
+from .entrypoints import api, post_event
+from .entrypoints.acceptance import AcceptanceQueue
+from .entrypoints.post_event import PostEvent
 
 NAME = "intake"
 
@@ -23,6 +26,7 @@ def migrations() -> list[Migration]:
 
 async def _on_start(ctx: ServiceContext) -> None:
     ctx.extras["keys"] = KeyRing(ctx.pool)
+    ctx.extras["acceptance"] = AcceptanceQueue(ctx.pool)
     ctx.extras["rate_limits"] = ShopRateLimits(
         rate=float(os.environ.get("INTAKE_RATE_PER_SECOND", "200")),
         burst=float(os.environ.get("INTAKE_RATE_BURST", "1000")),
@@ -41,4 +45,15 @@ DEFINITION = ServiceDefinition(
 def build(settings: Settings) -> FastAPI:
     app = create_app(DEFINITION, settings)
     app.add_exception_handler(Problem, problem_handler)
+    app.add_middleware(PostEvent)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # generated once, then FastAPI's cached copy
+        document["paths"].setdefault(post_event.PATH, {})["post"] = post_event.openapi_operation(
+            api.EVENT_SCHEMA
+        )
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

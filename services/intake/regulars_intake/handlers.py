@@ -6,6 +6,7 @@ Every write of intake's state happens here, through an IntakeUnitOfWork.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from regulars_runtime.auth import IssuedKey, issue_key
 from regulars_runtime.policy import Policy
 from regulars_runtime.unit_of_work import UnitOfWork
 
-from .adapters.repository import IntakeRepository
+from .adapters.repository import IntakeRepository, Received, Visit
 from .domain.postings import FieldError, Posting, Rejected
 
 SCHEMA = "intake"
@@ -171,6 +172,99 @@ async def accept(uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting) ->
         await uow.repo.set_consent(shop_id, data["customer_id"], data["channel"], data["granted"])
     uow.emit(event, shop_id=shop_id, id=event_id, time=posting.occurred_at.astimezone(UTC))
     return Outcome("accepted", event_id, posting.client_id)
+
+
+#: types whose effect depends on what came before them (the directory, a visit's status):
+#: accepted one at a time, in order
+_ONE_AT_A_TIME = frozenset(
+    {"customer.upserted", "service.voided", "service.reopened", "consent.changed"}
+)
+
+
+async def accept_many(
+    uow: IntakeUnitOfWork, postings: Sequence[tuple[uuid.UUID, Posting]]
+) -> list[Outcome]:
+    """``accept`` for many postings in one transaction, set-based where order cannot matter.
+
+    The answer for each posting is the one ``accept`` gives it when the postings are
+    accepted one by one in this order. Runs of independent postings (visits and other
+    customer events, each with its own id) are recorded with one statement per table; a
+    posting that must see what came before it ends the run and goes through ``accept``.
+    """
+    outcomes: list[Outcome | None] = [None] * len(postings)
+    run: list[int] = []
+    keys: set[tuple[uuid.UUID, str]] = set()
+    for i, (shop_id, posting) in enumerate(postings):
+        if posting.client_id is None or posting.short_type in _ONE_AT_A_TIME:
+            await _accept_run(uow, postings, run, outcomes)
+            keys.clear()
+            outcomes[i] = await accept(uow, shop_id, posting)
+            continue
+        # A repeated id, or a second completion of the same repair order, must see the
+        # first: it starts a new run.
+        touched = [(shop_id, "id:" + posting.client_id)]
+        if isinstance(posting.event, ServiceCompleted):
+            touched.append((shop_id, "order:" + posting.event.repair_order_id))
+        if any(k in keys for k in touched):
+            await _accept_run(uow, postings, run, outcomes)
+            keys.clear()
+        run.append(i)
+        keys.update(touched)
+    await _accept_run(uow, postings, run, outcomes)
+    assert all(o is not None for o in outcomes)
+    return [o for o in outcomes if o is not None]
+
+
+async def _accept_run(
+    uow: IntakeUnitOfWork,
+    postings: Sequence[tuple[uuid.UUID, Posting]],
+    run: list[int],
+    outcomes: list[Outcome | None],
+) -> None:
+    if not run:
+        return
+    received = []
+    for i in run:
+        shop_id, posting = postings[i]
+        assert posting.client_id is not None
+        field = _customer_field(posting)
+        received.append(
+            Received(
+                shop_id,
+                posting.client_id,
+                posting.body_hash,
+                posting.event_id(shop_id),
+                posting.event.type,
+                getattr(posting.event, field) if field else None,
+            )
+        )
+    recorded = await uow.repo.record_received_many(received)
+    visits = []
+    not_recorded = []
+    for i, row in zip(run, received, strict=True):
+        shop_id, posting = postings[i]
+        if (row.shop_id, row.client_id) not in recorded:
+            not_recorded.append(i)
+            continue
+        event = posting.event
+        if isinstance(event, ServiceCompleted):
+            visits.append(
+                Visit(
+                    shop_id,
+                    event.repair_order_id,
+                    event.customer_id,
+                    event.asset_id,
+                    event.completed_at,
+                )
+            )
+        uow.emit(event, shop_id=shop_id, id=row.event_id, time=posting.occurred_at.astimezone(UTC))
+        outcomes[i] = Outcome("accepted", row.event_id, posting.client_id)
+    if visits:
+        await uow.repo.record_visits(visits)
+    # A duplicate, a conflict or an unknown customer: rare, and accept() tells which.
+    for i in not_recorded:
+        outcomes[i] = await accept(uow, *postings[i])
+    run.clear()
 
 
 def _customer_field(posting: Posting) -> str | None:

@@ -110,3 +110,29 @@ def test_a_batch_bigger_than_the_burst_passes_only_from_a_full_bucket() -> None:
     limits = ShopRateLimits(rate=10, burst=100)
     assert limits.retry_after("a", 0.0, cost=500) == 0
     assert limits.retry_after("a", 0.0, cost=500) > 0
+
+
+@pytest.mark.parametrize(
+    ("posting", "field"),
+    [
+        ({**COMPLETED, "id": "ro\x00"}, "id"),
+        ({**COMPLETED, "data": {**COMPLETED["data"], "advisor": "sam\x00"}}, "data.advisor"),
+        (
+            {**COMPLETED, "data": {**COMPLETED["data"], "extra": [{"note": "a\x00b"}]}},
+            "data.extra[0].note",
+        ),
+        ({**COMPLETED, "data": {**COMPLETED["data"], "k\x00": 1}}, "data.k\x00"),
+    ],
+)
+def test_a_nul_character_is_named_not_stored(posting: dict[str, object], field: str) -> None:
+    # PostgreSQL text and jsonb cannot hold NUL: caught here as a 422, never a failed insert.
+    with pytest.raises(Rejected) as caught:
+        parse_posting(posting)
+    assert caught.value.status == 422
+    assert [e.field for e in caught.value.errors] == [field]
+
+
+def test_a_nul_in_a_batch_names_the_event() -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_posting({**COMPLETED, "type": "service.completed\x00"}, where="events[3]")
+    assert caught.value.errors[0].field == "events[3].type"

@@ -4,10 +4,34 @@ transaction): the unit of work decides what commits together."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+
+@dataclass(frozen=True)
+class Received:
+    """One posting's idempotency row, for the set-based insert."""
+
+    shop_id: uuid.UUID
+    client_id: str
+    body_sha256: bytes
+    event_id: uuid.UUID
+    type: str
+    #: nothing is recorded unless this customer is in the shop's directory
+    required_customer: str | None
+
+
+@dataclass(frozen=True)
+class Visit:
+    shop_id: uuid.UUID
+    repair_order_id: str
+    customer_id: str
+    asset_id: str | None
+    completed_at: datetime
 
 
 class IntakeRepository:
@@ -99,6 +123,31 @@ class IntakeRepository:
             return False, None, None
         return False, bytes(row["body_sha256"]), row["event_id"]
 
+    async def record_received_many(self, rows: Sequence[Received]) -> set[tuple[uuid.UUID, str]]:
+        """The (shop, client id) of each row recorded now; one statement for all of them.
+
+        A row is left out when its id is already taken (a duplicate or a conflict, for the
+        caller to tell apart) or its required customer is not in the directory. Rows go in
+        key order, so two concurrent batches lock the same keys in the same order.
+        """
+        recorded = await self.conn.fetch(
+            "INSERT INTO received_events (shop_id, client_id, body_sha256, event_id, type)"
+            " SELECT i.shop_id, i.client_id, i.body_sha256, i.event_id, i.type"
+            " FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[], $5::text[],"
+            " $6::text[]) AS i(shop_id, client_id, body_sha256, event_id, type, customer_id)"
+            " WHERE i.customer_id IS NULL OR EXISTS (SELECT 1 FROM customers c"
+            "   WHERE c.shop_id = i.shop_id AND c.customer_id = i.customer_id)"
+            " ORDER BY i.shop_id, i.client_id"
+            " ON CONFLICT (shop_id, client_id) DO NOTHING RETURNING shop_id, client_id",
+            [r.shop_id for r in rows],
+            [r.client_id for r in rows],
+            [r.body_sha256 for r in rows],
+            [r.event_id for r in rows],
+            [r.type for r in rows],
+            [r.required_customer for r in rows],
+        )
+        return {(r["shop_id"], r["client_id"]) for r in recorded}
+
     # --- customers and visits ---------------------------------------------------------
     async def upsert_customer(self, shop_id: uuid.UUID, data: dict[str, Any]) -> None:
         await self.conn.execute(
@@ -171,6 +220,22 @@ class IntakeRepository:
             customer_id,
             asset_id,
             completed_at,
+        )
+
+    async def record_visits(self, visits: Sequence[Visit]) -> None:
+        """``record_visit`` for many repair orders at once; each (shop, order) once at most."""
+        await self.conn.execute(
+            "INSERT INTO repair_orders (shop_id, repair_order_id, customer_id, asset_id,"
+            " completed_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[],"
+            " $4::text[], $5::timestamptz[]) AS v ORDER BY 1, 2"
+            " ON CONFLICT (shop_id, repair_order_id)"
+            " DO UPDATE SET status = CASE WHEN repair_orders.status = 'reopened' THEN 'completed'"
+            " ELSE repair_orders.status END",
+            [v.shop_id for v in visits],
+            [v.repair_order_id for v in visits],
+            [v.customer_id for v in visits],
+            [v.asset_id for v in visits],
+            [v.completed_at for v in visits],
         )
 
     async def visit_customer(self, shop_id: uuid.UUID, repair_order_id: str) -> str | None:

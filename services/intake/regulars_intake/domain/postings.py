@@ -102,6 +102,26 @@ def _parse_time(value: Any, field: str) -> datetime:
     return parsed
 
 
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where a NUL character is (PostgreSQL text and jsonb cannot hold one), if anywhere."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return inner
+            found = _nul_at(item, inner)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def parse_posting(raw: Any, *, size: int | None = None, where: str = "") -> Posting:
     """One posted event, checked; raises Rejected naming what is wrong."""
     if size is None:
@@ -114,6 +134,11 @@ def parse_posting(raw: Any, *, size: int | None = None, where: str = "") -> Post
     if not isinstance(raw, dict):
         raise Rejected(400, f"{where or 'body'} must be a JSON object")
     p = f"{where}." if where else ""
+    nul = _nul_at(raw, where)
+    if nul is not None:
+        raise Rejected(
+            422, f"{nul}: contains a NUL character (\\u0000)", [FieldError(nul, "NUL character")]
+        )
     errors: list[FieldError] = []
     unknown = sorted(set(raw) - _POSTING_KEYS)
     for key in unknown:

@@ -27,7 +27,7 @@ from ..handlers import IntakeUnitOfWork, Outcome
 
 router = APIRouter()
 
-_EVENT_SCHEMA: dict[str, Any] = {
+EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["type", "occurred_at", "data"],
     "properties": {
@@ -78,34 +78,6 @@ async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> tuple[
 
 
 @router.post(
-    "/v1/events",
-    status_code=202,
-    tags=["events"],
-    summary="Post one event from the shop's system",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _EVENT_SCHEMA}},
-        }
-    },
-    responses={400: {}, 401: {}, 404: {}, 409: {}, 413: {}, 422: {}, 429: {}},
-)
-async def post_event(request: Request) -> Response:
-    shop = await _shop(request)
-    _limit(request, shop, 1)
-    raw, size = await _read_json(request)
-    try:
-        posting = parse_posting(raw, size=size)
-    except Rejected as rejected:
-        return _json(rejected.as_dict(), rejected.status)
-    ctx = _ctx(request)
-    async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
-        outcome = await handlers.accept(uow, shop, posting)
-    status = outcome.rejection.status if outcome.rejection else 202
-    return _json(outcome.as_dict(), status)
-
-
-@router.post(
     "/v1/events/batch",
     status_code=202,
     tags=["events"],
@@ -122,7 +94,7 @@ async def post_event(request: Request) -> Response:
                             "events": {
                                 "type": "array",
                                 "maxItems": MAX_BATCH,
-                                "items": _EVENT_SCHEMA,
+                                "items": EVENT_SCHEMA,
                             }
                         },
                     }
@@ -161,8 +133,9 @@ async def post_batch(request: Request) -> Response:
             )
     ctx = _ctx(request)
     async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
-        for i, posting in postings:
-            results[i] = await handlers.accept(uow, shop, posting)
+        outcomes = await handlers.accept_many(uow, [(shop, posting) for _i, posting in postings])
+    for (i, _posting), outcome in zip(postings, outcomes, strict=True):
+        results[i] = outcome
     return _json({"results": [r.as_dict() for r in results if r is not None]}, 202)
 
 
