@@ -173,3 +173,25 @@ async def test_broker_restart_loses_nothing_published(running: System) -> None:
         if line.startswith('regulars_broker_changes_total{service="intake"}')
     ]
     assert changes and float(changes[0].split()[-1]) >= 1
+
+
+async def test_a_new_shop_posted_while_followup_was_down_loses_nothing(running: System) -> None:
+    # The shop's policy and its customer travel on other topics than its visits: when
+    # followup comes back to all of them at once, a visit can come before the policy it
+    # needs. It must wait for it (its partition parked), not be dead-lettered.
+    followup = running.services["followup"]
+    followup.kill(signal.SIGKILL)
+    shop_id, key, cid = await setup_shop(running)
+    async with httpx.AsyncClient(base_url=running.services["intake"].url, timeout=30) as http:
+        r = await http.post(
+            "/v1/events/batch",
+            json={"events": [visit(i, cid) for i in range(VISITS)]},
+            headers=auth(key),
+        )
+    assert r.status_code == 202 and {x["status"] for x in r.json()["results"]} == {"accepted"}
+    dead_before = (await running.fetch("SELECT count(*) AS n FROM followup.dead_letters"))[0]["n"]
+    followup.start()
+    followup.wait_healthy(60)
+    await assert_one_task_per_visit(running, shop_id)
+    dead = (await running.fetch("SELECT count(*) AS n FROM followup.dead_letters"))[0]["n"]
+    assert dead == dead_before

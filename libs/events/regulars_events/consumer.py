@@ -1,10 +1,17 @@
 """Kafka -> handler, with an inbox for exactly-once effect.
 
-Each record is applied in one PostgreSQL transaction that also records its event id in
-the inbox, so a redelivered event is recognised and skipped. Offsets are committed by
+Each record is applied in a PostgreSQL transaction that also records its event id in
+the inbox, so a redelivered event is recognised and skipped. Records fetched together
+from one partition share that transaction (one commit for a backlog of them, not one
+each); if any of them fails, the transaction is rolled back and they are applied one per
+transaction, so the failure stays with its record. Offsets are committed by
 hand after the effect commits. A handler error is retried with backoff; after the last
 try the record goes to the dead-letter topic with the error in its headers and the
-partition moves on. Losing the database is not the message's fault: that is retried
+partition moves on. A handler that raises RetryLater (what it needs travels on another
+topic and has not been applied yet) parks its partition instead: paused, rewound to that
+record, resumed after a backoff, while every other partition keeps flowing, so the event
+it waits for can arrive. Only after ``RetryPolicy.wait_for_prerequisite`` is it
+dead-lettered. Losing the database is not the message's fault: that is retried
 until the database is back, and nothing is dead-lettered for it. SIGTERM (stop) lets the
 batch in hand finish, commits, and leaves the group.
 """
@@ -14,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -44,6 +52,10 @@ TRANSIENT = (
 )
 
 
+#: records of one partition applied in one transaction at most
+TOGETHER = 100
+
+
 class RetryLater(Exception):
     """Raised by a handler that cannot apply the event yet (something it needs has not arrived)."""
 
@@ -53,9 +65,24 @@ class RetryPolicy:
     attempts: int = 4
     first_backoff: float = 0.2
     max_backoff: float = 5.0
+    #: how long an event may wait for what it needs (RetryLater) before it is dead-lettered
+    wait_for_prerequisite: float = 600.0
 
     def backoff(self, attempt: int) -> float:
         return float(min(self.first_backoff * (4**attempt), self.max_backoff))
+
+    def parked_backoff(self, attempt: int) -> float:
+        return float(min(self.first_backoff * (2**attempt), self.max_backoff))
+
+
+@dataclass
+class _Parked:
+    """A partition paused at a record whose prerequisite has not been applied yet."""
+
+    offset: int
+    since: float
+    attempts: int = 0
+    resume_at: float = field(default=0.0)
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -64,6 +91,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.runner.commit_processed()
+        for tp in revoked:
+            self.runner.parked.pop(tp, None)  # its new owner starts from the committed offset
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -95,6 +124,7 @@ class EventConsumer:
         self.group_id = f"regulars-{service}"
         self._consumer: AIOKafkaConsumer | None = None
         self._processed: dict[TopicPartition, int] = {}
+        self.parked: dict[TopicPartition, _Parked] = {}
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -121,12 +151,16 @@ class EventConsumer:
         try:
             consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
             while not stop.is_set():
+                self._resume_due(consumer)
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                # Finish the batch in hand even when asked to stop: it is short.
                 for tp, records in batches.items():
-                    for record in records:
-                        # Finish the batch in hand even when asked to stop: it is short.
-                        await self._apply(record, dead_letters)
-                        self._processed[tp] = record.offset + 1
+                    for start in range(0, len(records), TOGETHER):
+                        chunk = records[start : start + TOGETHER]
+                        if await self._apply_together(chunk):
+                            self._processed[tp] = chunk[-1].offset + 1
+                        elif not await self._apply_each(consumer, tp, chunk, dead_letters):
+                            break
                 await self.commit_processed()
         finally:
             self.running = False
@@ -146,21 +180,91 @@ class EventConsumer:
             # Not fatal: the records will come again and the inbox will skip them.
             log.warning("offset commit failed", exc_info=True)
 
-    async def _apply(self, record: Any, dead_letters: Any) -> None:
+    async def _apply_each(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any, dead_letters: Any
+    ) -> bool:
+        """One transaction per record; False when the partition was parked at one of them."""
+        for record in records:
+            if not await self._apply(tp, record, dead_letters):
+                # Parked: this partition waits (from this record on); the others go on.
+                consumer.pause(tp)
+                consumer.seek(tp, record.offset)
+                return False
+            self._processed[tp] = record.offset + 1
+        return True
+
+    async def _apply_together(self, records: Sequence[Any]) -> bool:
+        """All of the records in one transaction; False (nothing applied) if any fails."""
+        wanted = []
+        for record in records:
+            try:
+                envelope = Envelope.from_kafka(record.headers, record.value)
+            except EnvelopeError:
+                return False  # for the dead-letter path of _apply
+            if self.wants(envelope.type):
+                wanted.append(envelope)
+        if len(wanted) < 2:
+            return not wanted  # a lone record takes the usual path, retries and all
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = {
+                    r["event_id"]
+                    for r in await conn.fetch(
+                        "INSERT INTO inbox (event_id, type)"
+                        " SELECT * FROM unnest($1::uuid[], $2::text[])"
+                        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                        [e.id for e in wanted],
+                        [e.type for e in wanted],
+                    )
+                }
+                results = []
+                for envelope in wanted:
+                    # discard: an event delivered twice in this very chunk is applied once
+                    if envelope.id in fresh:
+                        fresh.discard(envelope.id)
+                        await self.handle(envelope, conn)
+                        results.append((envelope.type, "applied"))
+                    else:
+                        results.append((envelope.type, "duplicate"))
+        except Exception as exc:
+            log.debug("records applied together failed; one by one", extra={"error": repr(exc)})
+            return False
+        if self.on_result:
+            for result in results:
+                self.on_result(*result)
+        return True
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        paused = consumer.paused()
+        for tp, parked in self.parked.items():
+            if tp in paused and parked.resume_at <= now:
+                consumer.resume(tp)
+
+    async def _apply(self, tp: TopicPartition, record: Any, dead_letters: Any) -> bool:
+        """Done with the record (applied, skipped or dead-lettered); False: parked."""
         try:
             envelope = Envelope.from_kafka(record.headers, record.value)
         except EnvelopeError as exc:
             await self._dead_letter(record, dead_letters, exc, attempts=0)
-            return
+            return True
         if not self.wants(envelope.type):
-            return
+            return True
         attempt = 0
         while True:
             try:
                 result = await self._apply_once(envelope)
                 if self.on_result:
                     self.on_result(envelope.type, result)
-                return
+                self.parked.pop(tp, None)
+                return True
+            except RetryLater as exc:
+                if self._park(tp, record.offset, envelope, exc):
+                    return False
+                await self._dead_letter(record, dead_letters, exc, attempts=attempt + 1)
+                if self.on_result:
+                    self.on_result(envelope.type, "dead_letter")
+                return True
             except TRANSIENT:
                 log.warning("database or network away; retrying", exc_info=True)
                 await asyncio.sleep(self.retry.max_backoff)
@@ -170,12 +274,35 @@ class EventConsumer:
                     await self._dead_letter(record, dead_letters, exc, attempts=attempt)
                     if self.on_result:
                         self.on_result(envelope.type, "dead_letter")
-                    return
+                    return True
                 log.info(
                     "handler failed; retrying",
                     extra={"event_id": str(envelope.id), "type": envelope.type, "error": repr(exc)},
                 )
                 await asyncio.sleep(self.retry.backoff(attempt - 1))
+
+    def _park(self, tp: TopicPartition, offset: int, envelope: Envelope, exc: RetryLater) -> bool:
+        """Park the partition at this record; False once it has waited long enough."""
+        now = time.monotonic()
+        parked = self.parked.get(tp)
+        if parked is None or parked.offset != offset:
+            parked = self.parked[tp] = _Parked(offset, since=now)
+        if now - parked.since >= self.retry.wait_for_prerequisite:
+            del self.parked[tp]
+            return False
+        parked.resume_at = now + self.retry.parked_backoff(parked.attempts)
+        parked.attempts += 1
+        log.info(
+            "event waits for what it needs; its partition is parked",
+            extra={
+                "event_id": str(envelope.id),
+                "type": envelope.type,
+                "reason": str(exc),
+                "partition": f"{tp.topic}/{tp.partition}",
+                "attempt": parked.attempts,
+            },
+        )
+        return True
 
     async def _apply_once(self, envelope: Envelope) -> str:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -38,6 +38,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -516,6 +517,14 @@ class Policy(BaseModel):
     """The shop's policy (``GET|PUT /v1/policy``). ``Policy.defaults()`` is SPEC.md's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: built on first use: a policy is parsed once per version and asked for every visit
+    _calendar: Any = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        # The fields make the policy; a calendar built or not yet is no difference.
+        return isinstance(other, Policy) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
         default="America/New_York", description="the shop's IANA time zone"
@@ -691,9 +700,12 @@ class Policy(BaseModel):
         """The shop's business calendar (opening hours, holidays, time zone)."""
         from .calendar import BusinessCalendar
 
-        return BusinessCalendar.from_policy(
-            self.timezone, self.business_hours.as_mapping(), self.holidays
-        )
+        if self._calendar is None:
+            self._calendar = BusinessCalendar.from_policy(
+                self.timezone, self.business_hours.as_mapping(), self.holidays
+            )
+        calendar: BusinessCalendar = self._calendar
+        return calendar
 
     def quiet_hours_window(
         self,

@@ -54,7 +54,8 @@ async def on_service_completed(
         return
     name = await uow.repo.customer_name(shop_id, event.customer_id)
     script = call_script(name, data)
-    existing = await uow.repo.task_for_visit(shop_id, event.repair_order_id)
+    # A visit recorded just now has no task yet: the lookup is for a reopened one.
+    existing = None if added else await uow.repo.task_for_visit(shop_id, event.repair_order_id)
     if existing is not None:
         task_id = existing["id"]
         await uow.repo.reschedule_task(task_id, plan.due_at, version, script)
