@@ -54,6 +54,8 @@ TRANSIENT = (
 
 #: records of one partition applied in one transaction at most
 TOGETHER = 100
+#: partitions applied concurrently (each holds one pooled connection while it works)
+PARTITIONS_AT_ONCE = 4
 
 
 class RetryLater(Exception):
@@ -153,14 +155,15 @@ class EventConsumer:
             while not stop.is_set():
                 self._resume_due(consumer)
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                # Finish the batch in hand even when asked to stop: it is short.
-                for tp, records in batches.items():
-                    for start in range(0, len(records), TOGETHER):
-                        chunk = records[start : start + TOGETHER]
-                        if await self._apply_together(chunk):
-                            self._processed[tp] = chunk[-1].offset + 1
-                        elif not await self._apply_each(consumer, tp, chunk, dead_letters):
-                            break
+                # Finish the batch in hand even when asked to stop: it is short. Partitions
+                # are independent, so a few go at once: each waits on its own database
+                # round trips, and order only matters within a partition.
+                at_once = asyncio.Semaphore(PARTITIONS_AT_ONCE)
+                async with asyncio.TaskGroup() as group:
+                    for tp, records in batches.items():
+                        group.create_task(
+                            self._apply_partition(consumer, tp, records, dead_letters, at_once)
+                        )
                 await self.commit_processed()
         finally:
             self.running = False
@@ -179,6 +182,22 @@ class EventConsumer:
         except Exception:
             # Not fatal: the records will come again and the inbox will skip them.
             log.warning("offset commit failed", exc_info=True)
+
+    async def _apply_partition(
+        self,
+        consumer: AIOKafkaConsumer,
+        tp: TopicPartition,
+        records: Sequence[Any],
+        dead_letters: Any,
+        at_once: asyncio.Semaphore,
+    ) -> None:
+        async with at_once:
+            for start in range(0, len(records), TOGETHER):
+                chunk = records[start : start + TOGETHER]
+                if await self._apply_together(chunk):
+                    self._processed[tp] = chunk[-1].offset + 1
+                elif not await self._apply_each(consumer, tp, chunk, dead_letters):
+                    return
 
     async def _apply_each(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Any, dead_letters: Any
