@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from regulars_runtime.http import Problem, context, json_response, shop_of
+from regulars_runtime.http import context, json_response, shop_of
 from regulars_runtime.policy import Policy, validation_errors
 from regulars_runtime.unit_of_work import unit_of_work
 
@@ -22,8 +20,8 @@ from ..domain.postings import (
     Rejected,
     parse_posting,
 )
-from ..domain.rate_limit import ShopRateLimits
 from ..handlers import IntakeUnitOfWork, Outcome
+from .guards import check_rate, parse_json, read_body
 
 router = APIRouter()
 
@@ -52,29 +50,12 @@ _shop = shop_of
 
 
 def _limit(request: Request, shop: uuid.UUID, cost: int) -> None:
-    limits: ShopRateLimits = _ctx(request).extras["rate_limits"]
-    wait = limits.retry_after(str(shop), time.monotonic(), cost)
-    if wait:
-        raise Problem(
-            429, f"over this shop's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
-        )
+    check_rate(_ctx(request).extras["rate_limits"], shop, cost)
 
 
 async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> tuple[Any, int]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"request body is {declared} bytes; the limit is {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem(413, f"request body is over the limit of {limit} bytes")
-    if not body:
-        raise Problem(400, "request body is empty; send a JSON object")
-    try:
-        return orjson.loads(body), len(body)
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"request body is not valid JSON: {exc}") from None
+    body = await read_body(request.receive, request.headers.get("content-length"), limit)
+    return parse_json(body), len(body)
 
 
 @router.post(

@@ -20,9 +20,9 @@ from regulars_runtime.auth import KeyRing
 from regulars_runtime.http import Problem
 from regulars_runtime.service import ServiceContext
 
-from ..domain.postings import MAX_REQUEST_BYTES, Rejected, parse_posting
-from ..domain.rate_limit import ShopRateLimits
+from ..domain.postings import Rejected, parse_posting
 from .acceptance import AcceptanceQueue
+from .guards import check_rate, parse_json, read_body
 
 log = logging.getLogger(__name__)
 
@@ -113,44 +113,18 @@ async def _post(
         if name == b"authorization":
             authorization = value.decode("latin-1")
         elif name == b"content-length":
-            declared = value
+            declared = value.decode("latin-1")
     keys: KeyRing = ctx.extras["keys"]
     shop = await keys.shop_for(authorization)
     if shop is None:
         raise Problem(401, UNAUTHORIZED)
-    limits: ShopRateLimits = ctx.extras["rate_limits"]
-    wait = limits.retry_after(str(shop), time.monotonic(), 1)
-    if wait:
-        raise Problem(
-            429, f"over this shop's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
-        )
-    raw = await _read_body(receive, declared)
+    check_rate(ctx.extras["rate_limits"], shop, 1)
+    raw = await read_body(receive, declared)
     try:
-        posting = parse_posting(orjson.loads(raw), size=len(raw))
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"request body is not valid JSON: {exc}") from None
+        posting = parse_posting(parse_json(raw), size=len(raw))
     except Rejected as rejected:
         return rejected.status, orjson.dumps(rejected.as_dict()), []
     acceptance: AcceptanceQueue = ctx.extras["acceptance"]
     outcome = await acceptance.accept(shop, posting)
     status = outcome.rejection.status if outcome.rejection else 202
     return status, orjson.dumps(outcome.as_dict()), []
-
-
-async def _read_body(receive: Any, declared: bytes | None) -> bytes:
-    limit = MAX_REQUEST_BYTES
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"request body is {declared.decode()} bytes; the limit is {limit} bytes")
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Problem(400, "the client went away before sending the whole body")
-        body += message.get("body", b"")
-        if len(body) > limit:
-            raise Problem(413, f"request body is over the limit of {limit} bytes")
-        more = message.get("more_body", False)
-    if not body:
-        raise Problem(400, "request body is empty; send a JSON object")
-    return body

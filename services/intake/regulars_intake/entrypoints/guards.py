@@ -1,0 +1,52 @@
+"""What every write request to intake passes, on either path (FastAPI routes and the bare
+``POST /v1/events``): the shop's rate limit, the size limit, a JSON body."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from regulars_runtime.http import Problem
+
+from ..domain.postings import MAX_REQUEST_BYTES
+from ..domain.rate_limit import ShopRateLimits
+
+Receive = Any  # the ASGI receive callable
+
+
+def check_rate(limits: ShopRateLimits, shop: uuid.UUID, cost: int) -> None:
+    wait = limits.retry_after(str(shop), time.monotonic(), cost)
+    if wait:
+        raise Problem(
+            429, f"over this shop's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
+        )
+
+
+async def read_body(
+    receive: Receive, declared: str | None, limit: int = MAX_REQUEST_BYTES
+) -> bytes:
+    """The whole request body, refused (413) as soon as it is known to be over ``limit``."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"request body is {declared} bytes; the limit is {limit} bytes")
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Problem(400, "the client went away before sending the whole body")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise Problem(413, f"request body is over the limit of {limit} bytes")
+        more = message.get("more_body", False)
+    if not body:
+        raise Problem(400, "request body is empty; send a JSON object")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"request body is not valid JSON: {exc}") from None
