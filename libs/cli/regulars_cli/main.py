@@ -200,6 +200,71 @@ def _cmd_outbox_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    from regulars_runtime.db import connect
+
+    async def go() -> list[dict[str, Any]]:
+        rows = []
+        for name in args.service or SERVICES:
+            conn = await connect(current().database_url, name)
+            try:
+                found = await conn.fetch(
+                    "SELECT event_id, type, topic, part, kafka_offset, error, parked_at,"
+                    " replayed_at FROM dead_letters WHERE $1 OR replayed_at IS NULL"
+                    " ORDER BY parked_at",
+                    args.all,
+                )
+            finally:
+                await conn.close()
+            rows += [{"service": name, **dict(r)} for r in found]
+        return rows
+
+    rows = asyncio.run(go())
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for r in rows:
+        state = f"replayed {r['replayed_at']:%Y-%m-%d %H:%M}" if r["replayed_at"] else "parked"
+        print(
+            f"{r['service']}  {r['parked_at']:%Y-%m-%d %H:%M:%S}  {state}  {r['type'] or '?'}"
+            f"  {r['event_id'] or '-'}  {r['topic']}/{r['part']}@{r['kafka_offset']}"
+            f"\n    {r['error'][:300]}"
+        )
+    if not rows:
+        print("no dead letters" + ("" if args.all else " waiting for a replay"))
+    return 0
+
+
+def _cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    from regulars_events.dead_letters import replay
+    from regulars_events.kafka import KafkaConfig
+    from regulars_runtime.db import connect
+
+    try:
+        event_ids = [uuid.UUID(e) for e in args.event_id] if args.event_id else None
+    except ValueError:
+        print("regulars: --event-id takes an event id (a UUID)", file=sys.stderr)
+        return 2
+
+    async def go() -> Any:
+        state = current()
+        conn = await connect(state.database_url, args.service)
+        try:
+            return await replay(
+                KafkaConfig(state.kafka_bootstrap_servers), conn, args.service, event_ids=event_ids
+            )
+        finally:
+            await conn.close()
+
+    done = asyncio.run(go())
+    print(
+        f"{args.service}: {done.replayed} published again to their topics"
+        f" ({done.found} on the dead-letter topic, {done.already} replayed before,"
+        f" {done.skipped} not asked for)"
+    )
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """The monthly database check for one shop, now (it also runs by itself on the 1st)."""
     from datetime import date
@@ -266,6 +331,20 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", required=True, help="ISO-8601 time with offset")
     replay.add_argument("--service", action="append", choices=SERVICES)
     replay.set_defaults(func=_cmd_outbox_replay)
+    dead = sub.add_parser(
+        "dead-letters", help="events a service could not apply, and replaying them"
+    ).add_subparsers(dest="dead_letters_command", required=True)
+    listing = dead.add_parser("list", help="dead letters waiting for a replay")
+    listing.add_argument("--service", action="append", choices=SERVICES)
+    listing.add_argument("--all", action="store_true", help="replayed ones too")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_cmd_dead_letters_list)
+    again = dead.add_parser("replay", help="publish a service's dead letters to their topics again")
+    again.add_argument("--service", required=True, choices=SERVICES)
+    again.add_argument(
+        "--event-id", action="append", help="only this event (repeatable); default: all"
+    )
+    again.set_defaults(func=_cmd_dead_letters_replay)
     return p
 
 
