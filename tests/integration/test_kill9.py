@@ -195,3 +195,36 @@ async def test_a_new_shop_posted_while_followup_was_down_loses_nothing(running: 
     await assert_one_task_per_visit(running, shop_id)
     dead = (await running.fetch("SELECT count(*) AS n FROM followup.dead_letters"))[0]["n"]
     assert dead == dead_before
+
+
+async def test_kill_intake_while_concurrent_posts_share_commits(running: System) -> None:
+    # Eight shop systems post at once, so their events commit together (group commit);
+    # intake is killed mid-stream, with batches in flight. Every visit is accepted once
+    # (retries of one that had committed are duplicates) and becomes one task, once.
+    shop_id, key, cid = await setup_shop(running)
+    intake = running.services["intake"]
+    visits = [visit(i, cid) for i in range(VISITS)]
+    killed = asyncio.Event()
+
+    async def poster(share: list[dict[str, Any]]) -> list[str]:
+        statuses = []
+        for event in share:
+            statuses.append(await post_until_accepted(intake.url, key, event))
+            if len(statuses) == 5 and not killed.is_set():
+                killed.set()
+                intake.kill(signal.SIGKILL)
+                asyncio.get_running_loop().call_later(1.0, intake.start)
+        return statuses
+
+    results = await asyncio.gather(*(poster(visits[i::8]) for i in range(8)))
+    statuses = [s for share in results for s in share]
+    assert killed.is_set() and len(statuses) == VISITS
+    assert set(statuses) <= {"accepted", "duplicate"}
+    intake.wait_healthy(60)
+    await assert_one_task_per_visit(running, shop_id)
+    published = await running.fetch(
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS events FROM intake.outbox"
+        " WHERE headers @> $1::jsonb",
+        f'[["shop_id", "{shop_id}"], ["ce_type", "regulars.service.completed.v1"]]',
+    )
+    assert published[0]["n"] == published[0]["events"] == VISITS  # one event per visit
