@@ -52,6 +52,8 @@ TRANSIENT = (
 )
 
 
+#: records taken from the broker per round (a backlog goes in few, large transactions)
+FETCHED_AT_ONCE = 2000
 #: records of one partition applied in one transaction at most
 TOGETHER = 100
 #: partitions applied concurrently (each holds one pooled connection while it works)
@@ -142,7 +144,7 @@ class EventConsumer:
             session_timeout_ms=self.kafka.session_timeout_ms,
             heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
             fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
-            max_poll_records=500,
+            max_poll_records=FETCHED_AT_ONCE,
             metadata_max_age_ms=5000,
         )
         dead_letters = producer(self.kafka, f"{self.group_id}-dead-letters")
@@ -154,7 +156,7 @@ class EventConsumer:
             consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
             while not stop.is_set():
                 self._resume_due(consumer)
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await consumer.getmany(timeout_ms=200, max_records=FETCHED_AT_ONCE)
                 # Finish the batch in hand even when asked to stop: it is short. Partitions
                 # are independent, so a few go at once: each waits on its own database
                 # round trips, and order only matters within a partition.
