@@ -459,7 +459,8 @@ def measure(wrk: str, bench: Bench) -> dict[str, Any]:
     report["durable_solo"] = measure_durable(wrk, bench, "solo")
     # followup back to that backlog: how fast it turns visits into tasks, against intake.
     report["drain"] = followup_drain(bench)
-    bench.system.services["intake"].kill(signal.SIGTERM)
+    for name in ("followup", "intake"):  # the profiles below run alone
+        bench.system.services[name].kill(signal.SIGTERM)
     report["profile"] = {name: profile(wrk, bench, name) for name in ("intake", "plain")}
     # With the services stopped: the durable timers and the SMTP adapter, on their own.
     report["timers"] = asyncio.run(timers_bench.fire_lag(bench.system.database_url))
