@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import pytest
 from regulars_events.catalogue import ServiceCompleted
 from regulars_intake.domain.postings import MAX_EVENT_BYTES, Rejected, body_hash, parse_posting
@@ -136,3 +137,14 @@ def test_a_nul_in_a_batch_names_the_event() -> None:
     with pytest.raises(Rejected) as caught:
         parse_posting({**COMPLETED, "type": "service.completed\x00"}, where="events[3]")
     assert caught.value.errors[0].field == "events[3].type"
+
+
+def test_the_nul_search_runs_whenever_the_json_text_could_hold_one() -> None:
+    # The endpoint passes the JSON text: a NUL can only arrive written as \u0000.
+    posting = {**COMPLETED, "data": {**COMPLETED["data"], "advisor": "sam\x00"}}
+    text = orjson.dumps(posting)
+    assert b"\\u0000" in text
+    with pytest.raises(Rejected):
+        parse_posting(orjson.loads(text), body=text)
+    clean = orjson.dumps(COMPLETED)
+    assert parse_posting(orjson.loads(clean), body=clean).client_id == "ro-1-done"

@@ -122,8 +122,14 @@ def _nul_at(value: Any, path: str) -> str | None:
     return None
 
 
-def parse_posting(raw: Any, *, size: int | None = None, where: str = "") -> Posting:
-    """One posted event, checked; raises Rejected naming what is wrong."""
+def parse_posting(
+    raw: Any, *, size: int | None = None, where: str = "", body: bytes | None = None
+) -> Posting:
+    """One posted event, checked; raises Rejected naming what is wrong.
+
+    ``body``: the JSON text ``raw`` was parsed from, if at hand. JSON can only carry a NUL
+    as ``\\u0000``, so without that text in it the search for NUL is skipped.
+    """
     if size is None:
         size = len(orjson.dumps(raw))
     if size > MAX_EVENT_BYTES:
@@ -134,7 +140,7 @@ def parse_posting(raw: Any, *, size: int | None = None, where: str = "") -> Post
     if not isinstance(raw, dict):
         raise Rejected(400, f"{where or 'body'} must be a JSON object")
     p = f"{where}." if where else ""
-    nul = _nul_at(raw, where)
+    nul = _nul_at(raw, where) if body is None or b"\\u0000" in body else None
     if nul is not None:
         raise Rejected(
             422, f"{nul}: contains a NUL character (\\u0000)", [FieldError(nul, "NUL character")]

@@ -121,7 +121,7 @@ async def _post(
     check_rate(ctx.extras["rate_limits"], shop, 1)
     raw = await read_body(receive, declared)
     try:
-        posting = parse_posting(parse_json(raw), size=len(raw))
+        posting = parse_posting(parse_json(raw), size=len(raw), body=raw)
     except Rejected as rejected:
         return rejected.status, orjson.dumps(rejected.as_dict()), []
     acceptance: AcceptanceQueue = ctx.extras["acceptance"]
