@@ -24,6 +24,7 @@ stored under older rules stays valid when the rules change.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
@@ -172,10 +173,12 @@ def _to_timedelta(seconds: Decimal, value: str) -> timedelta:
         raise ValueError(f"{value!r} is too long") from None
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_duration(value: str) -> timedelta:
     """Strict ISO-8601 duration -> timedelta (calendar time): "PT48H", "P2D", "P1W", "PT1.5H".
 
     Raises ``ValueError`` for anything else, including years and months (ambiguous).
+    Cached: a shop's few durations are asked for on every visit.
     """
     try:
         parts = _duration_parts(value)
