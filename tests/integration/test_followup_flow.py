@@ -183,3 +183,80 @@ async def _count(running: System, key: str, cid: str, n: int) -> bool:
 async def _authorised(running: System, key: str) -> bool:
     async with httpx.AsyncClient(base_url=running.services["followup"].url) as http:
         return (await http.get("/v1/followups", headers=auth(key))).status_code == 200
+
+
+async def test_a_backlog_applied_together_gives_what_one_by_one_would(
+    running: System, shop: tuple[str, str]
+) -> None:
+    # followup down while a shop's system sends a burst: when it comes back, the burst is
+    # applied in shared transactions, visits set-based. The result must be what applying
+    # the events one at a time gives: a task per repair order (a second id for the same
+    # order ignored), the voided one cancelled, the reopened-and-completed one scheduled
+    # again, the customer's name on every script, one FollowUpScheduled per scheduling.
+    import signal
+
+    shop_id, key = shop
+    cid = f"c-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(ZoneInfo("UTC")).isoformat()
+    followup = running.services["followup"]
+    followup.kill(signal.SIGKILL)
+    try:
+
+        def change(kind: str, ro: str) -> dict[str, Any]:
+            return {
+                "type": f"service.{kind}",
+                "id": f"{kind}-{ro}-{uuid.uuid4().hex[:4]}",
+                "occurred_at": now,
+                "data": {"repair_order_id": ro},
+            }
+
+        burst = [
+            person(cid),
+            *(visit(f"ro-b{i}", cid, now) for i in range(20)),
+            visit("ro-b3", cid, now, event_id="ro-b3-again"),  # same order, new id
+            change("voided", "ro-b5"),
+            change("reopened", "ro-b7"),
+            visit("ro-b7", cid, now, event_id="ro-b7-done-again"),
+            *(visit(f"ro-b{i}", cid, now) for i in range(20, 40)),
+        ]
+        async with httpx.AsyncClient(base_url=running.services["intake"].url) as http:
+            r = await http.post("/v1/events/batch", json={"events": burst}, headers=auth(key))
+        assert r.status_code == 202, r.text
+        assert {x["status"] for x in r.json()["results"]} == {"accepted"}
+    finally:
+        followup.start()
+    followup.wait_healthy(60)
+
+    async def settled() -> list[dict[str, Any]] | None:
+        found = await tasks(running, key, customer_id=cid, limit=1000)
+        cancelled = any(t["status"] == "cancelled" for t in found)
+        return found if len(found) == 40 and cancelled else None
+
+    await wait_for(settled, timeout=60)
+    await asyncio.sleep(1.0)  # anything doubled would show by now
+    found = await tasks(running, key, customer_id=cid, limit=1000)
+    by_order = {t["repair_order_id"]: t for t in found}
+    assert len(found) == len(by_order) == 40
+    assert by_order["ro-b5"]["status"] == "cancelled"
+    assert {t["status"] for o, t in by_order.items() if o != "ro-b5"} == {"scheduled"}
+    rows = await running.fetch(
+        "SELECT script->>'customer' AS customer FROM followup.follow_up_tasks"
+        " WHERE shop_id = $1 AND customer_id = $2",
+        uuid.UUID(shop_id),
+        cid,
+    )
+    assert {r["customer"] for r in rows} == {"Lee Park"}
+    scheduled = await running.fetch(
+        "SELECT count(*) AS n FROM followup.outbox WHERE headers @> $1::jsonb",
+        f'[["shop_id", "{shop_id}"], ["ce_subject", "{cid}"],'
+        ' ["ce_type", "regulars.followup.scheduled.v1"]]',
+    )
+    # 40 visits scheduled once each, and ro-b7 once more after its reopening
+    assert scheduled[0]["n"] == 41
+    timers = await running.fetch(
+        "SELECT count(*) AS n FROM followup.timers t JOIN followup.follow_up_tasks f"
+        " ON t.payload->>'task_id' = f.id::text WHERE f.customer_id = $1"
+        " AND t.kind = 'followup.missed'",
+        cid,
+    )
+    assert timers[0]["n"] >= 40  # every task will be missed if nobody calls

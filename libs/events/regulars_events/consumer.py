@@ -38,6 +38,8 @@ from .topics import dead_letter_topic
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, asyncpg.Connection], Awaitable[None]]
+#: applies several new events, in order, in the caller's transaction (set-based if it can)
+BatchHandler = Callable[[Sequence[Envelope], asyncpg.Connection], Awaitable[None]]
 
 #: errors that say "the infrastructure is away", not "this message is bad"
 TRANSIENT = (
@@ -120,12 +122,14 @@ class EventConsumer:
         retry: RetryPolicy = RetryPolicy(),
         on_result: Callable[[str, str], None] | None = None,
         on_dead_letter: Callable[[str], None] | None = None,
+        handle_many: BatchHandler | None = None,
     ) -> None:
         self.service = service
         self.pool = pool
         self.kafka = kafka
         self.topics = list(topics)
         self.handle = handle
+        self.handle_many = handle_many
         self.wants = wants
         self.retry = retry
         self.on_result = on_result
@@ -244,15 +248,20 @@ class EventConsumer:
                         [e.type for e in wanted],
                     )
                 }
-                results = []
+                results, new = [], []
                 for envelope in wanted:
                     # discard: an event delivered twice in this very chunk is applied once
                     if envelope.id in fresh:
                         fresh.discard(envelope.id)
-                        await self.handle(envelope, conn)
+                        new.append(envelope)
                         results.append((envelope.type, "applied"))
                     else:
                         results.append((envelope.type, "duplicate"))
+                if self.handle_many is not None:
+                    await self.handle_many(new, conn)
+                else:
+                    for envelope in new:
+                        await self.handle(envelope, conn)
         except Exception as exc:
             log.debug("records applied together failed; one by one", extra={"error": repr(exc)})
             return False

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from regulars_events.consumer import EventConsumer, Handler
+from regulars_events.consumer import BatchHandler, EventConsumer, Handler
 from regulars_events.kafka import KafkaConfig, admin_client, ensure_topics
 from regulars_events.relay import OutboxRelay, backlog
 from regulars_events.topics import all_topics, dead_letter_topic
@@ -54,6 +54,8 @@ class ServiceDefinition:
     #: topics this service consumes, and the event handler (None: consumes nothing)
     consumes: Sequence[str] = ()
     handle: Handler | None = None
+    #: optional: several new events at once, in order, in one transaction (set-based)
+    handle_many: BatchHandler | None = None
     handles_type: Callable[[str], bool] = lambda _t: True
     workers: Sequence[Worker] = ()
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
@@ -191,6 +193,7 @@ async def _start_workers(
             kafka=kafka,
             topics=list(definition.consumes),
             handle=definition.handle,
+            handle_many=definition.handle_many,
             wants=definition.handles_type,
             on_result=lambda t, r: metrics.EVENTS_CONSUMED.labels(name, t, r).inc(),
             on_dead_letter=lambda topic: metrics.DEAD_LETTERS.labels(name, topic).inc(),

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -140,6 +140,39 @@ async def schedule(
         notify_channel(schema),
     )
     return bool(written)
+
+
+@dataclass(frozen=True)
+class NewTimer:
+    key: str
+    kind: str
+    shop_id: uuid.UUID | str | None
+    fire_at: datetime
+    payload: Mapping[str, Any]
+
+
+async def schedule_many(
+    conn: asyncpg.Connection, timers: Sequence[NewTimer], *, schema: str
+) -> int:
+    """``schedule`` (without reschedule) for many timers in one statement; how many were new."""
+    if not timers:
+        return 0
+    table = f"{_checked(schema)}.timers"
+    written = await conn.fetchval(
+        f"WITH w AS (INSERT INTO {table} AS t (key, kind, shop_id, fire_at, payload)"
+        " SELECT key, kind, shop_id::uuid, fire_at, payload::jsonb FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::timestamptz[], $5::text[])"
+        " AS n(key, kind, shop_id, fire_at, payload) ORDER BY key"
+        " ON CONFLICT (key) DO NOTHING RETURNING 1)"
+        " SELECT count(*) FROM w, LATERAL (SELECT pg_notify($6, '')) AS n",
+        [t.key for t in timers],
+        [t.kind for t in timers],
+        [None if t.shop_id is None else str(t.shop_id) for t in timers],
+        [_aware(t.fire_at, "fire_at") for t in timers],
+        [orjson.dumps(dict(t.payload)).decode() for t in timers],
+        notify_channel(schema),
+    )
+    return int(written or 0)
 
 
 async def cancel(

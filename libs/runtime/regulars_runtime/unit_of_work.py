@@ -37,14 +37,16 @@ class UnitOfWork:
         id: uuid.UUID | None = None,
         time: datetime | None = None,
         correlation_id: str | None = None,
+        cause: Envelope | None = None,
     ) -> Envelope:
+        """``cause``: the event this one answers, when a unit of work spans several."""
         envelope = Envelope.wrap(
             event,
             source=self.schema,
             shop_id=str(shop_id),
             id=id,
             time=time,
-            cause=self.cause,
+            cause=cause or self.cause,
             correlation_id=correlation_id,
         )
         self.pending.append(envelope)

@@ -84,6 +84,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition:
         routers=[api.router],
         consumes=handlers.TOPICS,
         handle=handlers.message_bus(clock),
+        handle_many=handlers.message_bus_many(clock),
         handles_type=handlers.handles,
         on_start=_on_start,
         workers=workers,

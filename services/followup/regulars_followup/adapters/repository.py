@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
+
+
+@dataclass(frozen=True)
+class NewVisit:
+    shop_id: uuid.UUID
+    repair_order_id: str
+    customer_id: str
+    completed_at: datetime
+    data: dict[str, Any]
+    event_id: uuid.UUID
 
 
 class FollowUpRepository:
@@ -46,6 +59,20 @@ class FollowUpRepository:
             customer_id,
         )
         return name
+
+    async def customer_names(
+        self, keys: Iterable[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], str]:
+        """``customer_name`` for many (shop, customer) at once; unknown ones are left out."""
+        keys = list(keys)
+        rows = await self.conn.fetch(
+            "SELECT c.shop_id, c.customer_id, c.name FROM customers c"
+            " JOIN unnest($1::uuid[], $2::text[]) AS k(shop_id, customer_id)"
+            " USING (shop_id, customer_id)",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(r["shop_id"], r["customer_id"]): r["name"] for r in rows if r["name"]}
 
     async def visit(self, shop_id: uuid.UUID, repair_order_id: str) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(
@@ -92,6 +119,48 @@ class FollowUpRepository:
             repair_order_id,
             status,
             completed_at,
+        )
+
+    async def add_visits(self, visits: Sequence[NewVisit]) -> set[tuple[uuid.UUID, str]]:
+        """``add_visit`` for many visits at once: the (shop, repair order) of those new."""
+        rows = await self.conn.fetch(
+            "INSERT INTO visits (shop_id, repair_order_id, customer_id, completed_at, status,"
+            " data, first_event_id) SELECT shop_id, repair_order_id, customer_id, completed_at,"
+            " 'completed', data::jsonb, first_event_id FROM unnest($1::uuid[], $2::text[],"
+            " $3::text[], $4::timestamptz[], $5::text[], $6::uuid[])"
+            " AS v(shop_id, repair_order_id, customer_id, completed_at, data, first_event_id)"
+            " ORDER BY shop_id, repair_order_id"
+            " ON CONFLICT (shop_id, repair_order_id) DO NOTHING RETURNING shop_id, repair_order_id",
+            [v.shop_id for v in visits],
+            [v.repair_order_id for v in visits],
+            [v.customer_id for v in visits],
+            [v.completed_at for v in visits],
+            [orjson.dumps(v.data).decode() for v in visits],
+            [v.event_id for v in visits],
+        )
+        return {(r["shop_id"], r["repair_order_id"]) for r in rows}
+
+    async def add_tasks(self, tasks: Sequence[dict[str, Any]]) -> None:
+        """``add_task`` for many new visits' tasks at once."""
+        await self.conn.execute(
+            "INSERT INTO follow_up_tasks (id, shop_id, customer_id, repair_order_id, assignee,"
+            " status, due_at, script, policy_version, kind)"
+            " SELECT id, shop_id, customer_id, repair_order_id, assignee, status, due_at,"
+            " script::jsonb, policy_version, kind FROM unnest($1::uuid[], $2::uuid[],"
+            " $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],"
+            " $9::int[], $10::text[]) AS t(id, shop_id, customer_id, repair_order_id, assignee,"
+            " status, due_at, script, policy_version, kind) ORDER BY shop_id, repair_order_id"
+            " ON CONFLICT (shop_id, repair_order_id, kind) DO NOTHING",
+            [t["id"] for t in tasks],
+            [t["shop_id"] for t in tasks],
+            [t["customer_id"] for t in tasks],
+            [t["repair_order_id"] for t in tasks],
+            [t["assignee"] for t in tasks],
+            [t["status"] for t in tasks],
+            [t["due_at"] for t in tasks],
+            [orjson.dumps(t["script"]).decode() for t in tasks],
+            [t["policy_version"] for t in tasks],
+            [t.get("kind", "visit") for t in tasks],
         )
 
     async def add_task(self, task: dict[str, Any]) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 from regulars_events.catalogue import (
@@ -80,6 +80,45 @@ def message_bus(clock: Clock) -> Callable[[Envelope, asyncpg.Connection], Awaita
         await uow.flush()
 
     return handle
+
+
+def message_bus_many(
+    clock: Clock,
+) -> Callable[[Sequence[Envelope], asyncpg.Connection], Awaitable[None]]:
+    """The consumer's handler for several new events in one transaction, in order.
+
+    Runs of visits (each repair order once) are scheduled set-based; every other event,
+    and a visit whose repair order the run already has, goes through ``message_bus``.
+    """
+    handle = message_bus(clock)
+
+    async def handle_many(envelopes: Sequence[Envelope], conn: asyncpg.Connection) -> None:
+        run: list[tuple[ServiceCompleted, Envelope]] = []
+        orders: set[tuple[str, str]] = set()
+
+        async def flush() -> None:
+            if run:
+                uow = FollowUpUnitOfWork(conn)
+                await tasks.on_services_completed(run, uow, clock)
+                await uow.flush()
+                run.clear()
+                orders.clear()
+
+        for envelope in envelopes:
+            if envelope.type == ServiceCompleted.type:
+                event = envelope.event()
+                assert isinstance(event, ServiceCompleted)
+                order = (envelope.shop_id, event.repair_order_id)
+                if order in orders:
+                    await flush()
+                run.append((event, envelope))
+                orders.add(order)
+                continue
+            await flush()
+            await handle(envelope, conn)
+        await flush()
+
+    return handle_many
 
 
 TIMER_HANDLERS = {

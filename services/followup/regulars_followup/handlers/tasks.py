@@ -22,6 +22,7 @@ from regulars_runtime.clock import Clock
 from regulars_runtime.policy import parse_duration
 from regulars_runtime.shop_directory import policy_for
 
+from ..adapters.repository import NewVisit
 from ..domain.attempts import Attempt, AttemptResult, record_attempt
 from ..domain.tasks import OPEN_STATUSES, TaskStatus, call_script, plan_follow_up
 from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
@@ -92,6 +93,87 @@ async def on_service_completed(
         ),
         shop_id=shop_id,
     )
+
+
+async def on_services_completed(
+    completed: list[tuple[ServiceCompleted, Envelope]], uow: FollowUpUnitOfWork, clock: Clock
+) -> None:
+    """``on_service_completed`` for many visits, each repair order once, set-based.
+
+    New visits get their tasks, miss timers and FollowUpScheduled with one statement per
+    table; a visit already known (a repeat, a reopened one) goes through
+    ``on_service_completed``, which tells which.
+    """
+    policies = {}
+    for shop in {uuid.UUID(envelope.shop_id) for _e, envelope in completed}:
+        policies[shop] = await shop_policy(uow, shop)
+    data = [event.model_dump(mode="json") for event, _envelope in completed]
+    added = await uow.repo.add_visits(
+        [
+            NewVisit(
+                uuid.UUID(envelope.shop_id),
+                event.repair_order_id,
+                event.customer_id,
+                event.completed_at,
+                visit,
+                envelope.id,
+            )
+            for (event, envelope), visit in zip(completed, data, strict=True)
+        ]
+    )
+    names = await uow.repo.customer_names(
+        (uuid.UUID(envelope.shop_id), event.customer_id) for event, envelope in completed
+    )
+    new_tasks: list[dict[str, Any]] = []
+    miss_timers: list[timers.NewTimer] = []
+    now = clock()
+    for (event, envelope), visit in zip(completed, data, strict=True):
+        shop_id = uuid.UUID(envelope.shop_id)
+        if (shop_id, event.repair_order_id) not in added:
+            await on_service_completed(event, envelope, uow, clock)
+            continue
+        version, policy = policies[shop_id]
+        missed_after = parse_duration(policy.follow_up_missed_after)
+        plan = plan_follow_up(
+            event.completed_at,
+            policy.calendar(),
+            parse_duration(policy.follow_up_delay),
+            missed_after,
+            now,
+        )
+        if plan.due_at is None:
+            continue
+        task_id = uuid.uuid4()
+        new_tasks.append(
+            {
+                "id": task_id,
+                "shop_id": shop_id,
+                "customer_id": event.customer_id,
+                "repair_order_id": event.repair_order_id,
+                "assignee": event.advisor,
+                "status": TaskStatus.SCHEDULED.value,
+                "due_at": plan.due_at,
+                "script": call_script(names.get((shop_id, event.customer_id)), visit),
+                "policy_version": version,
+            }
+        )
+        miss_timers.append(
+            _miss_timer(shop_id, task_id, 0, plan.due_at, plan.due_at + missed_after)
+        )
+        uow.emit(
+            FollowUpScheduled(
+                task_id=str(task_id),
+                customer_id=event.customer_id,
+                repair_order_id=event.repair_order_id,
+                assignee=event.advisor,
+                due_at=plan.due_at,
+            ),
+            shop_id=shop_id,
+            cause=envelope,
+        )
+    if new_tasks:
+        await uow.repo.add_tasks(new_tasks)
+        await timers.schedule_many(uow.conn, miss_timers, schema=SCHEMA)
 
 
 async def _cancel(
@@ -199,14 +281,27 @@ async def _miss_unless_attempted(
 ) -> None:
     """Miss the task at ``at`` if by then it still has ``attempts`` and the same due time
     (a reopened-and-completed visit gets a new due time, so an older timer stands down)."""
+    timer = _miss_timer(shop_id, task_id, attempts, due_at, at)
     await timers.schedule(
         uow.conn,
+        key=timer.key,
+        kind=timer.kind,
+        shop_id=timer.shop_id,
+        fire_at=timer.fire_at,
+        payload=timer.payload,
+        schema=SCHEMA,
+    )
+
+
+def _miss_timer(
+    shop_id: uuid.UUID, task_id: uuid.UUID, attempts: int, due_at: datetime, at: datetime
+) -> timers.NewTimer:
+    return timers.NewTimer(
         key=f"{FOLLOW_UP_MISSED}:{task_id}:{attempts}:{at.isoformat()}",
         kind=FOLLOW_UP_MISSED,
         shop_id=shop_id,
         fire_at=at,
         payload={"task_id": str(task_id), "attempts": attempts, "due_at": due_at.isoformat()},
-        schema=SCHEMA,
     )
 
 
