@@ -293,6 +293,18 @@ class System:
             await conn.close()
 
 
+async def wait_for(predicate: Any, timeout: float = 30.0, every: float = 0.1) -> Any:
+    """Await ``predicate()`` until it is truthy; its value. Fails after ``timeout`` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"not met in {timeout}s; last {last!r}")
+
+
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

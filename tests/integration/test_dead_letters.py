@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import System
+from harness import System, wait_for
 from regulars_events.catalogue import CustomerReplied, ServiceCompleted
 from regulars_events.consumer import EventConsumer, RetryPolicy
 from regulars_events.dead_letters import replay
@@ -28,17 +28,6 @@ from regulars_runtime.migrations import apply, library_migrations
 # Names of this run's own: a broker named by KAFKA_BOOTSTRAP_SERVERS outlives a test run.
 SERVICE = f"replaytest_{uuid.uuid4().hex[:8]}"
 TOPIC = f"regulars.{SERVICE}"
-
-
-async def wait_for(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not met in {timeout}s; last {last!r}")
 
 
 @pytest.fixture

@@ -10,20 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from harness import System, auth
+from harness import System, auth, wait_for
 
 VISITS = 100
-
-
-async def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not met in {timeout}s; last {last!r}")
 
 
 async def post_until_accepted(url: str, key: str, event: dict[str, Any]) -> str:
@@ -94,7 +83,7 @@ async def assert_one_task_per_visit(running: System, shop_id: str) -> None:
         )
         return rows[0]["n"] == VISITS
 
-    await wait_for(tasks_done)
+    await wait_for(tasks_done, timeout=60)
     await asyncio.sleep(2)  # anything late or doubled would show by now
     per_visit = await running.fetch(
         "SELECT repair_order_id, count(*) AS n FROM followup.follow_up_tasks WHERE shop_id = $1"
@@ -161,7 +150,7 @@ async def test_broker_restart_loses_nothing_published(running: System) -> None:
         )
         return rows[0]["n"] == 0
 
-    await wait_for(all_published)
+    await wait_for(all_published, timeout=60)
     followup.start()
     followup.wait_healthy(60)
     await assert_one_task_per_visit(running, shop_id)

@@ -83,15 +83,16 @@ async def on_service_completed(
         plan.due_at,
         plan.due_at + parse_duration(policy.follow_up_missed_after),
     )
-    uow.emit(
-        FollowUpScheduled(
-            task_id=str(task_id),
-            customer_id=event.customer_id,
-            repair_order_id=event.repair_order_id,
-            assignee=event.advisor,
-            due_at=plan.due_at,
-        ),
-        shop_id=shop_id,
+    uow.emit(_scheduled(event, task_id, plan.due_at), shop_id=shop_id)
+
+
+def _scheduled(event: ServiceCompleted, task_id: uuid.UUID, due_at: datetime) -> FollowUpScheduled:
+    return FollowUpScheduled(
+        task_id=str(task_id),
+        customer_id=event.customer_id,
+        repair_order_id=event.repair_order_id,
+        assignee=event.advisor,
+        due_at=due_at,
     )
 
 
@@ -160,17 +161,7 @@ async def on_services_completed(
         miss_timers.append(
             _miss_timer(shop_id, task_id, 0, plan.due_at, plan.due_at + missed_after)
         )
-        uow.emit(
-            FollowUpScheduled(
-                task_id=str(task_id),
-                customer_id=event.customer_id,
-                repair_order_id=event.repair_order_id,
-                assignee=event.advisor,
-                due_at=plan.due_at,
-            ),
-            shop_id=shop_id,
-            cause=envelope,
-        )
+        uow.emit(_scheduled(event, task_id, plan.due_at), shop_id=shop_id, cause=envelope)
     if new_tasks:
         await uow.repo.add_tasks(new_tasks)
         await timers.schedule_many(uow.conn, miss_timers, schema=SCHEMA)
