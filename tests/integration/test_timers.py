@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from harness import SERVICES, System
+from harness import SERVICES, System, wait_for
 from regulars_runtime.clock import system_clock
 from regulars_runtime.db import connect, create_pool
 from regulars_runtime.migrations import apply, library_migrations
@@ -148,17 +148,6 @@ async def running(*schedulers: TimerScheduler) -> AsyncIterator[None]:
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
 
 
-async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not met in {timeout}s; last {last!r}")
-
-
 async def test_every_service_schema_has_the_timers_table(system: System) -> None:
     for service in SERVICES:
         rows = await system.fetch("SELECT to_regclass($1) AS t", f"{service}.timers")
@@ -175,7 +164,7 @@ async def test_fires_within_a_second_of_its_moment_on_the_real_clock(scratch: Sc
         later = system_clock() + timedelta(seconds=1.5)
         assert await scratch.schedule("soon", soon)
         assert await scratch.schedule("later", later)
-        await wait_for(lambda: _fired_count(scratch, 2), timeout=5)
+        await wait_for(lambda: _fired_count(scratch, 2), timeout=5, every=0.02)
     for key, moment in (("soon", soon), ("later", later)):
         row = await scratch.timer(key)
         async with scratch.pool.acquire() as conn:

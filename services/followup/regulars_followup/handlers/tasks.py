@@ -62,19 +62,7 @@ async def on_service_completed(
         await uow.repo.reschedule_task(task_id, plan.due_at, version, script)
     else:
         task_id = uuid.uuid4()
-        await uow.repo.add_task(
-            {
-                "id": task_id,
-                "shop_id": shop_id,
-                "customer_id": event.customer_id,
-                "repair_order_id": event.repair_order_id,
-                "assignee": event.advisor,
-                "status": TaskStatus.SCHEDULED.value,
-                "due_at": plan.due_at,
-                "script": script,
-                "policy_version": version,
-            }
-        )
+        await uow.repo.add_task(_new_task(task_id, shop_id, event, plan.due_at, script, version))
     await _miss_unless_attempted(
         uow,
         shop_id,
@@ -84,6 +72,27 @@ async def on_service_completed(
         plan.due_at + parse_duration(policy.follow_up_missed_after),
     )
     uow.emit(_scheduled(event, task_id, plan.due_at), shop_id=shop_id)
+
+
+def _new_task(
+    task_id: uuid.UUID,
+    shop_id: uuid.UUID,
+    event: ServiceCompleted,
+    due_at: datetime,
+    script: dict[str, Any],
+    policy_version: int,
+) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "shop_id": shop_id,
+        "customer_id": event.customer_id,
+        "repair_order_id": event.repair_order_id,
+        "assignee": event.advisor,
+        "status": TaskStatus.SCHEDULED.value,
+        "due_at": due_at,
+        "script": script,
+        "policy_version": policy_version,
+    }
 
 
 def _scheduled(event: ServiceCompleted, task_id: uuid.UUID, due_at: datetime) -> FollowUpScheduled:
@@ -145,19 +154,8 @@ async def on_services_completed(
         if plan.due_at is None:
             continue
         task_id = uuid.uuid4()
-        new_tasks.append(
-            {
-                "id": task_id,
-                "shop_id": shop_id,
-                "customer_id": event.customer_id,
-                "repair_order_id": event.repair_order_id,
-                "assignee": event.advisor,
-                "status": TaskStatus.SCHEDULED.value,
-                "due_at": plan.due_at,
-                "script": call_script(names.get((shop_id, event.customer_id)), visit),
-                "policy_version": version,
-            }
-        )
+        script = call_script(names.get((shop_id, event.customer_id)), visit)
+        new_tasks.append(_new_task(task_id, shop_id, event, plan.due_at, script, version))
         miss_timers.append(
             _miss_timer(shop_id, task_id, 0, plan.due_at, plan.due_at + missed_after)
         )
