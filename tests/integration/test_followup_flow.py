@@ -10,18 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from harness import System, auth
-
-
-async def wait_for(predicate: Any, timeout: float = 20.0, every: float = 0.05) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
-        await asyncio.sleep(every)
+from harness import System, auth, wait_for
 
 
 @pytest.fixture(scope="module")
