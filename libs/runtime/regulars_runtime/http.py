@@ -28,9 +28,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
+def problem_body(problem: Problem) -> bytes:
+    return orjson.dumps({"error": problem.message, **problem.extra})
+
+
 def problem_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    return json_response({"error": exc.message, **exc.extra}, exc.status, exc.headers)
+    return Response(problem_body(exc), exc.status, exc.headers, media_type="application/json")
 
 
 def context(request: Request) -> ServiceContext:
@@ -40,8 +44,13 @@ def context(request: Request) -> ServiceContext:
 
 async def shop_of(request: Request) -> uuid.UUID:
     """The shop whose API key signed the request; 401 otherwise."""
-    keys: KeyRing = context(request).extras["keys"]
-    shop = await keys.shop_for(request.headers.get("authorization"))
+    return await authorized_shop(context(request), request.headers.get("authorization"))
+
+
+async def authorized_shop(ctx: ServiceContext, authorization: str | None) -> uuid.UUID:
+    """The shop an ``Authorization`` header's API key belongs to; 401 otherwise."""
+    keys: KeyRing = ctx.extras["keys"]
+    shop = await keys.shop_for(authorization)
     if shop is None:
         raise Problem(401, "missing or invalid API key: send Authorization: Bearer <shop API key>")
     return shop

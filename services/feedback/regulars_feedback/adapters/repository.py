@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from regulars_events.envelope import Envelope
+from regulars_runtime import timeline
 
 #: a case's columns as the handlers and the API read them
 _CASE = (
@@ -30,16 +31,7 @@ class FeedbackRepository:
     # -- timeline -------------------------------------------------------------------------
 
     async def add_to_timeline(self, envelope: Envelope) -> None:
-        await self.conn.execute(
-            "INSERT INTO timeline (shop_id, customer_id, event_id, type, occurred_at, data)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-            uuid.UUID(envelope.shop_id),
-            envelope.subject,
-            envelope.id,
-            envelope.type,
-            envelope.time,
-            envelope.data,
-        )
+        await timeline.add_to_timeline(self.conn, envelope)
 
     # -- visits ---------------------------------------------------------------------------
 

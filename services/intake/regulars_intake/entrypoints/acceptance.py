@@ -52,8 +52,9 @@ class AcceptanceQueue:
             task = asyncio.create_task(self._write())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        # Shielded: a client that hangs up does not cancel a commit others share.
-        return await asyncio.shield(future)
+        # A client that hangs up cancels only this future: the writer commits the batch
+        # regardless and skips answering it.
+        return await future
 
     async def _write(self) -> None:
         try:

@@ -37,25 +37,18 @@ EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return json_response(body, status, headers)
-
-
 def _problem(status: int, message: str, **extra: Any) -> Response:
-    return _json({"error": message, **extra}, status)
-
-
-_ctx = context
-_shop = shop_of
+    return json_response({"error": message, **extra}, status)
 
 
 def _limit(request: Request, shop: uuid.UUID, cost: int) -> None:
-    check_rate(_ctx(request).extras["rate_limits"], shop, cost)
+    check_rate(context(request).extras["rate_limits"], shop, cost)
 
 
-async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> tuple[Any, int]:
-    body = await read_body(request.receive, request.headers.get("content-length"), limit)
-    return parse_json(body), len(body)
+async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
+    return parse_json(
+        await read_body(request.receive, request.headers.get("content-length"), limit)
+    )
 
 
 @router.post(
@@ -86,8 +79,8 @@ async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> tuple[
     responses={400: {}, 401: {}, 413: {}, 422: {}, 429: {}},
 )
 async def post_batch(request: Request) -> Response:
-    shop = await _shop(request)
-    raw, _size = await _read_json(request)
+    shop = await shop_of(request)
+    raw = await _read_json(request)
     if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
         return _problem(
             422,
@@ -112,23 +105,23 @@ async def post_batch(request: Request) -> Response:
             results[i] = Outcome(
                 "rejected", None, client_id if isinstance(client_id, str) else None, rejected
             )
-    ctx = _ctx(request)
+    ctx = context(request)
     async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
         outcomes = await handlers.accept_many(uow, [(shop, posting) for _i, posting in postings])
     for (i, _posting), outcome in zip(postings, outcomes, strict=True):
         results[i] = outcome
-    return _json({"results": [r.as_dict() for r in results if r is not None]}, 202)
+    return json_response({"results": [r.as_dict() for r in results if r is not None]}, 202)
 
 
 @router.get("/v1/policy", tags=["policy"], summary="The shop's current policy and its version")
 async def get_policy(request: Request) -> Response:
-    shop = await _shop(request)
-    async with _ctx(request).pool.acquire() as conn:
+    shop = await shop_of(request)
+    async with context(request).pool.acquire() as conn:
         found = await IntakeUnitOfWork(conn).repo.latest_policy(shop)
     if found is None:
         return _problem(404, "this shop has no policy")
     version, policy = found
-    return _json({"version": version, "policy": policy})
+    return json_response({"version": version, "policy": policy})
 
 
 @router.put(
@@ -144,8 +137,8 @@ async def get_policy(request: Request) -> Response:
     responses={400: {}, 401: {}, 422: {}},
 )
 async def put_policy(request: Request) -> Response:
-    shop = await _shop(request)
-    raw, _size = await _read_json(request, MAX_EVENT_BYTES)
+    shop = await shop_of(request)
+    raw = await _read_json(request, MAX_EVENT_BYTES)
     if (
         isinstance(raw, dict)
         and isinstance(raw.get("policy"), dict)
@@ -158,20 +151,20 @@ async def put_policy(request: Request) -> Response:
         errors = validation_errors(exc)
         message = "; ".join(f"{e['key']}: {e['message']}" for e in errors)
         return _problem(422, message, errors=errors)
-    ctx = _ctx(request)
+    ctx = context(request)
     async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
         version = await handlers.change_policy(uow, shop, policy)
-    return _json({"version": version, "policy": policy.model_dump(mode="json")})
+    return json_response({"version": version, "policy": policy.model_dump(mode="json")})
 
 
 @router.get("/v1/customers/{customer_id}", tags=["customers"], summary="One customer of the shop")
 async def get_customer(request: Request, customer_id: str) -> Response:
-    shop = await _shop(request)
-    async with _ctx(request).pool.acquire() as conn:
+    shop = await shop_of(request)
+    async with context(request).pool.acquire() as conn:
         row = await IntakeUnitOfWork(conn).repo.customer(shop, customer_id)
     if row is None:
         return _problem(404, f"no customer {customer_id!r} in this shop")
     customer = dict(row)
     customer["birthday"] = row["birthday"].isoformat() if row["birthday"] else None
     customer["updated_at"] = row["updated_at"].isoformat()
-    return _json(customer)
+    return json_response(customer)

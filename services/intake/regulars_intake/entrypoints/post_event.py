@@ -16,8 +16,7 @@ from typing import Any
 
 import orjson
 from regulars_runtime import metrics
-from regulars_runtime.auth import KeyRing
-from regulars_runtime.http import Problem
+from regulars_runtime.http import Problem, authorized_shop, problem_body
 from regulars_runtime.service import ServiceContext
 
 from ..domain.postings import Rejected, parse_posting
@@ -27,7 +26,6 @@ from .guards import check_rate, parse_json, read_body
 log = logging.getLogger(__name__)
 
 PATH = "/v1/events"
-UNAUTHORIZED = "missing or invalid API key: send Authorization: Bearer <shop API key>"
 
 ASGIApp = Any
 Scope = dict[str, Any]
@@ -87,7 +85,7 @@ class PostEvent:
             status, body, headers = await _post(ctx, scope, receive)
         except Problem as problem:
             status = problem.status
-            body = orjson.dumps({"error": problem.message, **problem.extra})
+            body = problem_body(problem)
             headers = [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
         await send(
             {
@@ -114,10 +112,7 @@ async def _post(
             authorization = value.decode("latin-1")
         elif name == b"content-length":
             declared = value.decode("latin-1")
-    keys: KeyRing = ctx.extras["keys"]
-    shop = await keys.shop_for(authorization)
-    if shop is None:
-        raise Problem(401, UNAUTHORIZED)
+    shop = await authorized_shop(ctx, authorization)
     check_rate(ctx.extras["rate_limits"], shop, 1)
     raw = await read_body(receive, declared)
     try:

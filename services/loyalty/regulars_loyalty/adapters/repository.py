@@ -1,11 +1,11 @@
-"""Every SQL statement of loyalty, on the caller's connection and transaction."""
+"""Every SQL statement of loyalty (the timeline insert is regulars_runtime.timeline), on the
+caller's connection and transaction."""
 
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
 from regulars_events.envelope import Envelope
+from regulars_runtime import timeline
 
 
 class LoyaltyRepository:
@@ -13,13 +13,4 @@ class LoyaltyRepository:
         self.conn = conn
 
     async def add_to_timeline(self, envelope: Envelope) -> None:
-        await self.conn.execute(
-            "INSERT INTO timeline (shop_id, customer_id, event_id, type, occurred_at, data)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-            uuid.UUID(envelope.shop_id),
-            envelope.subject,
-            envelope.id,
-            envelope.type,
-            envelope.time,
-            envelope.data,
-        )
+        await timeline.add_to_timeline(self.conn, envelope)
