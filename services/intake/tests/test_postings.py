@@ -148,3 +148,20 @@ def test_the_nul_search_runs_whenever_the_json_text_could_hold_one() -> None:
         parse_posting(orjson.loads(text), body=text)
     clean = orjson.dumps(COMPLETED)
     assert parse_posting(orjson.loads(clean), body=clean).client_id == "ro-1-done"
+
+
+def test_every_problem_of_a_posting_is_named_at_once() -> None:
+    bad = {
+        "type": "service.completed",
+        "id": 5,
+        "occurred_at": "yesterday",
+        "data": {
+            "repair_order_id": ["x"],
+            "customer_id": "c1",
+            "completed_at": "2026-11-23T10:00:00Z",
+        },
+    }
+    with pytest.raises(Rejected) as caught:
+        parse_posting(bad)
+    fields = [e.field for e in caught.value.errors]
+    assert fields == ["id", "occurred_at", "data.repair_order_id"]

@@ -169,15 +169,22 @@ def parse_posting(
     data = raw.get("data")
     if not isinstance(data, dict):
         errors.append(FieldError(p + "data", "required: a JSON object"))
+    # Every problem in one answer: a careless system fixes them all in one round.
+    occurred_at = None
     if "occurred_at" not in raw:
         errors.append(FieldError(p + "occurred_at", "required: an ISO-8601 time with an offset"))
+    else:
+        try:
+            occurred_at = _parse_time(raw["occurred_at"], p + "occurred_at")
+        except Rejected as bad_time:
+            errors += bad_time.errors
+    event = None
+    if isinstance(short_type, str) and short_type in SHOP_EVENTS and isinstance(data, dict):
+        try:
+            event = SHOP_EVENTS[short_type].model_validate(data)
+        except ValidationError as exc:
+            errors += _pydantic_errors(exc, p + "data")
     if errors:
         raise Rejected(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors)
-    occurred_at = _parse_time(raw["occurred_at"], p + "occurred_at")
-    assert isinstance(short_type, str) and isinstance(data, dict)
-    try:
-        event = SHOP_EVENTS[short_type].model_validate(data)
-    except ValidationError as exc:
-        errors = _pydantic_errors(exc, p + "data")
-        raise Rejected(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors) from None
+    assert isinstance(short_type, str) and event is not None and occurred_at is not None
     return Posting(short_type, event, client_id, occurred_at, body_hash(raw))
