@@ -214,6 +214,25 @@ class FollowUpRepository:
             script,
         )
 
+    async def open_visit_tasks(self, shop_id: uuid.UUID, customer_id: str) -> list[asyncpg.Record]:
+        """The customer's calls still to make, each with its visit, locked to be rewritten."""
+        rows: list[asyncpg.Record] = await self.conn.fetch(
+            "SELECT t.id, t.script, v.data AS visit FROM follow_up_tasks t"
+            " JOIN visits v USING (shop_id, repair_order_id)"
+            " WHERE t.shop_id = $1 AND t.customer_id = $2 AND t.kind = 'visit'"
+            " AND t.status = 'scheduled' ORDER BY t.id FOR UPDATE OF t",
+            shop_id,
+            customer_id,
+        )
+        return rows
+
+    async def set_script(self, task_id: uuid.UUID, script: dict[str, Any]) -> None:
+        await self.conn.execute(
+            "UPDATE follow_up_tasks SET script = $2, updated_at = now() WHERE id = $1",
+            task_id,
+            script,
+        )
+
     async def task_by_id(self, task_id: uuid.UUID) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(
             "SELECT * FROM follow_up_tasks WHERE id = $1 FOR UPDATE", task_id

@@ -165,6 +165,20 @@ async def on_services_completed(
         await timers.schedule_many(uow.conn, miss_timers, schema=SCHEMA)
 
 
+async def address_open_calls(
+    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, customer_id: str, name: str
+) -> None:
+    """Put the customer's name on the scripts of the calls still to make.
+
+    The customer's record travels on its own topic, so a visit can be scheduled before the
+    record arrives (the script says "the customer"), and a customer can be renamed after.
+    """
+    for task in await uow.repo.open_visit_tasks(shop_id, customer_id):
+        script = call_script(name, task["visit"])
+        if script != task["script"]:
+            await uow.repo.set_script(task["id"], script)
+
+
 async def _cancel(
     shop_id: uuid.UUID, repair_order_id: str, status: str, uow: FollowUpUnitOfWork
 ) -> None:
