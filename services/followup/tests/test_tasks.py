@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from regulars_followup.domain.tasks import call_script, plan_follow_up
+from regulars_followup.domain.tasks import FIRST_NAME, addressed, call_script, plan_follow_up
 from regulars_runtime.calendar import BusinessCalendar
 
 NY = ZoneInfo("America/New_York")
@@ -47,18 +47,33 @@ def test_visit_whose_window_is_still_open_is_scheduled_even_if_due_passed() -> N
 
 
 def test_call_script_names_customer_unit_and_work() -> None:
-    script = call_script(
+    script = addressed(
+        call_script({"asset_id": "2019 Honda CR-V", "work_performed": "front brakes"}, "Main St"),
         "Dana Whitfield",
-        {"asset_id": "2019 Honda CR-V", "work_performed": "front brakes"},
-        "Main St Auto",
     )
+    assert script["customer"] == "Dana Whitfield"
+    assert script["lines"][0] == "Hi Dana, this is {advisor} from Main St."
     text = " ".join(script["lines"])
-    assert "Dana" in text and "front brakes" in text and "2019 Honda CR-V" in text
-    assert "Main St Auto" in text
-    anonymous = call_script(None, {})
-    assert anonymous["customer"] == "the customer" and "the recent service" in " ".join(
-        anonymous["lines"]
-    )
+    assert "front brakes" in text and "2019 Honda CR-V" in text
+    anonymous = addressed(call_script({}), None)
+    assert anonymous["customer"] == "the customer"
+    assert anonymous["lines"][0].startswith("Hi there,")
+    assert "the recent service" in " ".join(anonymous["lines"])
+
+
+def test_a_script_is_addressed_by_the_name_the_directory_holds_when_read() -> None:
+    stored = call_script({"work_performed": "an oil change"})
+    assert "Dana" not in str(stored) and FIRST_NAME in stored["lines"][0]
+    assert addressed(stored, "WHITFIELD, DANA")["lines"][0].startswith("Hi Dana,")
+    renamed = addressed(stored, "Dana Moreno")
+    assert renamed["customer"] == "Dana Moreno" and renamed["lines"][1:] == stored["lines"][1:]
+    # a line the shop system filled with braces is text, not a template
+    odd = addressed(call_script({"work_performed": "{advisor} {0} {customer_first_name"}), "Al")
+    assert "{advisor} {0} {customer_first_name" in odd["lines"][1]
+    # a script stored with its name before names were filled in on reading keeps it
+    legacy = {"customer": "Lee Park", "lines": ["Hi Lee, this is {advisor}."]}
+    assert addressed(legacy, None) == legacy
+    assert addressed(legacy, "Lee Moreno")["customer"] == "Lee Moreno"
 
 
 # --- attempts --------------------------------------------------------------------------

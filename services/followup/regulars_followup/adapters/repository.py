@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,20 +59,6 @@ class FollowUpRepository:
             customer_id,
         )
         return name
-
-    async def customer_names(
-        self, keys: Iterable[tuple[uuid.UUID, str]]
-    ) -> dict[tuple[uuid.UUID, str], str]:
-        """``customer_name`` for many (shop, customer) at once; unknown ones are left out."""
-        keys = list(keys)
-        rows = await self.conn.fetch(
-            "SELECT c.shop_id, c.customer_id, c.name FROM customers c"
-            " JOIN unnest($1::uuid[], $2::text[]) AS k(shop_id, customer_id)"
-            " USING (shop_id, customer_id)",
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-        )
-        return {(r["shop_id"], r["customer_id"]): r["name"] for r in rows if r["name"]}
 
     async def visit(self, shop_id: uuid.UUID, repair_order_id: str) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(
@@ -211,25 +197,6 @@ class FollowUpRepository:
             task_id,
             due_at,
             policy_version,
-            script,
-        )
-
-    async def open_visit_tasks(self, shop_id: uuid.UUID, customer_id: str) -> list[asyncpg.Record]:
-        """The customer's calls still to make, each with its visit, locked to be rewritten."""
-        rows: list[asyncpg.Record] = await self.conn.fetch(
-            "SELECT t.id, t.script, v.data AS visit FROM follow_up_tasks t"
-            " JOIN visits v USING (shop_id, repair_order_id)"
-            " WHERE t.shop_id = $1 AND t.customer_id = $2 AND t.kind = 'visit'"
-            " AND t.status = 'scheduled' ORDER BY t.id FOR UPDATE OF t",
-            shop_id,
-            customer_id,
-        )
-        return rows
-
-    async def set_script(self, task_id: uuid.UUID, script: dict[str, Any]) -> None:
-        await self.conn.execute(
-            "UPDATE follow_up_tasks SET script = $2, updated_at = now() WHERE id = $1",
-            task_id,
             script,
         )
 
@@ -489,13 +456,15 @@ class FollowUpRepository:
         # Keyset paging on (due_at, id): stable while tasks are added, and cheap at depth.
         return list(
             await self.conn.fetch(
-                "SELECT id, customer_id, repair_order_id, assignee, status, due_at, attempts,"
-                " script, status_reason, created_at, updated_at FROM follow_up_tasks"
-                " WHERE shop_id = $1 AND ($2::text IS NULL OR status = $2)"
-                " AND ($3::text IS NULL OR assignee = $3)"
-                " AND ($4::text IS NULL OR customer_id = $4)"
-                " AND ($5::timestamptz IS NULL OR (due_at, id) > ($5, $6::uuid))"
-                " ORDER BY due_at, id LIMIT $7",
+                "SELECT t.id, t.customer_id, t.repair_order_id, t.assignee, t.status, t.due_at,"
+                " t.attempts, t.script, t.status_reason, t.created_at, t.updated_at,"
+                " c.name AS customer_name FROM follow_up_tasks t"
+                " LEFT JOIN customers c USING (shop_id, customer_id)"
+                " WHERE t.shop_id = $1 AND ($2::text IS NULL OR t.status = $2)"
+                " AND ($3::text IS NULL OR t.assignee = $3)"
+                " AND ($4::text IS NULL OR t.customer_id = $4)"
+                " AND ($5::timestamptz IS NULL OR (t.due_at, t.id) > ($5, $6::uuid))"
+                " ORDER BY t.due_at, t.id LIMIT $7",
                 shop_id,
                 status,
                 assignee,

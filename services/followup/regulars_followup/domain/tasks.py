@@ -9,6 +9,8 @@ from typing import Any
 
 from regulars_runtime.calendar import BusinessCalendar, due_after
 
+from .templates import first_name_of
+
 
 class TaskStatus(StrEnum):
     SCHEDULED = "scheduled"
@@ -46,17 +48,19 @@ def plan_follow_up(
     return FollowUpPlan(due, "scheduled")
 
 
-def call_script(
-    customer_name: str | None, visit: dict[str, Any], shop_name: str | None = None
-) -> dict[str, Any]:
-    """What the advisor needs on the call: who, what was done, what to ask."""
-    name = customer_name or "the customer"
-    first = name.split()[0] if customer_name else "there"
+#: where the customer's first name goes in a stored script (see ``addressed``)
+FIRST_NAME = "{customer_first_name}"
+
+
+def call_script(visit: dict[str, Any], shop_name: str | None = None) -> dict[str, Any]:
+    """What the advisor needs on the call: what was done, what to ask.
+
+    The customer's name is not in it: ``addressed`` puts it in when the task is read.
+    """
     work = visit.get("work_performed") or visit.get("concern") or "the recent service"
     unit = visit.get("asset_id")
-    opening = f"Hi {first}, this is {{advisor}} from {shop_name or 'the shop'}."
+    opening = f"Hi {FIRST_NAME}, this is {{advisor}} from {shop_name or 'the shop'}."
     return {
-        "customer": name,
         "vehicle_or_unit": unit,
         "work_performed": work,
         "lines": [
@@ -67,4 +71,21 @@ def call_script(
             "Is there anything we could have done better?",
         ],
         "ask": ["satisfied (yes/no)", "score 0-10 (optional)", "notes"],
+    }
+
+
+def addressed(script: dict[str, Any], customer_name: str | None) -> dict[str, Any]:
+    """The script as the advisor reads it, with the customer's name as it is now.
+
+    Names go in when a task is read, not when it is scheduled: the customer's record
+    travels on its own topic and can be applied after the visit (or concurrently with
+    it), and a customer can be renamed. Scripts stored with a name keep it until the
+    directory has one.
+    """
+    name = customer_name or script.get("customer") or "the customer"
+    first = first_name_of(customer_name) or "there"
+    return {
+        **script,
+        "customer": name,
+        "lines": [str(line).replace(FIRST_NAME, first) for line in script.get("lines", [])],
     }

@@ -188,11 +188,7 @@ class _Context:
         explicit = self.opt("customer_first_name", _NAME_MAX)
         if explicit:
             return _first_word(explicit)
-        full = self.opt("customer_name", _NAME_MAX * 2)
-        if not full:
-            return None
-        # Shop systems often export "LAST, FIRST"
-        return _first_word(full.split(",", 1)[1] if "," in full else full)
+        return first_name_of(self.opt("customer_name", _NAME_MAX * 2))
 
     @property
     def greeting_name(self) -> str:
@@ -208,6 +204,15 @@ class _Context:
                 "(the shop's postal address, CAN-SPAM)"
             )
         return lines
+
+
+def first_name_of(full_name: str | None) -> str | None:
+    """What to greet a customer by, from the name the shop's system holds."""
+    if not full_name:
+        return None
+    full = clip(_one_line(full_name), _NAME_MAX * 2)
+    # Shop systems often export "LAST, FIRST"
+    return _first_word(full.split(",", 1)[1] if "," in full else full)
 
 
 def _first_word(name: str) -> str | None:

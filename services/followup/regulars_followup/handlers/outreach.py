@@ -43,7 +43,6 @@ from ..domain.outreach import (
 )
 from ..domain.templates import ALWAYS_COMMERCIAL
 from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
-from .tasks import address_open_calls
 
 MESSAGE_DUE = "message.due"
 DISPATCH_CHANNEL = "regulars_messages_due"
@@ -57,7 +56,6 @@ async def on_customer_upserted(
     await uow.repo.upsert_customer(shop_id, data)
     customer = await uow.repo.customer(shop_id, event.customer_id)
     assert customer is not None
-    await address_open_calls(uow, shop_id, event.customer_id, event.name)
     for change in from_customer_record(data.get("consent"), customer["consent"]):
         await uow.repo.record_consent(
             shop_id, event.customer_id, change, envelope.id, envelope.time

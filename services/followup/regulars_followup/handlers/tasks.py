@@ -53,8 +53,7 @@ async def on_service_completed(
     )
     if plan.due_at is None:
         return
-    name = await uow.repo.customer_name(shop_id, event.customer_id)
-    script = call_script(name, data)
+    script = call_script(data)
     # A visit recorded just now has no task yet: the lookup is for a reopened one.
     existing = None if added else await uow.repo.task_for_visit(shop_id, event.repair_order_id)
     if existing is not None:
@@ -131,9 +130,6 @@ async def on_services_completed(
             for (event, envelope), visit in zip(completed, data, strict=True)
         ]
     )
-    names = await uow.repo.customer_names(
-        (uuid.UUID(envelope.shop_id), event.customer_id) for event, envelope in completed
-    )
     new_tasks: list[dict[str, Any]] = []
     miss_timers: list[timers.NewTimer] = []
     now = clock()
@@ -154,7 +150,7 @@ async def on_services_completed(
         if plan.due_at is None:
             continue
         task_id = uuid.uuid4()
-        script = call_script(names.get((shop_id, event.customer_id)), visit)
+        script = call_script(visit)
         new_tasks.append(_new_task(task_id, shop_id, event, plan.due_at, script, version))
         miss_timers.append(
             _miss_timer(shop_id, task_id, 0, plan.due_at, plan.due_at + missed_after)
@@ -163,20 +159,6 @@ async def on_services_completed(
     if new_tasks:
         await uow.repo.add_tasks(new_tasks)
         await timers.schedule_many(uow.conn, miss_timers, schema=SCHEMA)
-
-
-async def address_open_calls(
-    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, customer_id: str, name: str
-) -> None:
-    """Put the customer's name on the scripts of the calls still to make.
-
-    The customer's record travels on its own topic, so a visit can be scheduled before the
-    record arrives (the script says "the customer"), and a customer can be renamed after.
-    """
-    for task in await uow.repo.open_visit_tasks(shop_id, customer_id):
-        script = call_script(name, task["visit"])
-        if script != task["script"]:
-            await uow.repo.set_script(task["id"], script)
 
 
 async def _cancel(
