@@ -81,7 +81,8 @@ async def test_completed_visit_becomes_one_task_due_in_business_hours(
     assert (due.date() - friday.date()).days == 3
     assert task["status"] == "scheduled" and task["assignee"] == "maria"
     assert task["repair_order_id"] == "ro-1" and task["attempts"] == 0
-    assert "Lee" in task["script"]["lines"][0] or task["script"]["customer"] == "Lee Park"
+    assert task["script"]["customer"] == "Lee Park"
+    assert task["script"]["lines"][0] == "Hi Lee, this is {advisor} from Followup Motors."
 
     # The same order again, under a new event id, and the identical post again: still one.
     assert (

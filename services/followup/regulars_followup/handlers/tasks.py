@@ -53,7 +53,7 @@ async def on_service_completed(
     )
     if plan.due_at is None:
         return
-    script = call_script(data)
+    script = call_script(data, policy.contact.name)
     # A visit recorded just now has no task yet: the lookup is for a reopened one.
     existing = None if added else await uow.repo.task_for_visit(shop_id, event.repair_order_id)
     if existing is not None:
@@ -150,7 +150,7 @@ async def on_services_completed(
         if plan.due_at is None:
             continue
         task_id = uuid.uuid4()
-        script = call_script(visit)
+        script = call_script(visit, policy.contact.name)
         new_tasks.append(_new_task(task_id, shop_id, event, plan.due_at, script, version))
         miss_timers.append(
             _miss_timer(shop_id, task_id, 0, plan.due_at, plan.due_at + missed_after)
