@@ -52,14 +52,6 @@ class FollowUpRepository:
         )
         return row
 
-    async def customer_name(self, shop_id: uuid.UUID, customer_id: str) -> str | None:
-        name: str | None = await self.conn.fetchval(
-            "SELECT name FROM customers WHERE shop_id = $1 AND customer_id = $2",
-            shop_id,
-            customer_id,
-        )
-        return name
-
     async def visit(self, shop_id: uuid.UUID, repair_order_id: str) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self.conn.fetchrow(
             "SELECT * FROM visits WHERE shop_id = $1 AND repair_order_id = $2 FOR UPDATE",
@@ -207,9 +199,11 @@ class FollowUpRepository:
         return row
 
     async def task(self, shop_id: uuid.UUID, task_id: uuid.UUID) -> asyncpg.Record | None:
-        """The shop's task, locked for the change about to be made to it."""
+        """The shop's task with its customer's name, locked for the change about to be made."""
         row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM follow_up_tasks WHERE id = $1 AND shop_id = $2 FOR UPDATE",
+            "SELECT t.*, c.name AS customer_name FROM follow_up_tasks t"
+            " LEFT JOIN customers c USING (shop_id, customer_id)"
+            " WHERE t.id = $1 AND t.shop_id = $2 FOR UPDATE OF t",
             task_id,
             shop_id,
         )

@@ -87,5 +87,5 @@ def addressed(script: dict[str, Any], customer_name: str | None) -> dict[str, An
     return {
         **script,
         "customer": name,
-        "lines": [str(line).replace(FIRST_NAME, first) for line in script.get("lines", [])],
+        "lines": [line.replace(FIRST_NAME, first) for line in script.get("lines", [])],
     }

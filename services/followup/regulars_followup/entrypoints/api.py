@@ -39,7 +39,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
-def _task(row: Any, customer_name: str | None) -> dict[str, Any]:
+def _task(row: Any) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "customer_id": row["customer_id"],
@@ -49,7 +49,7 @@ def _task(row: Any, customer_name: str | None) -> dict[str, Any]:
         "status_reason": row["status_reason"],
         "due_at": row["due_at"].isoformat(),
         "attempts": row["attempts"],
-        "script": addressed(row["script"], customer_name),
+        "script": addressed(row["script"], row["customer_name"]),
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
@@ -87,8 +87,7 @@ async def list_followups(
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = _encode_cursor(rows[-1]["due_at"], rows[-1]["id"]) if more else None
-    items = [_task(r, r["customer_name"]) for r in rows]
-    return json_response({"items": items, "next_cursor": next_cursor})
+    return json_response({"items": [_task(r) for r in rows], "next_cursor": next_cursor})
 
 
 class AttemptBody(BaseModel):
@@ -130,14 +129,13 @@ async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Res
         async with unit_of_work(context(request).pool, FollowUpUnitOfWork, schema=SCHEMA) as uow:
             result = await handlers.tasks.record_call_attempt(uow, shop, tid, attempt)
             row = await uow.repo.task(shop, tid)
-            assert row is not None  # record_call_attempt raised UnknownTask otherwise
             history = await uow.repo.attempts(tid)
-            name = await uow.repo.customer_name(shop, row["customer_id"])
     except handlers.tasks.UnknownTask as exc:
         raise Problem(404, str(exc)) from None
     except TaskFinished as exc:
         raise Problem(409, str(exc)) from None
-    task = _task(row, name)
+    assert row is not None
+    task = _task(row)
     task["history"] = [{**dict(a), "at": a["at"].isoformat()} for a in history]
     return json_response({"attempt": result.number, "task": task}, 201)
 
