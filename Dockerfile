@@ -33,8 +33,10 @@ WORKDIR /app
 #    layer is rebuilt only when a pyproject.toml or uv.lock changes, not on a code change.
 COPY pyproject.toml uv.lock ./
 COPY libs/events/pyproject.toml libs/events/pyproject.toml
+COPY libs/bus/pyproject.toml libs/bus/pyproject.toml
+COPY libs/shop/pyproject.toml libs/shop/pyproject.toml
 COPY libs/runtime/pyproject.toml libs/runtime/pyproject.toml
-COPY libs/cli/pyproject.toml libs/cli/pyproject.toml
+COPY apps/cli/pyproject.toml apps/cli/pyproject.toml
 COPY services/intake/pyproject.toml services/intake/pyproject.toml
 COPY services/followup/pyproject.toml services/followup/pyproject.toml
 COPY services/feedback/pyproject.toml services/feedback/pyproject.toml
@@ -46,6 +48,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 #    that the runtime stage needs /app/.venv alone, not the source tree. Migrations and
 #    other package data are read with importlib.resources, so they travel in the wheels.
 COPY libs libs
+COPY apps apps
 COPY services services
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable

@@ -8,7 +8,7 @@ UV := .tools/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 SYNCED := $(VENV)/.synced
-MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml apps/*/pyproject.toml)
 PYTEST := $(PY) -m pytest
 
 .DEFAULT_GOAL := help
@@ -32,10 +32,10 @@ run: $(SYNCED) ## run PostgreSQL, Kafka (Tansu), SMTP and the four services; Ctr
 
 test: $(SYNCED) ## every tier: lint, types, contract, unit, deploy manifests, integration
 	@$(MAKE) --no-print-directory lint typecheck contract
-	@$(PYTEST) -q libs services tests/deploy tests/integration
+	@$(PYTEST) -q libs apps services tests/deploy tests/integration
 
 test-unit: $(SYNCED) ## domain and library tests, no I/O
-	@$(PYTEST) -q libs services
+	@$(PYTEST) -q libs apps services
 
 test-integration: $(SYNCED) ## real PostgreSQL + broker + service processes (kill -9 included)
 	@$(PYTEST) -q tests/integration
@@ -51,7 +51,7 @@ lint: $(SYNCED) ## ruff
 	@$(VENV)/bin/ruff format --check .
 
 typecheck: $(SYNCED) ## mypy --strict on every package
-	@$(VENV)/bin/mypy libs/events/regulars_events libs/runtime/regulars_runtime libs/cli/regulars_cli services/*/regulars_*
+	@$(VENV)/bin/mypy libs/*/regulars_* apps/*/regulars_* services/*/regulars_*
 
 format: $(SYNCED) ## apply ruff's formatting and safe fixes
 	@$(VENV)/bin/ruff check --fix .

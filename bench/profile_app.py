@@ -26,13 +26,14 @@ def _app(name: str) -> tuple[FastAPI, str, int]:
         import plain_app
 
         return plain_app.app, "127.0.0.1", int(os.environ["PORT"])
-    from regulars_intake.bootstrap import build
+    from regulars_intake.bootstrap import DEFINITION, IntakeSettings
     from regulars_runtime.logging import configure
-    from regulars_runtime.settings import Settings
+    from regulars_runtime.service import create_app
+    from regulars_runtime.settings import load
 
-    settings = Settings.from_env("intake")
+    settings = load(IntakeSettings)
     configure("intake", settings.log_level)
-    return build(settings), settings.host, settings.port
+    return create_app(DEFINITION, settings), settings.host, settings.port
 
 
 def main() -> None:

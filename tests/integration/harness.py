@@ -223,6 +223,7 @@ class System:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "DB_POOL_SIZE": "5",
             "LOG_LEVEL": "INFO",
+            "REGULARS_EMBEDDED": "1",
             "INTAKE_RATE_PER_SECOND": "100000",
             "INTAKE_RATE_BURST": "100000",
             **({"SMTP_URL": self.mail.url} if self.mail else {}),

@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 import pytest
 from harness import System, wait_for
+from regulars_bus.consumer import EventConsumer, RetryPolicy
+from regulars_bus.dead_letters import replay
+from regulars_bus.kafka import KafkaConfig, admin_client, ensure_topics, producer
 from regulars_events.catalogue import CustomerReplied, ServiceCompleted
-from regulars_events.consumer import EventConsumer, RetryPolicy
-from regulars_events.dead_letters import replay
 from regulars_events.envelope import Envelope
-from regulars_events.kafka import KafkaConfig, admin_client, ensure_topics, producer
 from regulars_events.topics import dead_letter_topic, topic_for
 from regulars_runtime.db import create_pool
 from regulars_runtime.migrations import apply, library_migrations

@@ -232,9 +232,9 @@ async def test_an_unhappy_call_opens_a_critical_case_that_climbs_the_ladder(
         assert r.json()["status"] == "acknowledged" and r.json()["acknowledged_by"] == "olga"
         assert (await http.post(f"{path}/acknowledge")).status_code == 200  # again: no change
         missing = await http.post(f"{path}/resolve", json={"by": "olga"})
-        assert missing.status_code == 422 and "outcome" in missing.json()["error"]
+        assert missing.status_code == 422 and "outcome" in missing.json()["detail"]
         blank = await http.post(f"{path}/resolve", json={"outcome": "  "})
-        assert blank.status_code == 422 and "outcome" in blank.json()["error"]
+        assert blank.status_code == 422 and "outcome" in blank.json()["detail"]
         r = await http.post(
             f"{path}/comments", json={"text": "customer comes in at 3", "by": "olga"}
         )
@@ -308,7 +308,7 @@ async def test_a_detractor_answer_opens_one_high_case_however_often_it_is_sent(
         assert (await http.get("/s/no-such-token")).status_code == 404
 
     empty = await answer(feedback, token, {"comment": "meh"})
-    assert empty.status_code == 422 and "nps" in empty.json()["error"]
+    assert empty.status_code == 422 and "nps" in empty.json()["detail"]
     assert (await answer(feedback, token, {"nps": 11})).status_code == 422
     first = await answer(feedback, token, {"nps": 2, "comment": "took forever"})
     assert first.status_code == 201, first.text

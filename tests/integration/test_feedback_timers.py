@@ -20,15 +20,14 @@ import pytest
 from harness import System
 from regulars_events.catalogue import FollowUpCompleted, ServiceCompleted
 from regulars_events.envelope import Envelope
-from regulars_feedback import handlers
+from regulars_feedback import bootstrap, handlers
 from regulars_feedback.bootstrap import migrations
 from regulars_feedback.domain.classification import classify_survey
 from regulars_feedback.handlers import cases, surveys
 from regulars_runtime.db import create_pool
 from regulars_runtime.migrations import apply
-from regulars_runtime.policy import Policy
 from regulars_runtime.timers import TimerScheduler
-from regulars_runtime.unit_of_work import unit_of_work
+from regulars_shop.policy import Policy
 
 NY = ZoneInfo("America/New_York")
 STAFF = [
@@ -79,11 +78,12 @@ class Shop:
         self.pool = pool
         self.clock = FakeClock(now)
         self.deps = handlers.Deps(clock=self.clock, public_url="https://fb.example")
+        self.bus = bootstrap.bus(self.deps, pool)
         self.scheduler = TimerScheduler(
             database_url=url,
             pool=pool,
             schema="feedback",
-            handle=handlers.timer_bus(self.deps),
+            handle=self.bus.handle_timer,
             clock=self.clock,
         )
 
@@ -100,7 +100,7 @@ class Shop:
         """An event as the consumer hands it over: through the message bus."""
         envelope = Envelope.wrap(event, source="test", shop_id=str(self.id), time=self.clock())
         async with self.pool.acquire() as conn, conn.transaction():
-            await handlers.message_bus(self.deps)(envelope, conn)
+            await self.bus.handle_event(envelope, conn)
 
     async def visit(self, cid: str, ro: str, **extra: Any) -> None:
         await self.deliver(
@@ -224,7 +224,7 @@ async def test_acknowledging_stops_one_clock_and_the_resolve_clock_still_escalat
     case = await shop.case("c2")
     assert case["severity"] == "normal" and case["ack_due_at"] == ny(2026, 6, 1, 12)
     shop.clock.now = ny(2026, 6, 1, 11)
-    async with unit_of_work(shop.pool, handlers.FeedbackUnitOfWork, schema="feedback") as uow:
+    async with shop.bus.unit_of_work() as uow:
         assert await cases.acknowledge(uow, shop.deps, shop.id, case["id"], by="sam", note=None)
     await shop.at(ny(2026, 6, 1, 17))
     assert await shop.events(ESCALATED, "c2") == []
@@ -243,7 +243,7 @@ async def test_resolving_stops_every_clock_and_brings_the_resurvey(
     await shop.visit("c3", "ro3")
     await shop.unhappy_call("c3", "ro3", "rude advisor")
     case = await shop.case("c3")
-    async with unit_of_work(shop.pool, handlers.FeedbackUnitOfWork, schema="feedback") as uow:
+    async with shop.bus.unit_of_work() as uow:
         await cases.resolve(uow, shop.deps, shop.id, case["id"], outcome="apologised", by="sam")
     (resolved,) = await shop.events("regulars.recovery_case.resolved.v1", "c3")
     assert resolved["repair_order_id"] == "ro3" and resolved["outcome"] == "apologised"
@@ -275,7 +275,7 @@ async def test_a_safety_signal_joining_a_case_makes_it_critical_and_shortens_its
     case = await shop.case("c4")
     assert case["ack_due_at"] == ny(2026, 6, 1, 12)
     shop.clock.now = ny(2026, 6, 1, 10, 10)
-    async with unit_of_work(shop.pool, handlers.FeedbackUnitOfWork, schema="feedback") as uow:
+    async with shop.bus.unit_of_work() as uow:
         await cases.report_negative(
             uow,
             shop.deps,
@@ -314,7 +314,7 @@ async def test_a_second_incident_within_90_days_is_critical(
     await shop.visit("c5", "ro5a")
     await shop.unhappy_call("c5", "ro5a", "slow")
     first = await shop.case("c5")
-    async with unit_of_work(shop.pool, handlers.FeedbackUnitOfWork, schema="feedback") as uow:
+    async with shop.bus.unit_of_work() as uow:
         await cases.resolve(uow, shop.deps, shop.id, first["id"], outcome="discount", by=None)
     shop.clock.now = ny(2026, 8, 1, 10)  # a Saturday, 61 days later
     await shop.visit("c5", "ro5b")
@@ -338,7 +338,7 @@ async def test_survey_answers_count_once_and_a_comeback_holds_back_the_review_as
     await shop.visit("c7", "ro7")
     tokens = {}
     for cid, ro in (("c6", "ro6"), ("c7", "ro7")):
-        async with unit_of_work(shop.pool, handlers.FeedbackUnitOfWork, schema="feedback") as uow:
+        async with shop.bus.unit_of_work() as uow:
             await surveys.request_survey(
                 uow,
                 shop.deps,
@@ -353,9 +353,7 @@ async def test_survey_answers_count_once_and_a_comeback_holds_back_the_review_as
             )
     for cid in ("c6", "c7"):
         for nps in (10, 0):
-            async with unit_of_work(
-                shop.pool, handlers.FeedbackUnitOfWork, schema="feedback"
-            ) as uow:
+            async with shop.bus.unit_of_work() as uow:
                 done = await surveys.answer_survey(uow, shop.deps, tokens[cid], {"nps": nps})
             assert done.result["nps"] == 10 and done.first is (nps == 10)
     assert await shop.events("regulars.review.requested.v1", "c6") == []
@@ -365,7 +363,7 @@ async def test_survey_answers_count_once_and_a_comeback_holds_back_the_review_as
     assert await shop.events("regulars.feedback.negative.v1") == []
     # Expired: unknown.
     shop.clock.now = ny(2026, 7, 2, 10)
-    async with unit_of_work(shop.pool, handlers.FeedbackUnitOfWork, schema="feedback") as uow:
+    async with shop.bus.unit_of_work() as uow:
         await surveys.request_survey(
             uow,
             shop.deps,
@@ -378,5 +376,5 @@ async def test_survey_answers_count_once_and_a_comeback_holds_back_the_review_as
         token = await conn.fetchval("SELECT token FROM surveys WHERE customer_id = 'c8'")
     shop.clock.now = ny(2026, 8, 2, 10)
     with pytest.raises(surveys.UnknownSurvey):
-        async with unit_of_work(shop.pool, handlers.FeedbackUnitOfWork, schema="feedback") as uow:
+        async with shop.bus.unit_of_work() as uow:
             await surveys.answer_survey(uow, shop.deps, token, {"nps": 5})

@@ -69,7 +69,7 @@ async def test_reached_unhappy_call_completes_with_what_feedback_needs(
     assert done[0]["data"]["satisfied"] is False and done[0]["data"]["score"] == 3
     assert done[0]["data"]["notes"] == "brakes still squeal"
     again = await attempt(running, key, task["id"], {"outcome": "no_answer"})
-    assert again.status_code == 409 and "completed" in again.json()["error"]
+    assert again.status_code == 409 and "completed" in again.json()["detail"]
 
 
 async def test_three_unanswered_attempts_miss_the_task(
@@ -96,13 +96,13 @@ async def test_bad_attempts_are_named(running: System, shop: tuple[str, str]) ->
     _shop_id, key = shop
     task = await new_task(running, key)
     r = await attempt(running, key, task["id"], {"outcome": "texted"})
-    assert r.status_code == 422 and "outcome" in r.json()["error"]
+    assert r.status_code == 422 and "outcome" in r.json()["detail"]
     r = await attempt(running, key, task["id"], {"outcome": "reached"})
-    assert r.status_code == 422 and "satisfied" in r.json()["error"]
+    assert r.status_code == 422 and "satisfied" in r.json()["detail"]
     r = await attempt(
         running, key, task["id"], {"outcome": "reached", "satisfied": True, "score": 11}
     )
-    assert r.status_code == 422 and "score" in r.json()["error"]
+    assert r.status_code == 422 and "score" in r.json()["detail"]
     assert (
         await attempt(running, key, str(uuid.uuid4()), {"outcome": "no_answer"})
     ).status_code == 404

@@ -62,7 +62,7 @@ async def test_accepted_then_duplicate_then_conflict(intake: httpx.AsyncClient) 
     changed = {**event, "data": {**event["data"], "name": "Someone Else"}}
     conflict = await intake.post("/v1/events", json=changed)
     assert conflict.status_code == 409
-    assert "already used" in conflict.json()["error"]
+    assert "already used" in conflict.json()["detail"]
 
 
 async def test_missing_and_mistyped_fields_are_named(intake: httpx.AsyncClient) -> None:
@@ -88,15 +88,15 @@ async def test_missing_and_mistyped_fields_are_named(intake: httpx.AsyncClient) 
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} >= {"data.customer_id", "data.name"}
     r = await intake.post("/v1/events", json={"type": "nonsense", "occurred_at": "x", "data": {}})
-    assert r.status_code == 422 and "type" in r.json()["error"]
+    assert r.status_code == 422 and "type" in r.json()["detail"]
     r = await intake.post(
         "/v1/events", json={**customer("c-tz"), "occurred_at": "2026-11-20T10:00:00"}
     )
-    assert r.status_code == 422 and "occurred_at" in r.json()["error"]
+    assert r.status_code == 422 and "occurred_at" in r.json()["detail"]
     r = await intake.post(
         "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    assert r.status_code == 400 and "JSON" in r.json()["detail"]
 
 
 async def test_bad_key_is_401(running: System) -> None:
@@ -114,7 +114,7 @@ async def test_another_shops_ids_are_404(running: System, intake: httpx.AsyncCli
         base_url=running.services["intake"].url, headers=auth(other_key)
     ) as other:
         r = await other.post("/v1/events", json=completed("ro-x", "c-mine"))
-        assert r.status_code == 404 and "customer_id" in r.json()["error"]
+        assert r.status_code == 404 and "customer_id" in r.json()["detail"]
         assert (await other.get("/v1/customers/c-mine")).status_code == 404
         r = await other.post(
             "/v1/events",
@@ -131,13 +131,13 @@ async def test_another_shops_ids_are_404(running: System, intake: httpx.AsyncCli
 async def test_size_limits_are_413(intake: httpx.AsyncClient) -> None:
     big_event = customer("c-big", notes="x" * (70 * 1024))
     r = await intake.post("/v1/events", json=big_event)
-    assert r.status_code == 413 and "65536" in r.json()["error"]
+    assert r.status_code == 413 and "65536" in r.json()["detail"]
     huge = {"events": [customer(f"c{i}", notes="y" * 30_000) for i in range(40)]}
     r = await intake.post("/v1/events/batch", json=huge)
-    assert r.status_code == 413 and "limit" in r.json()["error"]
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
     too_many = {"events": [customer(f"c{i}") for i in range(501)]}
     r = await intake.post("/v1/events/batch", json=too_many)
-    assert r.status_code == 413 and "500" in r.json()["error"]
+    assert r.status_code == 413 and "500" in r.json()["detail"]
 
 
 async def test_batch_answers_each_event_in_order(
@@ -172,10 +172,10 @@ async def test_policy_is_validated_and_versioned(intake: httpx.AsyncClient) -> N
     assert current["policy"]["follow_up_max_attempts"] == 3
     bad = {**current["policy"], "follow_up_delay": "soon"}
     r = await intake.put("/v1/policy", json=bad)
-    assert r.status_code == 422 and "follow_up_delay" in r.json()["error"]
+    assert r.status_code == 422 and "follow_up_delay" in r.json()["detail"]
     unknown = {**current["policy"], "colour": "red"}
     r = await intake.put("/v1/policy", json=unknown)
-    assert r.status_code == 422 and "colour" in r.json()["error"]
+    assert r.status_code == 422 and "colour" in r.json()["detail"]
     r = await intake.put("/v1/policy", json={**current["policy"], "follow_up_max_attempts": 4})
     assert r.status_code == 200
     assert r.json()["version"] == current["version"] + 1
@@ -237,7 +237,7 @@ async def test_a_batch_answers_as_if_posted_one_by_one(
         ("accepted", None),
     ]
     assert results[4]["event_id"] == results[2]["event_id"]
-    assert "c-nobody" in results[6]["error"]
+    assert "c-nobody" in results[6]["detail"]
     visits = await running.fetch(
         "SELECT repair_order_id FROM intake.repair_orders WHERE shop_id = $1"
         " AND customer_id = 'c-seq' ORDER BY 1",
@@ -301,8 +301,10 @@ async def test_one_failing_posting_fails_alone_not_its_batch(
     # The group-commit seam itself, on the real database: a posting the database refuses
     # (built by hand: the API rejects NUL before this point) shares a batch with five good
     # ones; the batch is retried one by one, so only that posting fails.
+    from regulars_intake import bootstrap, handlers
     from regulars_intake.domain.postings import parse_posting
     from regulars_intake.entrypoints.acceptance import AcceptanceQueue
+    from regulars_runtime.clock import system_clock
     from regulars_runtime.db import create_pool
 
     assert (await intake.post("/v1/events", json=customer("c-fallback"))).status_code == 202
@@ -310,7 +312,8 @@ async def test_one_failing_posting_fails_alone_not_its_batch(
     bad = dataclasses.replace(good[0], client_id="bad\x00id")
     pool = await create_pool(running.database_url, "intake", max_size=2)
     try:
-        queue = AcceptanceQueue(pool, writers=1)
+        bus = bootstrap.bus(handlers.Deps(clock=system_clock), pool)
+        queue = AcceptanceQueue(bus.unit_of_work, writers=1)
         shop_id = uuid.UUID(shop[0])
         results = await asyncio.gather(
             *(queue.accept(shop_id, p) for p in [*good[:2], bad, *good[2:]]),

@@ -1,59 +1,138 @@
-"""What every service's HTTP API shares: JSON answers, errors that name the problem,
-and the shop a request speaks for (from its API key)."""
+"""The HTTP conventions every endpoint of every service follows, implemented once.
+
+- Errors are RFC 9457 ``application/problem+json``: ``type``, ``title``, ``status``,
+  ``detail``, and ``errors``, a list whose items name the field (``field``, dotted, as
+  the request spells it) and say what is wrong with it (``message``).
+- 401 carries ``WWW-Authenticate: Bearer``.
+- Every request body is bounded (:class:`RequestGuard`): refused with 413 from its
+  Content-Length, or as soon as it streams past the limit, before anything parses it.
+- NUL and invalid UTF-8 in a path, a query or a body are a 422 naming the parameter:
+  PostgreSQL text cannot hold a NUL, and nothing a shop or a customer sends needs one.
+"""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import orjson
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .auth import KeyRing
-from .service import ServiceContext
+PROBLEM_JSON = "application/problem+json"
+#: a request body's limit unless the service says otherwise (a staff command is small)
+DEFAULT_BODY_LIMIT = 64 * 1024
+BEARER = {"WWW-Authenticate": 'Bearer realm="regulars"'}
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the field or parameter, dotted as the request spells it")
+    message: str = Field(description="what is wrong with it")
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, with the fields named."""
+
+    type: str = Field("about:blank", description="a URI for the kind of problem")
+    title: str = Field(description="the HTTP status' phrase")
+    status: int
+    detail: str = Field(description="what went wrong, for a person")
+    errors: list[FieldError] = Field(default_factory=list, description="one per bad field")
 
 
 class Problem(Exception):
     """An HTTP error answer: status, a message naming the problem, optional headers."""
 
     def __init__(
-        self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(message)
-        self.status, self.message, self.headers, self.extra = status, message, headers or {}, extra
+        self.status, self.message = status, message
+        self.headers = headers or {}
+        self.errors = errors or []
+        self.extra = extra
+
+
+def unauthorized(message: str = "") -> Problem:
+    return Problem(
+        401,
+        message or "missing or invalid API key: send Authorization: Bearer <shop API key>",
+        BEARER,
+    )
+
+
+def problem_document(problem: Problem) -> dict[str, Any]:
+    try:
+        title = HTTPStatus(problem.status).phrase
+    except ValueError:
+        title = "Error"
+    return {
+        "type": "about:blank",
+        "title": title,
+        "status": problem.status,
+        "detail": problem.message,
+        "errors": problem.errors,
+        **problem.extra,
+    }
+
+
+def problem_body(problem: Problem) -> bytes:
+    return orjson.dumps(problem_document(problem))
+
+
+def problem_response(problem: Problem) -> Response:
+    return Response(problem_body(problem), problem.status, problem.headers, media_type=PROBLEM_JSON)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def problem_body(problem: Problem) -> bytes:
-    return orjson.dumps({"error": problem.message, **problem.extra})
+# -- exception handlers (registered on every service's app) -----------------------------
 
 
 def problem_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    return Response(problem_body(exc), exc.status, exc.headers, media_type="application/json")
+    return problem_response(exc)
 
 
-def context(request: Request) -> ServiceContext:
-    ctx: ServiceContext = request.app.state.ctx
-    return ctx
+def validation_problem(_request: Request, exc: Exception) -> Response:
+    """422 naming each bad field, in the same shape as every other error."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        errors.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", ""))})
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem_response(Problem(422, message or "invalid request", errors=errors))
 
 
-async def shop_of(request: Request) -> uuid.UUID:
-    """The shop whose API key signed the request; 401 otherwise."""
-    return await authorized_shop(context(request), request.headers.get("authorization"))
+def http_problem(_request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, method not allowed) as problems too."""
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem_response(Problem(exc.status_code, detail, headers))
 
 
-async def authorized_shop(ctx: ServiceContext, authorization: str | None) -> uuid.UUID:
-    """The shop an ``Authorization`` header's API key belongs to; 401 otherwise."""
-    keys: KeyRing = ctx.extras["keys"]
-    shop = await keys.shop_for(authorization)
-    if shop is None:
-        raise Problem(401, "missing or invalid API key: send Authorization: Bearer <shop API key>")
-    return shop
+def server_problem(_request: Request, _exc: Exception) -> Response:
+    return problem_response(Problem(500, "internal error; it has been logged"))
+
+
+# -- paging ------------------------------------------------------------------------------
 
 
 def page_limit(raw: str | None, default: int = 100, maximum: int = 1000) -> int:
@@ -66,3 +145,137 @@ def page_limit(raw: str | None, default: int = 100, maximum: int = 1000) -> int:
             errors=[{"field": "limit", "message": f"1 to {maximum}"}],
         )
     return int(raw)
+
+
+# -- the request guard -------------------------------------------------------------------
+
+
+def _bad_text(raw: bytes) -> str | None:
+    """Why ``raw`` cannot be text we keep (None if it can)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    if "\x00" in text:
+        return "NUL character"
+    return None
+
+
+def _json_nul(value: Any, path: str = "") -> Iterator[str]:
+    """The dotted paths of the strings (and keys) in ``value`` that hold a NUL."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path or "body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                yield here.replace("\x00", "\\u0000")
+            yield from _json_nul(item, here)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _json_nul(item, f"{path}.{i}" if path else str(i))
+
+
+def check_text(scope: dict[str, Any], body: bytes) -> None:
+    """422 for a NUL or invalid UTF-8 in the path, the query or the body, naming where."""
+    raw_path = scope.get("raw_path") or scope.get("path", "").encode()
+    problem = _bad_text(unquote_to_bytes(raw_path))
+    if problem:
+        raise Problem(422, f"the path: {problem}", errors=[{"field": "path", "message": problem}])
+    errors = []
+    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), True):
+        # parse_qsl decodes %XX as latin-1 here so that we see the raw bytes
+        name = key.encode("latin-1").decode("utf-8", "replace").replace("\x00", "")
+        problem = _bad_text(key.encode("latin-1")) or _bad_text(value.encode("latin-1"))
+        if problem:
+            errors.append({"field": name or "query", "message": problem})
+    if body:
+        content_type = _header(scope, b"content-type")
+        if b"json" in content_type:
+            errors += _json_body_errors(body)
+        elif b"x-www-form-urlencoded" in content_type:
+            for key, value in parse_qsl(body.decode("latin-1"), True):
+                problem = _bad_text(key.encode("latin-1")) or _bad_text(value.encode("latin-1"))
+                if problem:
+                    errors.append({"field": key.replace("\x00", "") or "body", "message": problem})
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise Problem(422, detail, errors=errors)
+
+
+def _json_body_errors(body: bytes) -> list[dict[str, str]]:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return [{"field": "body", "message": "not valid UTF-8"}]
+    if b"\\u0000" not in body:
+        return []  # JSON carries a NUL only as that escape: no need to parse
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []  # the route's parser names what is wrong with it
+    return [{"field": path, "message": "NUL character"} for path in _json_nul(document)]
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).lower()
+    return b""
+
+
+class RequestGuard:
+    """Pure ASGI middleware: a body limit on every endpoint, and the text checks.
+
+    The body is read here up to ``limit`` (413 from Content-Length, or as soon as it
+    streams past it), checked, and handed on whole; nothing parses it before that.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = DEFAULT_BODY_LIMIT) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read(scope, receive)
+            check_text(scope, body)
+        except Problem as problem:
+            await problem_response(problem)(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()  # type: ignore[no-any-return]
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > self.limit:
+            raise Problem(
+                413, f"request body is {int(declared)} bytes; the limit is {self.limit} bytes"
+            )
+        if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS") and not declared:
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Problem(400, "the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise Problem(413, f"request body is over the limit of {self.limit} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)

@@ -1,8 +1,10 @@
 """What every service process is: an HTTP API plus its workers (relay, consumer, timers).
 
-A service's bootstrap hands this its routers and its event handler; this owns the
-lifecycle (pool, workers, drain on SIGTERM) and the endpoints every service has:
-``/healthz``, ``/readyz``, ``/metrics`` and OpenAPI at ``/docs``.
+A service's bootstrap hands this a :class:`ServiceDefinition`: its settings class, its
+routers, the topics it consumes, and ``wire``, which builds the service's dependencies
+and message bus once the pool exists. This owns the lifecycle (pool, workers, drain on
+SIGTERM), the HTTP conventions (:mod:`regulars_runtime.http`) and the endpoints every
+service has: ``/healthz``, ``/readyz``, ``/metrics`` and OpenAPI at ``/docs``.
 """
 
 from __future__ import annotations
@@ -11,54 +13,110 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from regulars_events.consumer import BatchHandler, EventConsumer, Handler
-from regulars_events.kafka import KafkaConfig, admin_client, ensure_topics
-from regulars_events.relay import OutboxRelay, backlog
+from regulars_bus.consumer import EventConsumer
+from regulars_bus.kafka import KafkaConfig, admin_client, ensure_topics
+from regulars_bus.relay import OutboxRelay, backlog
 from regulars_events.topics import all_topics, dead_letter_topic
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import metrics
+from . import metrics, openapi
+from .auth import KeyRing
+from .bus import MessageBus
+from .clock import Clock, system_clock
 from .db import create_pool
-from .settings import Settings
+from .http import (
+    DEFAULT_BODY_LIMIT,
+    Problem,
+    RequestGuard,
+    http_problem,
+    problem_handler,
+    server_problem,
+    unauthorized,
+    validation_problem,
+)
+from .settings import ServiceSettings, load
+from .timers import TimerScheduler
 
 log = logging.getLogger(__name__)
 
-Worker = Callable[["ServiceContext", asyncio.Event], Coroutine[Any, Any, None]]
+D = TypeVar("D")
+S = TypeVar("S", bound=ServiceSettings)
+
+Worker = Callable[["ServiceContext[Any]", asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
-class ServiceContext:
-    """What a running service holds: handed to routes (app.state.ctx) and workers."""
+class Wiring(Generic[D]):
+    """What a service's bootstrap builds once the pool exists."""
 
-    settings: Settings
+    deps: D
+    bus: MessageBus[Any, D]
+    workers: Sequence[Worker] = ()
+    #: what the service's entrypoints alone hold (intake's group commit, rate limits);
+    #: each service reads it through a typed accessor of its own
+    front: object | None = None
+
+
+@dataclass
+class ServiceContext(Generic[D]):
+    """What a running service holds: handed to routes (``app.state.ctx``) and workers."""
+
+    settings: ServiceSettings
     pool: asyncpg.Pool
+    keys: KeyRing
+    deps: D
+    bus: MessageBus[Any, D]
     relay: OutboxRelay | None = None
     consumer: EventConsumer | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    timers: TimerScheduler | None = None
+    workers: Sequence[Worker] = field(default_factory=tuple)
+    front: object | None = None
 
 
 @dataclass(frozen=True)
-class ServiceDefinition:
+class ServiceDefinition(Generic[S, D]):
     name: str
     title: str
     description: str
+    settings: type[S]
+    #: builds the dependencies and the bus from the pool and the settings (bootstrap)
+    wire: Callable[[asyncpg.Pool, S], Wiring[D]]
     routers: Sequence[APIRouter] = ()
-    #: topics this service consumes, and the event handler (None: consumes nothing)
+    #: topics this service consumes (none: it runs no consumer)
     consumes: Sequence[str] = ()
-    handle: Handler | None = None
-    #: optional: several new events at once, in order, in one transaction (set-based)
-    handle_many: BatchHandler | None = None
-    handles_type: Callable[[str], bool] = lambda _t: True
-    workers: Sequence[Worker] = ()
-    on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
+    clock: Clock = system_clock
+    #: the largest request body any endpoint of this service takes
+    body_limit: int = DEFAULT_BODY_LIMIT
+    #: last touches on the app (an ASGI endpoint in front, the OpenAPI document)
+    customize: Callable[[FastAPI], None] | None = None
+
+
+def context(request: Request) -> ServiceContext[Any]:
+    ctx: ServiceContext[Any] = request.app.state.ctx
+    return ctx
+
+
+async def shop_of(request: Request) -> uuid.UUID:
+    """The shop whose API key signed the request; 401 otherwise."""
+    return await authorized_shop(context(request), request.headers.get("authorization"))
+
+
+async def authorized_shop(ctx: ServiceContext[Any], authorization: str | None) -> uuid.UUID:
+    """The shop an ``Authorization`` header's API key belongs to; 401 otherwise."""
+    shop = await ctx.keys.shop_for(authorization)
+    if shop is None:
+        raise unauthorized()
+    return shop
 
 
 class _HttpMetrics:
@@ -89,27 +147,24 @@ class _HttpMetrics:
             metrics.HTTP_LATENCY.labels(self.service, name).observe(time.perf_counter() - started)
 
 
-async def _validation_problem(_request: Request, exc: Exception) -> Response:
-    """422 in the same shape as every other error: a message naming each bad field."""
-    assert isinstance(exc, RequestValidationError)
-    errors = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-        errors.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", ""))})
-    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return JSONResponse({"error": message, "errors": errors}, status_code=422)
-
-
-def create_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
+def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(
             settings.database_url, definition.name, max_size=settings.db_pool_size
         )
-        ctx = ServiceContext(settings=settings, pool=pool)
+        # Built at start-up so that a bad SMTP_URL or SMS setting stops the service.
+        wiring = definition.wire(pool, settings)
+        ctx: ServiceContext[D] = ServiceContext(
+            settings=settings,
+            pool=pool,
+            keys=KeyRing(pool),
+            deps=wiring.deps,
+            bus=wiring.bus,
+            workers=wiring.workers,
+            front=wiring.front,
+        )
         app.state.ctx = ctx
-        if definition.on_start is not None:
-            await definition.on_start(ctx)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.run_workers:
@@ -133,16 +188,31 @@ def create_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JSONResponse,
     )
+    app.add_middleware(RequestGuard, limit=definition.body_limit)
     app.add_middleware(_HttpMetrics, service=definition.name)
-    app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.add_exception_handler(Problem, problem_handler)
+    app.add_exception_handler(RequestValidationError, validation_problem)
+    app.add_exception_handler(StarletteHTTPException, http_problem)
+    app.add_exception_handler(Exception, server_problem)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness: the process answers",
+        response_model=openapi.Health,
+    )
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": definition.name}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: database and workers are up")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: database and workers are up",
+        response_model=openapi.Readiness,
+        responses={503: {"model": openapi.Readiness, "description": "not ready yet"}},
+    )
     async def readyz() -> JSONResponse:
-        ctx: ServiceContext = app.state.ctx
+        ctx: ServiceContext[Any] = app.state.ctx
         checks: dict[str, str] = {}
         try:
             async with ctx.pool.acquire(timeout=2) as conn:
@@ -152,23 +222,32 @@ def create_app(definition: ServiceDefinition, settings: Settings) -> FastAPI:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"
-        if settings.run_workers and definition.handle is not None:
+        if settings.run_workers and definition.consumes:
             running = ctx.consumer is not None and ctx.consumer.running
             checks["consumer"] = "ok" if running else "starting"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in definition.routers:
         app.include_router(router)
+    if definition.customize is not None:
+        definition.customize(app)
+    openapi.install(app)
     return app
 
 
 async def _start_workers(
-    definition: ServiceDefinition, ctx: ServiceContext, stop: asyncio.Event
+    definition: ServiceDefinition[S, D], ctx: ServiceContext[D], stop: asyncio.Event
 ) -> list[asyncio.Task[None]]:
     settings = ctx.settings
     kafka = settings.kafka
@@ -186,21 +265,33 @@ async def _start_workers(
     )
     ctx.relay = relay
     tasks = [asyncio.create_task(relay.run(stop), name=f"{name}-relay")]
-    if definition.handle is not None:
+    bus = ctx.bus
+    if definition.consumes:
         consumer = EventConsumer(
             service=name,
             pool=ctx.pool,
             kafka=kafka,
             topics=list(definition.consumes),
-            handle=definition.handle,
-            handle_many=definition.handle_many,
-            wants=definition.handles_type,
+            handle=bus.handle_event,
+            handle_many=bus.handle_events,
+            wants=bus.handles,
             on_result=lambda t, r: metrics.EVENTS_CONSUMED.labels(name, t, r).inc(),
             on_dead_letter=lambda topic: metrics.DEAD_LETTERS.labels(name, topic).inc(),
         )
         ctx.consumer = consumer
         tasks.append(asyncio.create_task(consumer.run(stop), name=f"{name}-consumer"))
-    for worker in definition.workers:
+    if bus.timers:
+        scheduler = TimerScheduler(
+            database_url=settings.database_url,
+            pool=ctx.pool,
+            schema=name,
+            handle=bus.handle_timer,
+            clock=definition.clock,
+            on_fired=metrics.TIMER_LAG.labels(name).observe,
+        )
+        ctx.timers = scheduler
+        tasks.append(asyncio.create_task(scheduler.run(stop), name=f"{name}-timers"))
+    for worker in ctx.workers:
         tasks.append(asyncio.create_task(worker(ctx, stop), name=f"{name}-worker"))
     return tasks
 
@@ -218,17 +309,15 @@ async def _ensure_topics_soon(kafka: KafkaConfig, service: str) -> None:
             await admin.close()
 
 
-def serve(
-    definition: ServiceDefinition, build: Callable[[Settings], FastAPI] | None = None
-) -> None:
-    """``python -m regulars_<service>``: run the API and the workers under uvicorn."""
+def serve(definition: ServiceDefinition[Any, Any]) -> None:
+    """``python -m regulars_<service>``: read the settings, run the API and the workers."""
     import uvicorn
 
     from .logging import configure
 
-    settings = Settings.from_env(definition.name)
+    settings = load(definition.settings)
     configure(definition.name, settings.log_level)
-    app = (build or (lambda s: create_app(definition, s)))(settings)
+    app = create_app(definition, settings)
     uvicorn.run(
         app,
         host=settings.host,

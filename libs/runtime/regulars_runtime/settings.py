@@ -1,81 +1,116 @@
-"""Settings from the environment: the one place a service learns where things are."""
+"""Settings from the environment: the one place a process learns where things are.
+
+Each service has one settings class (a subclass of :class:`ServiceSettings`, declared in
+its bootstrap), read and validated once at start: a missing or malformed value stops the
+process with a message naming the variable. Nothing else in the code reads
+``os.environ``.
+
+Embedded mode (``REGULARS_EMBEDDED=1``, set by ``make run`` and the test harness) is the
+one machine a developer runs everything on: there, a public URL may default to this
+host. Anywhere else the URLs and sender identity that go into customers' messages must
+be set, because a ``127.0.0.1`` link in a customer's email points at nothing.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import sys
 from datetime import timedelta
+from typing import Any, ClassVar, Self, TypeVar
 
-from regulars_events.kafka import KafkaConfig
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from regulars_bus.kafka import KafkaConfig
 
 DEFAULT_PORTS = {"intake": 8001, "followup": 8002, "feedback": 8003, "loyalty": 8004}
 
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from None
+S = TypeVar("S", bound="ServiceSettings")
 
 
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+class KafkaSettings(BaseSettings):
+    """``KAFKA_*``. Short session and fetch waits suit the embedded broker (it notices a
+    departed member only after ~1.5 x the session timeout, and always waits the whole
+    fetch wait); they are correct on Apache Kafka too, and each can be set for a cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore", frozen=True)
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
+    topic_partitions: int = Field(4, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    session_timeout_ms: int = Field(6000, ge=1000)
+    heartbeat_interval_ms: int = Field(2000, ge=100)
+    fetch_max_wait_ms: int = Field(20, ge=0)
+    linger_ms: int = Field(5, ge=0)
+    max_batch_size: int = Field(256 * 1024, ge=1024)
+
+    def config(self) -> KafkaConfig:
+        return KafkaConfig(**self.model_dump())
 
 
-def kafka_from_env() -> KafkaConfig:
-    # Short session and fetch waits suit the embedded broker (it notices a departed member
-    # only after ~1.5 x the session timeout, and always waits the whole fetch wait); they
-    # are correct on Apache Kafka too. Each can be set for a real cluster.
-    return KafkaConfig(
-        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        topic_partitions=_int("KAFKA_TOPIC_PARTITIONS", 4),
-        replication_factor=_int("KAFKA_REPLICATION_FACTOR", 1),
-        session_timeout_ms=_int("KAFKA_SESSION_TIMEOUT_MS", 6000),
-        heartbeat_interval_ms=_int("KAFKA_HEARTBEAT_INTERVAL_MS", 2000),
-        fetch_max_wait_ms=_int("KAFKA_FETCH_MAX_WAIT_MS", 20),
-        linger_ms=_int("KAFKA_LINGER_MS", 5),
-        max_batch_size=_int("KAFKA_MAX_BATCH_SIZE", 256 * 1024),
+class ServiceSettings(BaseSettings):
+    """What every service process needs; a service's own class adds its own keys."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    #: the service's name (its schema, topics' consumer group, default port)
+    service: ClassVar[str] = ""
+
+    database_url: str = Field(
+        min_length=1,
+        description="PostgreSQL URL; `make run` sets it for the embedded database",
     )
-
-
-@dataclass(frozen=True)
-class Settings:
-    service: str
-    database_url: str
-    kafka: KafkaConfig
-    port: int
+    kafka: KafkaConfig = Field(default_factory=lambda: KafkaSettings().config())
+    port: int = Field(0, ge=0, le=65535)
     host: str = "127.0.0.1"
-    smtp_url: str | None = None
-    sms_api_url: str | None = None
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     run_workers: bool = True
-    db_pool_size: int = 16
-    outbox_retention: timedelta = field(default=timedelta(days=7))
+    db_pool_size: int = Field(16, ge=1, le=200)
+    outbox_retention_days: int = Field(7, ge=1)
+    embedded: bool = Field(False, validation_alias=AliasChoices("REGULARS_EMBEDDED"))
 
-    @classmethod
-    def from_env(cls, service: str) -> Settings:
-        database_url = os.environ.get("DATABASE_URL")
-        if not database_url:
-            raise ValueError(
-                "DATABASE_URL is not set: point it at PostgreSQL, or start the system "
-                "with `make run`, which sets it"
-            )
-        return cls(
-            service=service,
-            database_url=database_url,
-            kafka=kafka_from_env(),
-            port=_int("PORT", DEFAULT_PORTS.get(service, 8000)),
-            host=os.environ.get("HOST", "127.0.0.1"),
-            smtp_url=os.environ.get("SMTP_URL") or None,
-            sms_api_url=os.environ.get("SMS_API_URL") or None,
-            log_level=os.environ.get("LOG_LEVEL", "INFO"),
-            run_workers=_flag("RUN_WORKERS", True),
-            db_pool_size=_int("DB_POOL_SIZE", 16),
-            outbox_retention=timedelta(days=_int("OUTBOX_RETENTION_DAYS", 7)),
+    @model_validator(mode="after")
+    def _default_port(self) -> Self:
+        if self.port == 0:
+            object.__setattr__(self, "port", DEFAULT_PORTS.get(self.service, 8000))
+        return self
+
+    @property
+    def outbox_retention(self) -> timedelta:
+        return timedelta(days=self.outbox_retention_days)
+
+    def local_url(self) -> str:
+        """This service on this machine: a public URL's default in embedded mode only."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def public_url(self, value: str | None, variable: str) -> str:
+        """A URL customers open: ``value`` if set, else this host in embedded mode."""
+        if value:
+            return value.rstrip("/")
+        if self.embedded:
+            return self.local_url()
+        raise ValueError(
+            f"{variable} is not set: customers open links to it, so outside embedded "
+            "mode (REGULARS_EMBEDDED=1) it must be this service's public URL"
         )
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Read ``cls`` from the environment; on a bad or missing value, exit naming it."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        sys.exit(f"{cls.service or 'regulars'}: bad settings:\n{explain(exc)}")
+    except ValueError as exc:
+        sys.exit(f"{cls.service or 'regulars'}: bad settings: {exc}")
+
+
+def explain(exc: ValidationError) -> str:
+    """Each problem as ``VARIABLE: what is wrong`` (the names the environment uses)."""
+    prefix = "KAFKA_" if exc.title == KafkaSettings.__name__ else ""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = prefix + ("_".join(loc).upper() or "settings")
+        if name == "EMBEDDED":
+            name = "REGULARS_EMBEDDED"
+        lines.append(f"  {name}: {err.get('msg', '')}")
+    return "\n".join(lines)

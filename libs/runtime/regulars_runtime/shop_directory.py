@@ -7,8 +7,7 @@ from typing import Any
 
 import asyncpg
 from regulars_events.envelope import Envelope
-
-from .policy import Policy
+from regulars_shop.policy import Policy
 
 SHOP_EVENT_PREFIX = "regulars.shop."
 

@@ -18,10 +18,8 @@ the rows fired. So:
 "Now" always comes from the injected clock, never from SQL ``now()``: a test's fake clock
 decides what is due.
 
-Plugging it into a service::
-
-    ServiceDefinition(..., workers=[timer_worker(lambda ctx: handlers.timer_bus(clock),
-                                                 clock=clock)])
+A service gets one scheduler per replica from :mod:`regulars_runtime.service` as soon
+as its message bus has timer handlers.
 """
 
 from __future__ import annotations
@@ -31,19 +29,16 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import orjson
-from regulars_events.supervise import keep_running
+from regulars_bus.supervise import keep_running
 
 from .clock import Clock, system_clock
-
-if TYPE_CHECKING:
-    from .service import ServiceContext
 
 log = logging.getLogger(__name__)
 
@@ -441,34 +436,3 @@ async def _first(*aws: Awaitable[Any]) -> None:
     finally:
         for t in tasks:
             t.cancel()
-
-
-def timer_worker(
-    handle_factory: Callable[[ServiceContext], TimerHandler],
-    *,
-    clock: Clock = system_clock,
-    batch_size: int = 100,
-    max_sleep: float = 1.0,
-    on_fired: Callable[[float], None] | None = None,
-) -> Callable[[ServiceContext, asyncio.Event], Coroutine[Any, Any, None]]:
-    """A ``ServiceDefinition.workers`` entry running a scheduler on the service's schema.
-
-    ``handle_factory`` gets the running context (pool, extras) once, at start. The
-    scheduler is left in ``ctx.extras["timers"]`` for readiness checks and tests.
-    """
-
-    async def worker(ctx: ServiceContext, stop: asyncio.Event) -> None:
-        scheduler = TimerScheduler(
-            database_url=ctx.settings.database_url,
-            pool=ctx.pool,
-            schema=ctx.settings.service,
-            handle=handle_factory(ctx),
-            clock=clock,
-            batch_size=batch_size,
-            max_sleep=max_sleep,
-            on_fired=on_fired,
-        )
-        ctx.extras["timers"] = scheduler
-        await scheduler.run(stop)
-
-    return worker

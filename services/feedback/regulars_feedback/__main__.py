@@ -1,5 +1,5 @@
 from regulars_runtime.service import serve
 
-from .bootstrap import DEFINITION, build
+from .bootstrap import DEFINITION
 
-serve(DEFINITION, build)
+serve(DEFINITION)

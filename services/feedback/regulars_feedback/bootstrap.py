@@ -2,41 +2,57 @@
 
 from __future__ import annotations
 
-import os
+from typing import Self
 
-from fastapi import FastAPI
-from regulars_runtime import metrics
-from regulars_runtime.auth import KeyRing
+import asyncpg
+from pydantic import Field, model_validator
+from regulars_runtime.bus import MessageBus
 from regulars_runtime.clock import Clock, system_clock
-from regulars_runtime.http import Problem, problem_handler
 from regulars_runtime.migrations import Migration, service_migrations
-from regulars_runtime.service import ServiceContext, ServiceDefinition, create_app
-from regulars_runtime.settings import Settings
-from regulars_runtime.timers import timer_worker
+from regulars_runtime.service import ServiceDefinition, Wiring
+from regulars_runtime.settings import ServiceSettings
 
 from . import handlers
+from .adapters.unit_of_work import PostgresFeedbackUnitOfWork
 from .entrypoints import api
+from .handlers import Deps, FeedbackUnitOfWork
 
 NAME = "feedback"
+
+
+class FeedbackSettings(ServiceSettings):
+    service = NAME
+
+    feedback_public_url: str | None = Field(
+        None, description="where customers open survey links (FEEDBACK_PUBLIC_URL)"
+    )
+
+    @model_validator(mode="after")
+    def _customer_facing(self) -> Self:
+        url = self.public_url(self.feedback_public_url, "FEEDBACK_PUBLIC_URL")
+        object.__setattr__(self, "feedback_public_url", url)
+        return self
 
 
 def migrations() -> list[Migration]:
     return service_migrations("regulars_feedback", NAME)
 
 
-def public_url() -> str:
-    """Where customers open survey links (FEEDBACK_PUBLIC_URL; this service by default)."""
-    port = os.environ.get("PORT", "8003")
-    return os.environ.get("FEEDBACK_PUBLIC_URL", f"http://127.0.0.1:{port}")
+def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[FeedbackUnitOfWork, Deps]:
+    return MessageBus(
+        unit_of_work=PostgresFeedbackUnitOfWork,
+        deps=deps,
+        events=handlers.EVENTS,
+        timers=handlers.TIMERS,
+        every_event=handlers.remember,
+        pool=pool,
+    )
 
 
-def definition(clock: Clock = system_clock, url: str | None = None) -> ServiceDefinition:
-    deps = handlers.Deps(clock=clock, public_url=url or public_url())
-
-    async def _on_start(ctx: ServiceContext) -> None:
-        ctx.extras["keys"] = KeyRing(ctx.pool)
-        ctx.extras["clock"] = clock
-        ctx.extras["deps"] = deps
+def definition(clock: Clock = system_clock) -> ServiceDefinition[FeedbackSettings, Deps]:
+    def wire(pool: asyncpg.Pool, settings: FeedbackSettings) -> Wiring[Deps]:
+        deps = Deps(clock=clock, public_url=settings.feedback_public_url or "")
+        return Wiring(deps=deps, bus=bus(deps, pool))
 
     return ServiceDefinition(
         name=NAME,
@@ -45,25 +61,12 @@ def definition(clock: Clock = system_clock, url: str | None = None) -> ServiceDe
             "Surveys, classification, recovery cases with SLAs and escalation,"
             " review and referral asks."
         ),
+        settings=FeedbackSettings,
+        wire=wire,
         routers=[api.router],
         consumes=handlers.TOPICS,
-        handle=handlers.message_bus(deps),
-        handles_type=handlers.handles,
-        on_start=_on_start,
-        workers=[
-            timer_worker(
-                lambda _ctx: handlers.timer_bus(deps),
-                clock=clock,
-                on_fired=metrics.TIMER_LAG.labels(NAME).observe,
-            )
-        ],
+        clock=clock,
     )
 
 
 DEFINITION = definition()
-
-
-def build(settings: Settings) -> FastAPI:
-    app = create_app(DEFINITION, settings)
-    app.add_exception_handler(Problem, problem_handler)
-    return app

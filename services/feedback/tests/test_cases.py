@@ -21,8 +21,8 @@ from regulars_feedback.domain.cases import (
     timer_key,
 )
 from regulars_feedback.domain.classification import StaffRef
-from regulars_runtime.calendar import BusinessCalendar
-from regulars_runtime.policy import Policy
+from regulars_shop.calendar import BusinessCalendar
+from regulars_shop.policy import Policy
 
 NY = ZoneInfo("America/New_York")
 WORKSHOP = {d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat")}

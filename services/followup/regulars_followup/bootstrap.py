@@ -3,98 +3,129 @@
 from __future__ import annotations
 
 import asyncio
-import os
+from typing import Any, Self
 
-from fastapi import FastAPI
-from regulars_runtime import metrics
-from regulars_runtime.auth import KeyRing
+import asyncpg
+from pydantic import Field, model_validator
+from regulars_runtime.bus import MessageBus
 from regulars_runtime.clock import Clock, system_clock
-from regulars_runtime.http import Problem, problem_handler
 from regulars_runtime.migrations import Migration, service_migrations
-from regulars_runtime.service import ServiceContext, ServiceDefinition, Worker, create_app
-from regulars_runtime.settings import Settings
-from regulars_runtime.timers import timer_worker
+from regulars_runtime.service import ServiceContext, ServiceDefinition, Wiring
+from regulars_runtime.settings import ServiceSettings
 
 from . import handlers
 from .adapters.email import SmtpSender
 from .adapters.sms import TwilioCompatibleSms
+from .adapters.unit_of_work import PostgresFollowUpUnitOfWork
 from .entrypoints import api
 from .entrypoints.dispatcher import MessageDispatcher
+from .handlers import Deps, FollowUpUnitOfWork
 
 NAME = "followup"
+
+
+class FollowUpSettings(ServiceSettings):
+    service = NAME
+
+    smtp_url: str | None = None
+    mail_from: str | None = Field(None, description="the From of every email (MAIL_FROM)")
+    sms_api_url: str | None = None
+    sms_account_sid: str | None = None
+    sms_api_token: str | None = None
+    sms_from: str | None = None
+    followup_public_url: str | None = Field(
+        None, description="where customers open unsubscribe links (FOLLOWUP_PUBLIC_URL)"
+    )
+
+    @model_validator(mode="after")
+    def _customer_facing(self) -> Self:
+        # A customer sees these: outside embedded mode they must be the shop's own.
+        object.__setattr__(
+            self,
+            "followup_public_url",
+            self.public_url(self.followup_public_url, "FOLLOWUP_PUBLIC_URL"),
+        )
+        if self.smtp_url and not self.mail_from:
+            if not self.embedded:
+                raise ValueError("MAIL_FROM is not set: every email needs a sender")
+            object.__setattr__(self, "mail_from", "Regulars <no-reply@regulars.local>")
+        if self.sms_api_url:
+            missing = [
+                name
+                for name, value in (
+                    ("SMS_ACCOUNT_SID", self.sms_account_sid),
+                    ("SMS_API_TOKEN", self.sms_api_token),
+                    ("SMS_FROM", self.sms_from),
+                )
+                if not value
+            ]
+            if missing and not self.embedded:
+                raise ValueError(f"{', '.join(missing)} not set: the SMS gateway needs them")
+            # The local stand-in (make run, tests) takes any credentials.
+            object.__setattr__(self, "sms_account_sid", self.sms_account_sid or "AClocal")
+            object.__setattr__(self, "sms_api_token", self.sms_api_token or "local")
+            object.__setattr__(self, "sms_from", self.sms_from or "+15555550000")
+        return self
 
 
 def migrations() -> list[Migration]:
     return service_migrations("regulars_followup", NAME)
 
 
-def dispatcher(settings: Settings, ctx: ServiceContext, clock: Clock) -> MessageDispatcher:
-    email = (
-        SmtpSender(
-            settings.smtp_url, os.environ.get("MAIL_FROM", "Regulars <no-reply@regulars.local>")
-        )
-        if settings.smtp_url
-        else None
+def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[FollowUpUnitOfWork, Deps]:
+    return MessageBus(
+        unit_of_work=PostgresFollowUpUnitOfWork,
+        deps=deps,
+        events=handlers.EVENTS,
+        batches=handlers.BATCHES,
+        timers=handlers.TIMERS,
+        pool=pool,
     )
+
+
+def dispatcher(settings: FollowUpSettings, pool: asyncpg.Pool, clock: Clock) -> MessageDispatcher:
+    email = SmtpSender(settings.smtp_url, settings.mail_from or "") if settings.smtp_url else None
     sms = (
         TwilioCompatibleSms(
             settings.sms_api_url,
-            os.environ.get("SMS_ACCOUNT_SID", "AClocal"),
-            # The local stand-in (make run, tests) takes any credentials; a real gateway
-            # needs SMS_ACCOUNT_SID and SMS_API_TOKEN.
-            os.environ.get("SMS_API_TOKEN", "local"),
-            os.environ.get("SMS_FROM", "+15555550000"),
+            settings.sms_account_sid or "",
+            settings.sms_api_token or "",
+            settings.sms_from or "",
         )
         if settings.sms_api_url
         else None
     )
-    public = os.environ.get("FOLLOWUP_PUBLIC_URL", f"http://127.0.0.1:{settings.port}")
     return MessageDispatcher(
-        pool=ctx.pool,
+        pool=pool,
         database_url=settings.database_url,
+        unit_of_work=PostgresFollowUpUnitOfWork,
         clock=clock,
         email=email,
         sms=sms,
-        public_url=public,
+        public_url=settings.followup_public_url or "",
     )
 
 
-def definition(clock: Clock = system_clock) -> ServiceDefinition:
-    async def _on_start(ctx: ServiceContext) -> None:
-        ctx.extras["keys"] = KeyRing(ctx.pool)
-        ctx.extras["clock"] = clock
-        # Built at start-up so a bad SMTP_URL or SMS setting stops the service with its reason.
-        ctx.extras["dispatcher"] = dispatcher(ctx.settings, ctx, clock)
+def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSettings, Deps]:
+    def wire(pool: asyncpg.Pool, settings: FollowUpSettings) -> Wiring[Deps]:
+        deps = Deps(clock=clock)
+        sender = dispatcher(settings, pool, clock)
 
-    async def _dispatch(ctx: ServiceContext, stop: asyncio.Event) -> None:
-        await ctx.extras["dispatcher"].run(stop)
+        async def dispatch(_ctx: ServiceContext[Any], stop: asyncio.Event) -> None:
+            await sender.run(stop)
 
-    workers: list[Worker] = [
-        timer_worker(
-            lambda _ctx: handlers.timer_bus(clock),
-            clock=clock,
-            on_fired=metrics.TIMER_LAG.labels(NAME).observe,
-        ),
-        _dispatch,
-    ]
+        return Wiring(deps=deps, bus=bus(deps, pool), workers=[dispatch])
+
     return ServiceDefinition(
         name=NAME,
         title="Regulars followup",
         description="Follow-up call tasks, outbound messages, reminders, consent and quiet hours.",
+        settings=FollowUpSettings,
+        wire=wire,
         routers=[api.router],
         consumes=handlers.TOPICS,
-        handle=handlers.message_bus(clock),
-        handle_many=handlers.message_bus_many(clock),
-        handles_type=handlers.handles,
-        on_start=_on_start,
-        workers=workers,
+        clock=clock,
     )
 
 
 DEFINITION = definition()
-
-
-def build(settings: Settings) -> FastAPI:
-    app = create_app(DEFINITION, settings)
-    app.add_exception_handler(Problem, problem_handler)
-    return app

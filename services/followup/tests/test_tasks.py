@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from regulars_followup.domain.tasks import FIRST_NAME, addressed, call_script, plan_follow_up
-from regulars_runtime.calendar import BusinessCalendar
+from regulars_shop.calendar import BusinessCalendar
 
 NY = ZoneInfo("America/New_York")
 CAL = BusinessCalendar.from_policy(

@@ -2,58 +2,81 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
-from regulars_runtime.auth import KeyRing
-from regulars_runtime.http import Problem, problem_handler
+from pydantic import Field
+from regulars_runtime.bus import MessageBus
+from regulars_runtime.clock import Clock, system_clock
 from regulars_runtime.migrations import Migration, service_migrations
-from regulars_runtime.service import ServiceContext, ServiceDefinition, create_app
-from regulars_runtime.settings import Settings
+from regulars_runtime.service import ServiceDefinition, Wiring
+from regulars_runtime.settings import ServiceSettings
 
+from .adapters.unit_of_work import PostgresIntakeUnitOfWork
+from .domain.postings import MAX_REQUEST_BYTES
 from .domain.rate_limit import ShopRateLimits
 from .entrypoints import api, post_event
 from .entrypoints.acceptance import AcceptanceQueue
+from .entrypoints.front import Front
 from .entrypoints.post_event import PostEvent
+from .handlers import Deps, IntakeUnitOfWork
 
 NAME = "intake"
+
+
+class IntakeSettings(ServiceSettings):
+    service = NAME
+
+    intake_rate_per_second: float = Field(200.0, gt=0, description="events/s per shop")
+    intake_rate_burst: float = Field(1000.0, gt=0, description="events a shop may post at once")
 
 
 def migrations() -> list[Migration]:
     return service_migrations("regulars_intake", NAME)
 
 
-async def _on_start(ctx: ServiceContext) -> None:
-    ctx.extras["keys"] = KeyRing(ctx.pool)
-    ctx.extras["acceptance"] = AcceptanceQueue(ctx.pool)
-    ctx.extras["rate_limits"] = ShopRateLimits(
-        rate=float(os.environ.get("INTAKE_RATE_PER_SECOND", "200")),
-        burst=float(os.environ.get("INTAKE_RATE_BURST", "1000")),
-    )
+def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[IntakeUnitOfWork, Deps]:
+    return MessageBus(unit_of_work=PostgresIntakeUnitOfWork, deps=deps, pool=pool)
 
 
-DEFINITION = ServiceDefinition(
-    name=NAME,
-    title="Regulars intake",
-    description="Event ingestion from shop systems, shops and API keys, policy, customers.",
-    routers=[api.router],
-    on_start=_on_start,
-)
-
-
-def build(settings: Settings) -> FastAPI:
-    app = create_app(DEFINITION, settings)
-    app.add_exception_handler(Problem, problem_handler)
+def _customize(app: FastAPI) -> None:
     app.add_middleware(PostEvent)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        document = generate()  # generated once, then FastAPI's cached copy
+        document = generate()
         document["paths"].setdefault(post_event.PATH, {})["post"] = post_event.openapi_operation(
             api.EVENT_SCHEMA
         )
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
+
+
+def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings, Deps]:
+    def wire(pool: asyncpg.Pool, settings: IntakeSettings) -> Wiring[Deps]:
+        deps = Deps(clock=clock)
+        commands = bus(deps, pool)
+        front = Front(
+            acceptance=AcceptanceQueue(commands.unit_of_work),
+            rate_limits=ShopRateLimits(
+                rate=settings.intake_rate_per_second, burst=settings.intake_rate_burst
+            ),
+        )
+        return Wiring(deps=deps, bus=commands, front=front)
+
+    return ServiceDefinition(
+        name=NAME,
+        title="Regulars intake",
+        description="Event ingestion from shop systems, shops and API keys, policy, customers.",
+        settings=IntakeSettings,
+        wire=wire,
+        routers=[api.router],
+        clock=clock,
+        body_limit=MAX_REQUEST_BYTES,
+        customize=_customize,
+    )
+
+
+DEFINITION = definition()

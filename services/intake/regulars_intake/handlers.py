@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from regulars_events.catalogue import (
     ServiceCompleted,
     ServiceVoided,
@@ -19,8 +18,9 @@ from regulars_events.catalogue import (
     ShopPolicyChanged,
 )
 from regulars_runtime.auth import IssuedKey, issue_key
-from regulars_runtime.policy import Policy
+from regulars_runtime.clock import Clock
 from regulars_runtime.unit_of_work import UnitOfWork
+from regulars_shop.policy import Policy
 
 from .adapters.repository import IntakeRepository, Received, Visit
 from .domain.postings import FieldError, Posting, Rejected
@@ -29,9 +29,14 @@ SCHEMA = "intake"
 
 
 class IntakeUnitOfWork(UnitOfWork):
-    def __init__(self, conn: asyncpg.Connection, *, schema: str = SCHEMA, **kw: Any) -> None:
-        super().__init__(conn, schema=schema, **kw)
-        self.repo = IntakeRepository(conn)
+    repo: IntakeRepository
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What intake's handlers need besides the unit of work."""
+
+    clock: Clock
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ async def create_shop(uow: IntakeUnitOfWork, name: str, timezone: str) -> NewSho
     )
     key = await _issue(uow, shop_id)
     return NewShop(shop_id, key.api_key)
+
+
+async def list_shops(uow: IntakeUnitOfWork) -> list[Any]:
+    """Every shop, oldest first (for the CLI)."""
+    return list(await uow.repo.list_shops())
 
 
 async def issue_api_key(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> str:

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from regulars_runtime.auth import KeyRing
+import asyncpg
+from regulars_runtime.bus import MessageBus
 from regulars_runtime.clock import Clock, system_clock
-from regulars_runtime.http import Problem, problem_handler
 from regulars_runtime.migrations import Migration, service_migrations
-from regulars_runtime.service import ServiceContext, ServiceDefinition, create_app
-from regulars_runtime.settings import Settings
+from regulars_runtime.service import ServiceDefinition, Wiring
+from regulars_runtime.settings import ServiceSettings
 
 from . import handlers
+from .adapters.unit_of_work import PostgresLoyaltyUnitOfWork
 
 NAME = "loyalty"
+
+
+class LoyaltySettings(ServiceSettings):
+    service = NAME
 
 
 def migrations() -> list[Migration]:
     return service_migrations("regulars_loyalty", NAME)
 
 
-async def _on_start(ctx: ServiceContext) -> None:
-    ctx.extras["keys"] = KeyRing(ctx.pool)
+def bus(
+    deps: handlers.Deps, pool: asyncpg.Pool | None = None
+) -> MessageBus[handlers.LoyaltyUnitOfWork, handlers.Deps]:
+    return MessageBus(
+        unit_of_work=PostgresLoyaltyUnitOfWork,
+        deps=deps,
+        every_event=handlers.remember,
+        pool=pool,
+    )
 
 
-def definition(clock: Clock = system_clock) -> ServiceDefinition:
+def definition(clock: Clock = system_clock) -> ServiceDefinition[LoyaltySettings, handlers.Deps]:
+    def wire(pool: asyncpg.Pool, settings: LoyaltySettings) -> Wiring[handlers.Deps]:
+        deps = handlers.Deps(clock=clock)
+        return Wiring(deps=deps, bus=bus(deps, pool))
+
     return ServiceDefinition(
         name=NAME,
         title="Regulars loyalty",
@@ -31,18 +46,11 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition:
             "Lifecycle stages, churn risk, the customer journey, retention metrics"
             " and the web console."
         ),
-        routers=[],
+        settings=LoyaltySettings,
+        wire=wire,
         consumes=handlers.TOPICS,
-        handle=handlers.message_bus(clock),
-        handles_type=handlers.handles,
-        on_start=_on_start,
+        clock=clock,
     )
 
 
 DEFINITION = definition()
-
-
-def build(settings: Settings) -> FastAPI:
-    app = create_app(DEFINITION, settings)
-    app.add_exception_handler(Problem, problem_handler)
-    return app

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from regulars_runtime.calendar import BusinessCalendar
-from regulars_runtime.policy import Policy
+from regulars_shop.calendar import BusinessCalendar
+from regulars_shop.policy import Policy
 
 from .classification import Severity, StaffRef
 

@@ -13,14 +13,14 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from regulars_runtime.http import Problem, context, json_response, page_limit, shop_of
+from regulars_runtime.http import Problem, json_response, page_limit
+from regulars_runtime.service import context, shop_of
 from regulars_runtime.shop_directory import policy_for
-from regulars_runtime.unit_of_work import unit_of_work
 
 from ..adapters.repository import FeedbackRepository
 from ..domain.cases import CaseClosed, CaseStatus
 from ..domain.surveys import InvalidAnswer, answerable, survey_link
-from ..handlers import SCHEMA, Deps, FeedbackUnitOfWork, cases, surveys
+from ..handlers import Deps, FeedbackUnitOfWork, cases, surveys
 from . import pages
 
 router = APIRouter()
@@ -32,7 +32,7 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def _deps(request: Request) -> Deps:
-    deps: Deps = context(request).extras["deps"]
+    deps: Deps = context(request).deps
     return deps
 
 
@@ -99,7 +99,7 @@ async def answer(request: Request, token: str) -> Response:
         raise Problem(415, f"send application/json or {FORM}, not {media[:60]!r}")
     pool = context(request).pool
     try:
-        async with unit_of_work(pool, FeedbackUnitOfWork, schema=SCHEMA) as uow:
+        async with context(request).bus.unit_of_work() as uow:
             done = await surveys.answer_survey(uow, _deps(request), token[:200], raw)
     except surveys.UnknownSurvey as exc:
         if is_form:
@@ -321,7 +321,7 @@ async def _command(
     body = _validated(model, _json_fields(await request.body()))
     pool = context(request).pool
     try:
-        async with unit_of_work(pool, FeedbackUnitOfWork, schema=SCHEMA) as uow:
+        async with context(request).bus.unit_of_work() as uow:
             await action(uow, shop, cid, body)
     except cases.UnknownCase as exc:
         raise Problem(404, str(exc)) from None

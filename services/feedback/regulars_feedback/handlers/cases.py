@@ -21,8 +21,8 @@ from regulars_events.catalogue import (
     RecoveryCaseSlaAtRisk,
 )
 from regulars_runtime import timers
-from regulars_runtime.policy import Policy
-from regulars_runtime.shop_directory import policy_for
+from regulars_runtime.timers import Timer
+from regulars_shop.policy import Policy
 
 from ..domain.cases import (
     CLOCKS,
@@ -42,7 +42,7 @@ from ..domain.cases import (
     timer_key,
 )
 from ..domain.classification import StaffRef, Verdict, graver, incident_key, severity
-from .base import SCHEMA, Deps, FeedbackUnitOfWork, policy_or_defaults, shop_policy
+from .base import Deps, FeedbackUnitOfWork, policy_or_defaults, shop_policy
 
 SLA = "feedback.sla"
 RESURVEY = "feedback.resurvey"
@@ -105,19 +105,19 @@ async def _schedule_clock(
         ("breach", window.due_at),
     )
     for moment, at in moments:
-        await timers.schedule(
-            uow.conn,
-            key=timer_key(str(case_id), clock, moment, window.due_at),
-            kind=SLA,
-            shop_id=shop_id,
-            fire_at=at,
-            payload={
-                "case_id": str(case_id),
-                "clock": clock,
-                "moment": moment,
-                "due_at": window.due_at.isoformat(),
-            },
-            schema=SCHEMA,
+        await uow.timers.schedule(
+            timers.NewTimer(
+                key=timer_key(str(case_id), clock, moment, window.due_at),
+                kind=SLA,
+                shop_id=shop_id,
+                fire_at=at,
+                payload={
+                    "case_id": str(case_id),
+                    "clock": clock,
+                    "moment": moment,
+                    "due_at": window.due_at.isoformat(),
+                },
+            )
         )
 
 
@@ -126,12 +126,7 @@ async def _cancel_clock(
 ) -> None:
     due: datetime = case[f"{_PREFIX[clock]}_due_at"]
     for moment in ("at_risk", "breach"):
-        await timers.cancel(
-            uow.conn,
-            timer_key(str(case["id"]), clock, moment, due),
-            schema=SCHEMA,
-            at=at,
-        )
+        await uow.timers.cancel(timer_key(str(case["id"]), clock, moment, due), at=at)
 
 
 # -- opening and joining ------------------------------------------------------------------
@@ -309,9 +304,10 @@ async def note_reply(
 # -- SLA timers ----------------------------------------------------------------------------
 
 
-async def on_sla_timer(uow: FeedbackUnitOfWork, deps: Deps, payload: dict[str, Any]) -> None:
+async def on_sla_timer(timer: Timer, uow: FeedbackUnitOfWork, deps: Deps) -> None:
     """An SLA moment came. It acts only if its window is still the case's current one for
     a running clock: acknowledging, resolving or an escalation since make it stand down."""
+    payload = timer.payload
     case = await uow.repo.case(uuid.UUID(payload["case_id"]), lock=True)
     clock: Clock = payload["clock"]
     due = datetime.fromisoformat(payload["due_at"])
@@ -323,7 +319,7 @@ async def on_sla_timer(uow: FeedbackUnitOfWork, deps: Deps, payload: dict[str, A
         return
     now = deps.clock()
     if payload["moment"] == "at_risk":
-        known = await policy_for(uow.conn, case["shop_id"])
+        known = await uow.shops.policy(case["shop_id"])
         member = find_staff(staff_of(known[1]), case["assignee"]) if known else None
         await uow.repo.add_history(
             case["id"], now, "sla_at_risk", data={"clock": clock, "due_at": due.isoformat()}
@@ -498,14 +494,14 @@ async def resolve(
     await uow.repo.add_history(case_id, now, "resolved", by=by, text=outcome)
     policy = await policy_or_defaults(uow, shop_id)
     check_in_at = now + policy.recovery_check_in_after_timedelta
-    await timers.schedule(
-        uow.conn,
-        key=f"{RESURVEY}:{case_id}",
-        kind=RESURVEY,
-        shop_id=shop_id,
-        fire_at=check_in_at,
-        payload={"case_id": str(case_id)},
-        schema=SCHEMA,
+    await uow.timers.schedule(
+        timers.NewTimer(
+            key=f"{RESURVEY}:{case_id}",
+            kind=RESURVEY,
+            shop_id=shop_id,
+            fire_at=check_in_at,
+            payload={"case_id": str(case_id)},
+        )
     )
     uow.emit(
         RecoveryCaseResolved(

@@ -6,9 +6,8 @@ from __future__ import annotations
 import uuid
 
 from regulars_events.catalogue import CustomerReplied, ServiceCompleted
-from regulars_events.envelope import Envelope
-from regulars_runtime.compliance import classify_reply
-from regulars_runtime.shop_directory import policy_for
+from regulars_runtime.bus import Received
+from regulars_shop.compliance import classify_reply
 
 from ..domain.cases import staff_of
 from ..domain.classification import classify_customer_reply
@@ -18,10 +17,11 @@ from .surveys import pass_on_praise
 
 
 async def on_service_completed(
-    event: ServiceCompleted, envelope: Envelope, uow: FeedbackUnitOfWork, deps: Deps
+    message: Received[ServiceCompleted], uow: FeedbackUnitOfWork, deps: Deps
 ) -> None:
     """Remember who the advisor was (a case about this visit goes to them) and whether it
     was a comeback (which holds back review asks)."""
+    event, envelope = message.event, message.envelope
     await uow.repo.remember_visit(
         uuid.UUID(envelope.shop_id),
         event.repair_order_id,
@@ -33,12 +33,13 @@ async def on_service_completed(
 
 
 async def on_customer_replied(
-    event: CustomerReplied, envelope: Envelope, uow: FeedbackUnitOfWork, deps: Deps
+    message: Received[CustomerReplied], uow: FeedbackUnitOfWork, deps: Deps
 ) -> None:
     """Opt-out, opt-in and HELP are followup's; a complaint opens (or joins) a case; any
     other text is a note on the customer's open case, and stays on the timeline."""
+    event, envelope = message.event, message.envelope
     shop_id = uuid.UUID(envelope.shop_id)
-    known = await policy_for(uow.conn, shop_id)
+    known = await uow.shops.policy(shop_id)
     staff = staff_of(known[1]) if known else []
     verdict = classify_customer_reply(event.text, classify_reply(event.text), staff)
     if verdict is None:

@@ -20,8 +20,8 @@ from regulars_events.catalogue import (
     StaffPraised,
     SurveyRequested,
 )
-from regulars_events.envelope import Envelope
-from regulars_runtime.shop_directory import policy_for
+from regulars_runtime.bus import Received
+from regulars_runtime.timers import Timer
 
 from ..domain.cases import staff_of
 from ..domain.classification import (
@@ -340,10 +340,11 @@ async def answer_survey(uow: FeedbackUnitOfWork, deps: Deps, token: str, raw: ob
 
 
 async def on_followup_completed(
-    event: FollowUpCompleted, envelope: Envelope, uow: FeedbackUnitOfWork, deps: Deps
+    message: Received[FollowUpCompleted], uow: FeedbackUnitOfWork, deps: Deps
 ) -> None:
     """A reached call: classify it (an unhappy call opens a case), pass on praise, then
     the survey goes out."""
+    event, envelope = message.event, message.envelope
     shop_id = uuid.UUID(envelope.shop_id)
     repo = uow.repo
     await repo.remember_visit(
@@ -354,7 +355,7 @@ async def on_followup_completed(
         comeback=None,
         completed_at=None,
     )
-    known = await policy_for(uow.conn, shop_id)
+    known = await uow.shops.policy(shop_id)
     staff = staff_of(known[1]) if known else []
     verdict = classify_call(event.satisfied, event.score, event.notes, staff)
     if verdict.negative:
@@ -419,9 +420,10 @@ async def on_followup_completed(
 
 
 async def on_followup_missed(
-    event: FollowUpMissed, envelope: Envelope, uow: FeedbackUnitOfWork, deps: Deps
+    message: Received[FollowUpMissed], uow: FeedbackUnitOfWork, deps: Deps
 ) -> None:
     """No call happened: the survey by text or email stands in for it."""
+    event, envelope = message.event, message.envelope
     await request_survey(
         uow,
         deps,
@@ -432,8 +434,9 @@ async def on_followup_missed(
     )
 
 
-async def on_resurvey_timer(uow: FeedbackUnitOfWork, deps: Deps, payload: dict[str, Any]) -> None:
+async def on_resurvey_timer(timer: Timer, uow: FeedbackUnitOfWork, deps: Deps) -> None:
     """``recovery_check_in_after`` after a resolution: ask again how it is going."""
+    payload = timer.payload
     case = await uow.repo.case(uuid.UUID(payload["case_id"]))
     if case is None:
         return

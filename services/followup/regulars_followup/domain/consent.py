@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regulars_runtime import compliance
+from regulars_shop import compliance
 
 CHANNELS = ("sms", "email", "call")
 

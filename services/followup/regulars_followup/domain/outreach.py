@@ -3,7 +3,7 @@
 One budget per customer, shared by every workflow: consent first, then what the shop
 allows, then holds (an open recovery case or a comeback holds back asks and marketing),
 then the marketing interval and state caps, then quiet hours in the customer's own time.
-The rules' sources are in regulars_runtime.compliance, where the tables live.
+The rules' sources are in regulars_shop.compliance, where the tables live.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from enum import IntEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from regulars_runtime import compliance
+from regulars_shop import compliance
 
 Channel = Literal["sms", "email"]
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from regulars_runtime.calendar import BusinessCalendar, due_after
+from regulars_shop.calendar import BusinessCalendar, due_after
 
 from .templates import first_name_of
 

@@ -11,14 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from regulars_runtime.http import Problem, context, json_response, page_limit, shop_of
-from regulars_runtime.unit_of_work import unit_of_work
+from regulars_runtime.http import Problem, json_response, page_limit
+from regulars_runtime.service import context, shop_of
 
 from .. import handlers
 from ..adapters.repository import FollowUpRepository
 from ..domain.attempts import Attempt, AttemptOutcome, TaskFinished
 from ..domain.tasks import TaskStatus, addressed
-from ..handlers import SCHEMA, FollowUpUnitOfWork
 
 router = APIRouter()
 
@@ -123,10 +122,10 @@ async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Res
         tid = uuid.UUID(task_id)
     except ValueError:
         raise Problem(404, f"no follow-up {task_id[:60]!r} in this shop") from None
-    now = context(request).extras["clock"]()
+    now = context(request).deps.clock()
     attempt = Attempt(body.outcome, now, body.satisfied, body.score, body.notes, body.by)
     try:
-        async with unit_of_work(context(request).pool, FollowUpUnitOfWork, schema=SCHEMA) as uow:
+        async with context(request).bus.unit_of_work() as uow:
             result = await handlers.tasks.record_call_attempt(uow, shop, tid, attempt)
             row = await uow.repo.task(shop, tid)
             history = await uow.repo.attempts(tid)
@@ -203,10 +202,8 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     response_class=HTMLResponse,
 )
 async def unsubscribe(request: Request, token: str) -> Response:
-    async with unit_of_work(context(request).pool, FollowUpUnitOfWork, schema=SCHEMA) as uow:
-        shop = await handlers.outreach.unsubscribe(
-            uow, context(request).extras["clock"], token[:200]
-        )
+    async with context(request).bus.unit_of_work() as uow:
+        shop = await handlers.outreach.unsubscribe(uow, context(request).deps.clock, token[:200])
     if shop is None:
         return HTMLResponse("<h1>This unsubscribe link is not known</h1>", status_code=404)
     return HTMLResponse(_UNSUBSCRIBED.format(shop=html.escape(shop)))

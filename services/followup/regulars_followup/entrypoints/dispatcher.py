@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
 import asyncpg
-from regulars_events.supervise import keep_running
+from regulars_bus.supervise import keep_running
+from regulars_events.envelope import Envelope
 from regulars_runtime.clock import Clock
-from regulars_runtime.policy import Policy
-from regulars_runtime.shop_directory import policy_for
+from regulars_shop.policy import Policy
 
 from ..adapters.delivery import DeliveryError
 from ..domain.templates import render
@@ -55,6 +56,7 @@ class MessageDispatcher:
         *,
         pool: asyncpg.Pool,
         database_url: str,
+        unit_of_work: Callable[[asyncpg.Connection, Envelope | None], FollowUpUnitOfWork],
         clock: Clock,
         email: EmailSender | None,
         sms: SmsSender | None,
@@ -63,6 +65,7 @@ class MessageDispatcher:
     ) -> None:
         self.pool = pool
         self.database_url = database_url
+        self.make_uow = unit_of_work
         self.clock = clock
         self.email = email
         self.sms = sms
@@ -91,13 +94,13 @@ class MessageDispatcher:
 
     async def dispatch_once(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            claimed = await FollowUpUnitOfWork(conn).repo.claim_due_messages(self.batch_size)
+            claimed = await self.make_uow(conn, None).repo.claim_due_messages(self.batch_size)
         await asyncio.gather(*(self._deliver(m) for m in claimed))
         return len(claimed)
 
     async def _recover_interrupted(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            uow = FollowUpUnitOfWork(conn)
+            uow = self.make_uow(conn, None)
             for message in await uow.repo.interrupted_messages(self.clock() - INTERRUPTED_AFTER):
                 if message["channel"] == "sms":
                     await uow.repo.set_message(message["id"], status="due")
@@ -124,7 +127,7 @@ class MessageDispatcher:
             log.exception("message could not be sent", extra={"message_id": str(message["id"])})
             error, permanent = f"{type(exc).__name__}: {exc}", True
         async with self.pool.acquire() as conn, conn.transaction():
-            uow = FollowUpUnitOfWork(conn)
+            uow = self.make_uow(conn, None)
             await record_delivery(
                 uow, self.clock, message, provider_id=provider_id, error=error, permanent=permanent
             )
@@ -132,10 +135,9 @@ class MessageDispatcher:
 
     async def _send(self, message: Any) -> str | None:
         async with self.pool.acquire() as conn:
-            customer = await FollowUpUnitOfWork(conn).repo.contact(
-                message["shop_id"], message["customer_id"]
-            )
-            known = await policy_for(conn, message["shop_id"])
+            uow = self.make_uow(conn, None)
+            customer = await uow.repo.contact(message["shop_id"], message["customer_id"])
+            known = await uow.shops.policy(message["shop_id"])
         if customer is None or known is None:
             raise DeliveryError(True, "customer or shop unknown")
         policy: Policy = known[1]

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from regulars_bus.consumer import RetryLater
 from regulars_events.catalogue import (
     ConsentChanged,
     CustomerReplied,
@@ -25,11 +26,11 @@ from regulars_events.catalogue import (
     ReminderSent,
     SurveyRequested,
 )
-from regulars_events.consumer import RetryLater
-from regulars_events.envelope import Envelope
 from regulars_runtime import timers
+from regulars_runtime.bus import Received
 from regulars_runtime.clock import Clock
-from regulars_runtime.policy import Policy, parse_duration
+from regulars_runtime.timers import Timer
+from regulars_shop.policy import Policy, parse_duration
 
 from ..domain.consent import ConsentChange, from_customer_record, from_reply
 from ..domain.outreach import (
@@ -42,15 +43,16 @@ from ..domain.outreach import (
     decide,
 )
 from ..domain.templates import ALWAYS_COMMERCIAL
-from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork, shop_policy
 
 MESSAGE_DUE = "message.due"
 DISPATCH_CHANNEL = "regulars_messages_due"
 
 
 async def on_customer_upserted(
-    event: CustomerUpserted, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[CustomerUpserted], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope = message.event, message.envelope
     shop_id = uuid.UUID(envelope.shop_id)
     data = event.model_dump(mode="json")
     await uow.repo.upsert_customer(shop_id, data)
@@ -63,8 +65,9 @@ async def on_customer_upserted(
 
 
 async def on_consent_changed(
-    event: ConsentChanged, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[ConsentChanged], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope = message.event, message.envelope
     shop_id = uuid.UUID(envelope.shop_id)
     if await uow.repo.customer(shop_id, event.customer_id) is None:
         raise RetryLater(f"customer {event.customer_id} not known yet")
@@ -73,13 +76,14 @@ async def on_consent_changed(
 
 
 async def on_customer_replied(
-    event: CustomerReplied, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[CustomerReplied], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
     """STOP and its plain-word forms revoke at once; START restores; HELP gets the contact.
 
     Anything else is feedback's to classify (a complaint opens a case) and stays on the
     customer's timeline; nothing here acts on it.
     """
+    event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     customer = await uow.repo.customer(shop_id, event.customer_id)
     if customer is None:
@@ -115,9 +119,10 @@ async def on_customer_replied(
 
 
 async def on_survey_requested(
-    event: SurveyRequested, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[SurveyRequested], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
     """feedback made a survey: send its link by text or email, as consent and budget allow."""
+    event, envelope, clock = message.event, message.envelope, deps.clock
     if not event.survey_url:
         return  # nothing a customer could open yet
     channels = [event.channel] if event.channel else ["sms", "email"]
@@ -271,20 +276,21 @@ async def request_message(
 async def _wake_at(
     uow: FollowUpUnitOfWork, shop_id: uuid.UUID, message_id: uuid.UUID, at: datetime
 ) -> None:
-    await timers.schedule(
-        uow.conn,
-        key=f"{MESSAGE_DUE}:{message_id}:{at.isoformat()}",
-        kind=MESSAGE_DUE,
-        shop_id=shop_id,
-        fire_at=at,
-        payload={"message_id": str(message_id)},
-        schema=SCHEMA,
+    await uow.timers.schedule(
+        timers.NewTimer(
+            key=f"{MESSAGE_DUE}:{message_id}:{at.isoformat()}",
+            kind=MESSAGE_DUE,
+            shop_id=shop_id,
+            fire_at=at,
+            payload={"message_id": str(message_id)},
+        )
     )
 
 
-async def on_message_due(uow: FollowUpUnitOfWork, clock: Clock, payload: dict[str, Any]) -> None:
+async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> None:
     """A message's moment came: decide again with what is true now (consent may have
     changed, a case may have opened), then hand it to the dispatcher or hold it again."""
+    payload, clock = timer.payload, deps.clock
     message = await uow.repo.message(uuid.UUID(payload["message_id"]))
     if message is None or message["status"] not in ("scheduled", "held"):
         return

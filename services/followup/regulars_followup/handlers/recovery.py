@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from regulars_events.catalogue import (
     RecoveryCaseEscalated,
@@ -17,14 +16,15 @@ from regulars_events.catalogue import (
     ReviewRequested,
     StaffPraised,
 )
-from regulars_events.envelope import Envelope
 from regulars_runtime import timers
+from regulars_runtime.bus import Received
 from regulars_runtime.clock import Clock
-from regulars_runtime.policy import Policy, StaffMember, parse_duration
+from regulars_runtime.timers import Timer
+from regulars_shop.policy import Policy, StaffMember, parse_duration
 
 from ..domain.outreach import Priority
 from ..domain.tasks import TaskStatus
-from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork, shop_policy
 from .outreach import _wake_at, request_message
 
 RECOVERY_CHECK_IN = "followup.recovery_check_in"
@@ -83,8 +83,9 @@ def _local(at: datetime, policy: Policy) -> str:
 
 
 async def on_case_opened(
-    event: RecoveryCaseOpened, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[RecoveryCaseOpened], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     await uow.repo.open_case(shop_id, event.customer_id, event.case_id, envelope.time)
     _v, policy = await shop_policy(uow, shop_id)
@@ -101,8 +102,9 @@ async def on_case_opened(
 
 
 async def on_case_at_risk(
-    event: RecoveryCaseSlaAtRisk, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[RecoveryCaseSlaAtRisk], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     _v, policy = await shop_policy(uow, shop_id)
     await notify_staff(
@@ -119,8 +121,9 @@ async def on_case_at_risk(
 
 
 async def on_case_escalated(
-    event: RecoveryCaseEscalated, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[RecoveryCaseEscalated], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope, clock = message.event, message.envelope, deps.clock
     await notify_staff(
         uow,
         clock,
@@ -135,32 +138,34 @@ async def on_case_escalated(
 
 
 async def on_case_resolved(
-    event: RecoveryCaseResolved, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[RecoveryCaseResolved], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope = message.event, message.envelope
     shop_id = uuid.UUID(envelope.shop_id)
     await uow.repo.close_case(shop_id, event.case_id)
     _v, policy = await shop_policy(uow, shop_id)
     at = event.resolved_at + parse_duration(policy.recovery_check_in_after)
     repair_order = envelope.data.get("repair_order_id") or f"case:{event.case_id}"
-    await timers.schedule(
-        uow.conn,
-        key=f"{RECOVERY_CHECK_IN}:{event.case_id}",
-        kind=RECOVERY_CHECK_IN,
-        shop_id=shop_id,
-        fire_at=at,
-        payload={
-            "shop_id": str(shop_id),
-            "case_id": event.case_id,
-            "customer_id": event.customer_id,
-            "repair_order_id": repair_order,
-            "assignee": envelope.data.get("resolved_by"),
-        },
-        schema=SCHEMA,
+    await uow.timers.schedule(
+        timers.NewTimer(
+            key=f"{RECOVERY_CHECK_IN}:{event.case_id}",
+            kind=RECOVERY_CHECK_IN,
+            shop_id=shop_id,
+            fire_at=at,
+            payload={
+                "shop_id": str(shop_id),
+                "case_id": event.case_id,
+                "customer_id": event.customer_id,
+                "repair_order_id": repair_order,
+                "assignee": envelope.data.get("resolved_by"),
+            },
+        )
     )
 
 
-async def on_check_in_timer(uow: FollowUpUnitOfWork, clock: Clock, payload: dict[str, Any]) -> None:
+async def on_check_in_timer(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> None:
     """A week after resolution: a call to make sure the fix held."""
+    payload, clock = timer.payload, deps.clock
     shop_id = uuid.UUID(payload["shop_id"])
     version, _policy = await shop_policy(uow, shop_id)
     await uow.repo.add_task(
@@ -187,8 +192,9 @@ async def on_check_in_timer(uow: FollowUpUnitOfWork, clock: Clock, payload: dict
 
 
 async def on_review_requested(
-    event: ReviewRequested, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[ReviewRequested], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     _v, policy = await shop_policy(uow, shop_id)
     link = policy.contact.review_url
@@ -207,8 +213,9 @@ async def on_review_requested(
 
 
 async def on_referral_requested(
-    event: ReferralRequested, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[ReferralRequested], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope, clock = message.event, message.envelope, deps.clock
     await request_message(
         uow,
         clock,
@@ -222,8 +229,9 @@ async def on_referral_requested(
 
 
 async def on_staff_praised(
-    event: StaffPraised, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[StaffPraised], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     summary = f"A customer praised you: \u201c{event.text[:300]}\u201d"
     for ref in {event.staff_id or event.staff_name, event.manager} - {None}:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import date, datetime, time
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from regulars_runtime import timers
 from regulars_runtime.clock import Clock
-from regulars_runtime.policy import Policy, parse_duration
+from regulars_runtime.timers import Timer
+from regulars_shop.policy import Policy, parse_duration
 
 from ..domain.sweep import CustomerHistory, VisitFact, first_of_next_month, monthly_check
-from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork, shop_policy
 from .outreach import request_message
 
 MONTHLY_CHECK = "followup.monthly_check"
@@ -30,20 +30,19 @@ async def plan_next_check(uow: FollowUpUnitOfWork, shop_id: uuid.UUID, now: date
     _version, policy = await shop_policy(uow, shop_id)
     local_today = now.astimezone(ZoneInfo(policy.timezone)).date()
     month = first_of_next_month(local_today)
-    await timers.schedule(
-        uow.conn,
-        key=f"{MONTHLY_CHECK}:{shop_id}:{month:%Y-%m}",
-        kind=MONTHLY_CHECK,
-        shop_id=shop_id,
-        fire_at=_moment(month, policy),
-        payload={"shop_id": str(shop_id), "month": month.isoformat()},
-        schema=SCHEMA,
+    await uow.timers.schedule(
+        timers.NewTimer(
+            key=f"{MONTHLY_CHECK}:{shop_id}:{month:%Y-%m}",
+            kind=MONTHLY_CHECK,
+            shop_id=shop_id,
+            fire_at=_moment(month, policy),
+            payload={"shop_id": str(shop_id), "month": month.isoformat()},
+        )
     )
 
 
-async def on_monthly_check_timer(
-    uow: FollowUpUnitOfWork, clock: Clock, payload: dict[str, Any]
-) -> None:
+async def on_monthly_check_timer(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> None:
+    payload, clock = timer.payload, deps.clock
     shop_id = uuid.UUID(payload["shop_id"])
     await run_monthly_check(uow, clock, shop_id, date.fromisoformat(payload["month"]))
     await plan_next_check(uow, shop_id, clock())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,21 +17,21 @@ from regulars_events.catalogue import (
     ServiceReopened,
     ServiceVoided,
 )
-from regulars_events.envelope import Envelope
 from regulars_runtime import timers
-from regulars_runtime.clock import Clock
-from regulars_runtime.policy import parse_duration
-from regulars_runtime.shop_directory import policy_for
+from regulars_runtime.bus import Received
+from regulars_runtime.timers import Timer
+from regulars_shop.policy import parse_duration
 
 from ..adapters.repository import NewVisit
 from ..domain.attempts import Attempt, AttemptResult, record_attempt
 from ..domain.tasks import OPEN_STATUSES, TaskStatus, call_script, plan_follow_up
-from .base import SCHEMA, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork, shop_policy
 
 
 async def on_service_completed(
-    event: ServiceCompleted, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[ServiceCompleted], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     version, policy = await shop_policy(uow, shop_id)
     data = event.model_dump(mode="json")
@@ -105,14 +106,16 @@ def _scheduled(event: ServiceCompleted, task_id: uuid.UUID, due_at: datetime) ->
 
 
 async def on_services_completed(
-    completed: list[tuple[ServiceCompleted, Envelope]], uow: FollowUpUnitOfWork, clock: Clock
+    messages: Sequence[Received[ServiceCompleted]], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
     """``on_service_completed`` for many visits, each repair order once, set-based.
 
     New visits get their tasks, miss timers and FollowUpScheduled with one statement per
     table; a visit already known (a repeat, a reopened one) goes through
-    ``on_service_completed``, which tells which.
+    ``on_service_completed``, which tells which. One visit alone comes this way too.
     """
+    clock = deps.clock
+    completed = [(m.event, m.envelope) for m in messages]
     policies = {}
     for shop in {uuid.UUID(envelope.shop_id) for _e, envelope in completed}:
         policies[shop] = await shop_policy(uow, shop)
@@ -136,7 +139,7 @@ async def on_services_completed(
     for (event, envelope), visit in zip(completed, data, strict=True):
         shop_id = uuid.UUID(envelope.shop_id)
         if (shop_id, event.repair_order_id) not in added:
-            await on_service_completed(event, envelope, uow, clock)
+            await on_service_completed(Received(event, envelope), uow, deps)
             continue
         version, policy = policies[shop_id]
         missed_after = parse_duration(policy.follow_up_missed_after)
@@ -158,7 +161,7 @@ async def on_services_completed(
         uow.emit(_scheduled(event, task_id, plan.due_at), shop_id=shop_id, cause=envelope)
     if new_tasks:
         await uow.repo.add_tasks(new_tasks)
-        await timers.schedule_many(uow.conn, miss_timers, schema=SCHEMA)
+        await uow.timers.schedule_many(miss_timers)
 
 
 async def _cancel(
@@ -185,14 +188,16 @@ async def _cancel(
 
 
 async def on_service_voided(
-    event: ServiceVoided, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[ServiceVoided], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope = message.event, message.envelope
     await _cancel(uuid.UUID(envelope.shop_id), event.repair_order_id, "voided", uow)
 
 
 async def on_service_reopened(
-    event: ServiceReopened, envelope: Envelope, uow: FollowUpUnitOfWork, clock: Clock
+    message: Received[ServiceReopened], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    event, envelope = message.event, message.envelope
     await _cancel(uuid.UUID(envelope.shop_id), event.repair_order_id, "reopened", uow)
 
 
@@ -207,7 +212,7 @@ async def record_call_attempt(
     task = await uow.repo.task(shop_id, task_id)
     if task is None:
         raise UnknownTask(f"no follow-up {task_id} in this shop")
-    known = await policy_for(uow.conn, shop_id)
+    known = await uow.shops.policy(shop_id)
     max_attempts = known[1].follow_up_max_attempts if known else 3
     result = record_attempt(task["status"], task["attempts"], max_attempts, attempt)
     await uow.repo.add_attempt(task_id, shop_id, result.number, attempt)
@@ -267,15 +272,7 @@ async def _miss_unless_attempted(
     """Miss the task at ``at`` if by then it still has ``attempts`` and the same due time
     (a reopened-and-completed visit gets a new due time, so an older timer stands down)."""
     timer = _miss_timer(shop_id, task_id, attempts, due_at, at)
-    await timers.schedule(
-        uow.conn,
-        key=timer.key,
-        kind=timer.kind,
-        shop_id=timer.shop_id,
-        fire_at=timer.fire_at,
-        payload=timer.payload,
-        schema=SCHEMA,
-    )
+    await uow.timers.schedule(timer)
 
 
 def _miss_timer(
@@ -290,8 +287,9 @@ def _miss_timer(
     )
 
 
-async def on_missed_timer(uow: FollowUpUnitOfWork, clock: Clock, payload: dict[str, Any]) -> None:
+async def on_missed_timer(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> None:
     """No attempt was recorded in time: the follow-up is missed (unless it moved on)."""
+    payload, clock = timer.payload, deps.clock
     task = await uow.repo.task_by_id(uuid.UUID(payload["task_id"]))
     if (
         task is None

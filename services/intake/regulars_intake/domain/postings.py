@@ -44,10 +44,7 @@ class Rejected(Exception):
         self.errors = errors or []
 
     def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.message}
-        if self.errors:
-            body["errors"] = [e.as_dict() for e in self.errors]
-        return body
+        return {"detail": self.message, "errors": [e.as_dict() for e in self.errors]}
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,8 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-
-import asyncpg
-from regulars_runtime.unit_of_work import unit_of_work
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from .. import handlers
 from ..domain.postings import Posting
@@ -35,8 +34,13 @@ Waiting = tuple[uuid.UUID, Posting, "asyncio.Future[Outcome]"]
 
 
 class AcceptanceQueue:
-    def __init__(self, pool: asyncpg.Pool, *, writers: int = WRITERS) -> None:
-        self._pool = pool
+    def __init__(
+        self,
+        unit_of_work: Callable[[], AbstractAsyncContextManager[IntakeUnitOfWork]],
+        *,
+        writers: int = WRITERS,
+    ) -> None:
+        self._unit_of_work = unit_of_work
         self._writers = writers
         self._running = 0
         self._waiting: deque[Waiting] = deque()
@@ -66,7 +70,7 @@ class AcceptanceQueue:
 
     async def _commit(self, batch: list[Waiting]) -> None:
         try:
-            async with unit_of_work(self._pool, IntakeUnitOfWork, schema="intake") as uow:
+            async with self._unit_of_work() as uow:
                 outcomes = await handlers.accept_many(uow, [(s, p) for s, p, _f in batch])
         except asyncio.CancelledError:
             for _s, _p, future in batch:

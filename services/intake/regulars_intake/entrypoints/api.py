@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from regulars_runtime.http import context, json_response, shop_of
-from regulars_runtime.policy import Policy, validation_errors
-from regulars_runtime.unit_of_work import unit_of_work
+from regulars_runtime.http import Problem, json_response
+from regulars_runtime.service import context, shop_of
+from regulars_shop.policy import Policy, validation_errors
 
 from .. import handlers
 from ..domain.postings import (
@@ -20,7 +20,8 @@ from ..domain.postings import (
     Rejected,
     parse_posting,
 )
-from ..handlers import IntakeUnitOfWork, Outcome
+from ..handlers import Outcome
+from .front import front
 from .guards import check_rate, parse_json, read_body
 
 router = APIRouter()
@@ -38,11 +39,11 @@ EVENT_SCHEMA: dict[str, Any] = {
 
 
 def _problem(status: int, message: str, **extra: Any) -> Response:
-    return json_response({"error": message, **extra}, status)
+    raise Problem(status, message, **extra)
 
 
 def _limit(request: Request, shop: uuid.UUID, cost: int) -> None:
-    check_rate(context(request).extras["rate_limits"], shop, cost)
+    check_rate(front(request).rate_limits, shop, cost)
 
 
 async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
@@ -106,7 +107,7 @@ async def post_batch(request: Request) -> Response:
                 "rejected", None, client_id if isinstance(client_id, str) else None, rejected
             )
     ctx = context(request)
-    async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
+    async with ctx.bus.unit_of_work() as uow:
         outcomes = await handlers.accept_many(uow, [(shop, posting) for _i, posting in postings])
     for (i, _posting), outcome in zip(postings, outcomes, strict=True):
         results[i] = outcome
@@ -117,7 +118,7 @@ async def post_batch(request: Request) -> Response:
 async def get_policy(request: Request) -> Response:
     shop = await shop_of(request)
     async with context(request).pool.acquire() as conn:
-        found = await IntakeUnitOfWork(conn).repo.latest_policy(shop)
+        found = await context(request).bus.make_uow(conn, None).repo.latest_policy(shop)
     if found is None:
         return _problem(404, "this shop has no policy")
     version, policy = found
@@ -148,11 +149,11 @@ async def put_policy(request: Request) -> Response:
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        errors = validation_errors(exc)
-        message = "; ".join(f"{e['key']}: {e['message']}" for e in errors)
+        errors = [{"field": e["key"], "message": e["message"]} for e in validation_errors(exc)]
+        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return _problem(422, message, errors=errors)
     ctx = context(request)
-    async with unit_of_work(ctx.pool, IntakeUnitOfWork, schema="intake") as uow:
+    async with ctx.bus.unit_of_work() as uow:
         version = await handlers.change_policy(uow, shop, policy)
     return json_response({"version": version, "policy": policy.model_dump(mode="json")})
 
@@ -161,7 +162,7 @@ async def put_policy(request: Request) -> Response:
 async def get_customer(request: Request, customer_id: str) -> Response:
     shop = await shop_of(request)
     async with context(request).pool.acquire() as conn:
-        row = await IntakeUnitOfWork(conn).repo.customer(shop, customer_id)
+        row = await context(request).bus.make_uow(conn, None).repo.customer(shop, customer_id)
     if row is None:
         return _problem(404, f"no customer {customer_id!r} in this shop")
     customer = dict(row)

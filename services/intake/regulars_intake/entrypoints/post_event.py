@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 from regulars_runtime import metrics
-from regulars_runtime.http import Problem, authorized_shop, problem_body
-from regulars_runtime.service import ServiceContext
+from regulars_runtime.http import PROBLEM_JSON, Problem, problem_body
+from regulars_runtime.service import ServiceContext, authorized_shop
 
 from ..domain.postings import Rejected, parse_posting
-from .acceptance import AcceptanceQueue
+from .front import front_of
 from .guards import check_rate, parse_json, read_body
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ def openapi_operation(event_schema: dict[str, Any]) -> dict[str, Any]:
             "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
             "id": {"type": "string"},
             "event_id": {"type": "string", "format": "uuid"},
-            "error": {"type": "string"},
         },
+        "required": ["status"],
     }
 
     def reply(description: str) -> dict[str, Any]:
@@ -80,19 +80,21 @@ class PostEvent:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        ctx: ServiceContext = scope["app"].state.ctx
+        ctx: ServiceContext[Any] = scope["app"].state.ctx
         try:
             status, body, headers = await _post(ctx, scope, receive)
+            media = b"application/json"
         except Problem as problem:
             status = problem.status
             body = problem_body(problem)
             headers = [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+            media = PROBLEM_JSON.encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", media),
                     (b"content-length", str(len(body)).encode()),
                     *headers,
                 ],
@@ -104,7 +106,7 @@ class PostEvent:
 
 
 async def _post(
-    ctx: ServiceContext, scope: Scope, receive: Any
+    ctx: ServiceContext[Any], scope: Scope, receive: Any
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     authorization = declared = None
     for name, value in scope["headers"]:
@@ -113,13 +115,23 @@ async def _post(
         elif name == b"content-length":
             declared = value.decode("latin-1")
     shop = await authorized_shop(ctx, authorization)
-    check_rate(ctx.extras["rate_limits"], shop, 1)
+    check_rate(front_of(ctx).rate_limits, shop, 1)
     raw = await read_body(receive, declared)
     try:
         posting = parse_posting(parse_json(raw), size=len(raw), body=raw)
     except Rejected as rejected:
-        return rejected.status, orjson.dumps(rejected.as_dict()), []
-    acceptance: AcceptanceQueue = ctx.extras["acceptance"]
-    outcome = await acceptance.accept(shop, posting)
-    status = outcome.rejection.status if outcome.rejection else 202
-    return status, orjson.dumps(outcome.as_dict()), []
+        raise _problem(rejected) from None
+    outcome = await front_of(ctx).acceptance.accept(shop, posting)
+    if outcome.rejection is not None:
+        raise _problem(outcome.rejection, outcome.client_id)
+    return 202, orjson.dumps(outcome.as_dict()), []
+
+
+def _problem(rejected: Rejected, client_id: str | None = None) -> Problem:
+    extra: dict[str, Any] = {} if client_id is None else {"id": client_id}
+    return Problem(
+        rejected.status,
+        rejected.message,
+        errors=[e.as_dict() for e in rejected.errors],
+        **extra,
+    )

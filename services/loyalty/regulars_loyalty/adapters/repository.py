@@ -8,9 +8,9 @@ from regulars_events.envelope import Envelope
 from regulars_runtime import timeline
 
 
-class LoyaltyRepository:
+class PostgresTimeline:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def add_to_timeline(self, envelope: Envelope) -> None:
+    async def add(self, envelope: Envelope) -> None:
         await timeline.add_to_timeline(self.conn, envelope)

@@ -16,7 +16,7 @@ Mon-Sat 09:00-18:00), and a week is ``7`` such days. ``Policy.business_duration`
 ``ack_sla_business`` and friends are the results, ready for
 ``BusinessCalendar.add(start, duration)``.
 
-Quiet hours: the law's tables live in ``regulars_runtime.compliance``; the policy holds a
+Quiet hours: the law's tables live in ``regulars_shop.compliance``; the policy holds a
 copy a shop may tighten (``quiet_hours``). The effective window is always the intersection
 of the two (``Policy.quiet_hours_window``), so a shop can never loosen the law and a policy
 stored under older rules stays valid when the rules change.

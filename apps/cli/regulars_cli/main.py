@@ -31,14 +31,15 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _create_shop(database_url: str, name: str, timezone: str) -> tuple[uuid.UUID, str]:
-    from regulars_intake.handlers import IntakeUnitOfWork, create_shop
+    from regulars_intake import bootstrap, handlers
+    from regulars_runtime.clock import system_clock
     from regulars_runtime.db import create_pool
-    from regulars_runtime.unit_of_work import unit_of_work
 
     pool = await create_pool(database_url, "intake", min_size=1, max_size=1)
     try:
-        async with unit_of_work(pool, IntakeUnitOfWork, schema="intake") as uow:
-            shop = await create_shop(uow, name, timezone)
+        bus = bootstrap.bus(handlers.Deps(clock=system_clock), pool)
+        async with bus.unit_of_work() as uow:
+            shop = await handlers.create_shop(uow, name, timezone)
         return shop.shop_id, shop.api_key
     finally:
         await pool.close()
@@ -70,14 +71,17 @@ def _cmd_shops_create(args: argparse.Namespace) -> int:
 
 def _cmd_shops_list(args: argparse.Namespace) -> int:
     async def go() -> list[Any]:
-        from regulars_intake.adapters.repository import IntakeRepository
-        from regulars_runtime.db import connect
+        from regulars_intake import bootstrap, handlers
+        from regulars_runtime.clock import system_clock
+        from regulars_runtime.db import create_pool
 
-        conn = await connect(current().database_url, "intake")
+        pool = await create_pool(current().database_url, "intake", min_size=1, max_size=1)
         try:
-            return await IntakeRepository(conn).list_shops()
+            bus = bootstrap.bus(handlers.Deps(clock=system_clock), pool)
+            async with bus.unit_of_work() as uow:
+                return await handlers.list_shops(uow)
         finally:
-            await conn.close()
+            await pool.close()
 
     for row in asyncio.run(go()):
         print(
@@ -87,7 +91,7 @@ def _cmd_shops_list(args: argparse.Namespace) -> int:
 
 
 async def _status() -> dict[str, Any]:
-    from regulars_events.kafka import KafkaConfig, admin_client, cluster_id
+    from regulars_bus.kafka import KafkaConfig, admin_client, cluster_id
     from regulars_runtime.db import connect
 
     state = current()
@@ -173,7 +177,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_outbox_replay(args: argparse.Namespace) -> int:
-    from regulars_events.relay import replay_since
+    from regulars_bus.relay import replay_since
     from regulars_runtime.db import connect
 
     try:
@@ -236,8 +240,8 @@ def _cmd_dead_letters_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letters_replay(args: argparse.Namespace) -> int:
-    from regulars_events.dead_letters import replay
-    from regulars_events.kafka import KafkaConfig
+    from regulars_bus.dead_letters import replay
+    from regulars_bus.kafka import KafkaConfig
     from regulars_runtime.db import connect
 
     try:
@@ -269,11 +273,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     """The monthly database check for one shop, now (it also runs by itself on the 1st)."""
     from datetime import date
 
-    from regulars_followup.handlers import FollowUpUnitOfWork
+    from regulars_followup import bootstrap
+    from regulars_followup.handlers import Deps
     from regulars_followup.handlers.sweep import run_monthly_check
     from regulars_runtime.clock import system_clock
     from regulars_runtime.db import create_pool
-    from regulars_runtime.unit_of_work import unit_of_work
 
     try:
         shop_id = uuid.UUID(args.shop)
@@ -289,7 +293,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     async def go() -> dict[str, int]:
         pool = await create_pool(current().database_url, "followup", min_size=1, max_size=1)
         try:
-            async with unit_of_work(pool, FollowUpUnitOfWork, schema="followup") as uow:
+            async with bootstrap.bus(Deps(clock=system_clock), pool).unit_of_work() as uow:
                 return await run_monthly_check(uow, system_clock, shop_id, month.replace(day=1))
         finally:
             await pool.close()

@@ -4,7 +4,7 @@ This module is the single home of ``../shared/COMPLIANCE.md`` in code: quiet hou
 federal window and the stricter state windows, day bans and per-24-hour caps), the reply
 keywords (opt-out, opt-in, help) and the retention periods. Everything here is pure: no
 clock, no I/O. Not legal advice: these are the defaults; a shop's policy may only tighten
-them (see ``regulars_runtime.policy``).
+them (see ``regulars_shop.policy``).
 
 Conventions:
 

@@ -29,11 +29,11 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from regulars_events.envelope import Envelope, EnvelopeError
+from regulars_events.topics import dead_letter_topic
 
-from .envelope import Envelope, EnvelopeError
 from .kafka import KafkaConfig, producer
 from .supervise import keep_running
-from .topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
 

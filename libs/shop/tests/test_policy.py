@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from regulars_runtime.compliance import STATE_MARKETING_RULES
-from regulars_runtime.policy import KeyProblem, Policy, parse_duration, validation_errors
+from regulars_shop.compliance import STATE_MARKETING_RULES
+from regulars_shop.policy import KeyProblem, Policy, parse_duration, validation_errors
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "America/New_York",

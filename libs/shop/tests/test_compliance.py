@@ -1,12 +1,12 @@
-"""The messaging rules of COMPLIANCE.md, as encoded in regulars_runtime.compliance."""
+"""The messaging rules of COMPLIANCE.md, as encoded in regulars_shop.compliance."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
 import pytest
-from regulars_runtime import compliance as c
-from regulars_runtime.compliance import (
+from regulars_shop import compliance as c
+from regulars_shop.compliance import (
     FEDERAL_WINDOW,
     HELP_KEYWORDS,
     OPT_IN_KEYWORDS,

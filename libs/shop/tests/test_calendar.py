@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from regulars_runtime.calendar import BusinessCalendar, due_after
+from regulars_shop.calendar import BusinessCalendar, due_after
 
 NEW_YORK = "America/New_York"
 CHICAGO = "America/Chicago"

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .settings import settings
+
 SERVICES = ("intake", "followup", "feedback", "loyalty")
 
 
@@ -24,7 +26,7 @@ def checkout() -> Path:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("REGULARS_DATA_DIR") or checkout() / ".data").resolve()
+    return Path(settings().regulars_data_dir or checkout() / ".data").resolve()
 
 
 def postgres_dir(data: Path) -> Path:
@@ -68,10 +70,9 @@ def run_state_path() -> Path:
 def current() -> RunState:
     """The system to talk to: the environment's settings over what `regulars run` recorded."""
     state = RunState.load(run_state_path())
-    db = os.environ.get("DATABASE_URL") or (state.database_url if state else None)
-    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or (
-        state.kafka_bootstrap_servers if state else None
-    )
+    env = settings()
+    db = env.database_url or (state.database_url if state else None)
+    kafka = env.kafka_bootstrap_servers or (state.kafka_bootstrap_servers if state else None)
     if not db:
         raise SystemExit(
             "no system found: start one with `make run` (in this checkout), or set DATABASE_URL"
@@ -79,12 +80,11 @@ def current() -> RunState:
     services = state.services if state else {}
     if not services:
         services = {
-            name: os.environ.get(f"REGULARS_{name.upper()}_URL", f"http://127.0.0.1:{8001 + i}")
-            for i, name in enumerate(SERVICES)
+            name: env.url(name) or f"http://127.0.0.1:{env.port(name)}" for name in SERVICES
         }
     return RunState(
         database_url=db,
         kafka_bootstrap_servers=kafka or "127.0.0.1:9092",
-        smtp_url=os.environ.get("SMTP_URL") or (state.smtp_url if state else ""),
+        smtp_url=env.smtp_url or (state.smtp_url if state else ""),
         services=services,
     )

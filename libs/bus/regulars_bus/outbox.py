@@ -11,8 +11,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-
-from .envelope import Envelope
+from regulars_events.envelope import Envelope
 
 NOTIFY_CHANNEL_PREFIX = "regulars_outbox_"
 

@@ -23,11 +23,11 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from regulars_events.topics import all_topics, dead_letter_topic
 
 from .kafka import KafkaConfig, admin_client, cluster_id, ensure_topics, producer
 from .outbox import notify_channel
 from .supervise import keep_running
-from .topics import all_topics, dead_letter_topic
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from regulars_events.topics import dead_letter_topic
 
 from .kafka import KafkaConfig, producer
-from .topics import dead_letter_topic
 
 DLQ_HEADER_PREFIX = "dlq_"
 

