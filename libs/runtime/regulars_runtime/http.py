@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 #: a request body's limit unless the service says otherwise (a staff command is small)
@@ -120,12 +121,34 @@ def validation_problem(_request: Request, exc: Exception) -> Response:
     return problem_response(Problem(422, message or "invalid request", errors=errors))
 
 
-def http_problem(_request: Request, exc: Exception) -> Response:
+def http_problem(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (no such route, method not allowed) as problems too."""
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route matching the path alone; a path
+        # served by several routes (GET shows a page, POST acts) allows all of theirs.
+        headers["Allow"] = ", ".join(sorted(_methods_for(request)))
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     return problem_response(Problem(exc.status_code, detail, headers))
+
+
+def _methods_for(request: Request) -> set[str]:
+    return _methods(request.app.router.routes, request.scope)
+
+
+def _methods(routes: Iterable[Any], scope: MutableMapping[str, Any]) -> set[str]:
+    methods: set[str] = set()
+    for route in routes:
+        match, _child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        included = getattr(route, "original_router", None)  # an included router's routes
+        if included is not None:
+            methods |= _methods(included.routes, scope)
+        else:
+            methods.update(getattr(route, "methods", None) or ())
+    return methods
 
 
 def server_problem(_request: Request, _exc: Exception) -> Response:
@@ -184,8 +207,9 @@ def check_text(scope: dict[str, Any], body: bytes) -> None:
     if problem:
         raise Problem(422, f"the path: {problem}", errors=[{"field": "path", "message": problem}])
     errors = []
-    for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), True):
-        # parse_qsl decodes %XX as latin-1 here so that we see the raw bytes
+    query = scope.get("query_string", b"").decode("latin-1")
+    # latin-1 both ways: each byte, raw or %XX-escaped, becomes one character and back
+    for key, value in parse_qsl(query, keep_blank_values=True, encoding="latin-1"):
         name = key.encode("latin-1").decode("utf-8", "replace").replace("\x00", "")
         problem = _bad_text(key.encode("latin-1")) or _bad_text(value.encode("latin-1"))
         if problem:
@@ -195,7 +219,8 @@ def check_text(scope: dict[str, Any], body: bytes) -> None:
         if b"json" in content_type:
             errors += _json_body_errors(body)
         elif b"x-www-form-urlencoded" in content_type:
-            for key, value in parse_qsl(body.decode("latin-1"), True):
+            form = body.decode("latin-1")
+            for key, value in parse_qsl(form, keep_blank_values=True, encoding="latin-1"):
                 problem = _bad_text(key.encode("latin-1")) or _bad_text(value.encode("latin-1"))
                 if problem:
                     errors.append({"field": key.replace("\x00", "") or "body", "message": problem})

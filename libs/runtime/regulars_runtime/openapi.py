@@ -88,18 +88,25 @@ def _operation(path: str, method: str, operation: dict[str, Any]) -> None:
     wanted = {"500"}
     if operation.get("security"):
         wanted.add("401")
-    if operation.get("parameters") or "requestBody" in operation:
+    parameters = operation.get("parameters") or []
+    if parameters or "requestBody" in operation:
         wanted.add("422")
+    if any(p.get("in") == "path" for p in parameters):
+        wanted.add("404")  # a path names a thing, and it may not be there (or not this shop's)
     if "requestBody" in operation or method in ("post", "put", "patch"):
         wanted.update({"413"})
     # Declared by the route (responses={409: {}}): keep them, with the problem schema.
     wanted.update(code for code in responses if code[0] in "45")
+    # A page (a customer's survey or unsubscribe link) answers its own errors as a page.
+    page = any("text/html" in (answer.get("content") or {}) for answer in responses.values())
     for code in sorted(wanted):
         answer = responses.setdefault(code, {})
         answer.setdefault("description", _ERRORS.get(code, "An error"))
         content = answer.setdefault("content", {})
         content.pop("application/json", None)
         content[PROBLEM_JSON] = {"schema": PROBLEM_REF}
+        if page and code in ("404", "422"):
+            content["text/html"] = {"schema": {"type": "string"}}
     for code, answer in responses.items():
         answer.setdefault("description", "OK" if code.startswith("2") else "An answer")
 
