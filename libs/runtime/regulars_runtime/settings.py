@@ -109,8 +109,12 @@ def explain(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
-        name = prefix + ("_".join(loc).upper() or "settings")
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        if not loc:  # a rule across settings: its message names the variables
+            lines.append(f"  {message}")
+            continue
+        name = prefix + "_".join(loc).upper()
         if name == "EMBEDDED":
             name = "REGULARS_EMBEDDED"
-        lines.append(f"  {name}: {err.get('msg', '')}")
+        lines.append(f"  {name}: {message}")
     return "\n".join(lines)
