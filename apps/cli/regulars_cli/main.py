@@ -91,8 +91,10 @@ def _cmd_shops_list(args: argparse.Namespace) -> int:
 
 
 async def _status() -> dict[str, Any]:
+    from regulars_bus.dead_letters import waiting
     from regulars_bus.kafka import KafkaConfig, admin_client, cluster_id
-    from regulars_runtime.db import connect
+    from regulars_bus.relay import backlog
+    from regulars_runtime.db import connect, server_version
 
     state = current()
     report: dict[str, Any] = {"services": {}, "broker": {}, "database": {}}
@@ -126,19 +128,15 @@ async def _status() -> dict[str, Any]:
             "error": type(exc).__name__,
         }
     try:
-        conn = await connect(state.database_url)
-        try:
-            report["database"] = {"up": True, "version": await conn.fetchval("SHOW server_version")}
-            for name in SERVICES:
-                backlog = await conn.fetchval(
-                    f"SELECT count(*) FROM {name}.outbox WHERE published_at IS NULL"
+        report["database"] = {"up": True, "version": await server_version(state.database_url)}
+        for name in SERVICES:
+            conn = await connect(state.database_url, name)
+            try:
+                report["services"][name].update(
+                    {"outbox_backlog": await backlog(conn), "dead_letters": await waiting(conn)}
                 )
-                dead = await conn.fetchval(
-                    f"SELECT count(*) FROM {name}.dead_letters WHERE replayed_at IS NULL"
-                )
-                report["services"][name].update({"outbox_backlog": backlog, "dead_letters": dead})
-        finally:
-            await conn.close()
+            finally:
+                await conn.close()
     except Exception as exc:
         report["database"] = {"up": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
     return report
@@ -205,6 +203,7 @@ def _cmd_outbox_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    from regulars_bus.dead_letters import parked
     from regulars_runtime.db import connect
 
     async def go() -> list[dict[str, Any]]:
@@ -212,12 +211,7 @@ def _cmd_dead_letters_list(args: argparse.Namespace) -> int:
         for name in args.service or SERVICES:
             conn = await connect(current().database_url, name)
             try:
-                found = await conn.fetch(
-                    "SELECT event_id, type, topic, part, kafka_offset, error, parked_at,"
-                    " replayed_at FROM dead_letters WHERE $1 OR replayed_at IS NULL"
-                    " ORDER BY parked_at",
-                    args.all,
-                )
+                found = await parked(conn, include_replayed=args.all)
             finally:
                 await conn.close()
             rows += [{"service": name, **dict(r)} for r in found]

@@ -157,3 +157,20 @@ async def replay(
                     *p.origin,
                 )
     return Replayed(len(seen), len(todo), already, skipped)
+
+
+async def parked(conn: asyncpg.Connection, *, include_replayed: bool = False) -> list[Any]:
+    """What the service on the connection's search path parked, oldest first."""
+    return list(
+        await conn.fetch(
+            "SELECT event_id, type, topic, part, kafka_offset, error, parked_at,"
+            " replayed_at FROM dead_letters WHERE $1 OR replayed_at IS NULL"
+            " ORDER BY parked_at",
+            include_replayed,
+        )
+    )
+
+
+async def waiting(conn: asyncpg.Connection) -> int:
+    """How many dead letters of the service on the search path wait for a replay."""
+    return int(await conn.fetchval("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL"))

@@ -18,9 +18,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import asyncpg
+from regulars_events import catalogue as _catalogue  # noqa: F401 - registers every event type
 from regulars_events.base import Event
 from regulars_events.envelope import Envelope
 
@@ -35,12 +36,25 @@ R = TypeVar("R")
 C = TypeVar("C")
 
 
-@dataclass(frozen=True)
 class Received(Generic[E]):
-    """An event as a handler gets it: the typed event and the envelope it came in."""
+    """An event as a handler gets it: the typed event and the envelope it came in.
 
-    event: E
-    envelope: Envelope
+    The event is parsed when a handler first asks for it: a handler of every event (the
+    timeline) reads the envelope alone, and must not fail on a type newer than this
+    service's catalogue.
+    """
+
+    __slots__ = ("_event", "envelope")
+
+    def __init__(self, event: E | None, envelope: Envelope) -> None:
+        self._event = event
+        self.envelope = envelope
+
+    @property
+    def event(self) -> E:
+        if self._event is None:
+            self._event = cast(E, self.envelope.event())
+        return self._event
 
     @property
     def shop_id(self) -> uuid.UUID:
@@ -48,7 +62,7 @@ class Received(Generic[E]):
 
     @classmethod
     def of(cls, envelope: Envelope) -> Received[Any]:
-        return Received(envelope.event(), envelope)
+        return Received(None, envelope)
 
 
 #: ``async def handler(message, uow, deps) -> result``: the one handler signature

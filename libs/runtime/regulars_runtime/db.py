@@ -45,3 +45,12 @@ async def connect(database_url: str, schema: str | None = None) -> asyncpg.Conne
     conn = await asyncpg.connect(database_url, server_settings=settings)
     await _init_connection(conn)
     return conn
+
+
+async def server_version(database_url: str) -> str:
+    """The PostgreSQL server's version (``regulars status``)."""
+    conn = await connect(database_url)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()

@@ -186,3 +186,21 @@ async def test_a_missing_policy_makes_the_consumer_wait() -> None:
     with pytest.raises(Waiting, match="no policy yet"):
         await uow.policy(uuid.uuid4())
     assert (await uow.policy_or_defaults(uuid.uuid4())).version == 0
+
+
+async def test_a_handler_of_every_event_reads_a_type_it_has_no_class_for() -> None:
+    import dataclasses
+
+    seen: list[str] = []
+
+    async def remember(message: Received[Any], uow: FakeUnitOfWork, deps: Deps) -> None:
+        seen.append(message.envelope.type)
+
+    bus: MessageBus[FakeUnitOfWork, Deps] = MessageBus(
+        unit_of_work=FakeUnitOfWork, deps=Deps(), every_event=remember
+    )
+    newer = dataclasses.replace(visit("ro-9"), type="regulars.service.rated.v9")
+    await bus.handle_events([newer, visit("ro-10")], conn=None)
+    assert seen == ["regulars.service.rated.v9", ServiceCompleted.type]
+    with pytest.raises(KeyError):
+        _ = Received.of(newer).event  # only a handler that asks for the event parses it

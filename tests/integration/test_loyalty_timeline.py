@@ -1,0 +1,55 @@
+"""loyalty keeps every event about a customer, whatever its family, and parks none."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from harness import System, auth, wait_for
+
+
+async def test_every_event_about_a_customer_reaches_loyalty(system: System) -> None:
+    for name in ("intake", "followup", "loyalty"):
+        if name not in system.services or system.services[name].proc is None:
+            system.start(name)
+    shop_id, key = await system.create_shop("Timeline Tires")
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).isoformat()  # a visit of today, so followup schedules its call
+    async with httpx.AsyncClient(base_url=system.services["intake"].url) as intake:
+        for body in (
+            {
+                "type": "customer.upserted",
+                "occurred_at": "2026-11-20T10:00:00-05:00",
+                "data": {"customer_id": cid, "name": "Ada Ruiz", "phone": "+15555550142"},
+            },
+            {
+                "type": "service.completed",
+                "occurred_at": now,
+                "data": {"repair_order_id": f"ro-{cid}", "customer_id": cid, "completed_at": now},
+            },
+        ):
+            r = await intake.post("/v1/events", json=body, headers=auth(key))
+            assert r.status_code == 202, r.text
+
+    async def kept() -> list[str] | None:
+        rows = await system.fetch(
+            "SELECT type FROM loyalty.timeline WHERE shop_id = $1 AND customer_id = $2",
+            uuid.UUID(shop_id),
+            cid,
+        )
+        types = sorted(r["type"] for r in rows)
+        # the customer, the visit, and followup's answer to it (another family, another topic)
+        return types if len(types) >= 3 else None
+
+    types = await wait_for(kept, timeout=30)
+    assert types == [
+        "regulars.customer.upserted.v1",
+        "regulars.followup.scheduled.v1",
+        "regulars.service.completed.v1",
+    ]
+    # the shop's own facts (its key, its policy) are applied, not parked
+    parked = await system.fetch(
+        "SELECT type, error FROM loyalty.dead_letters WHERE type LIKE 'regulars.shop.%'"
+    )
+    assert parked == []
