@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -447,7 +448,12 @@ def _validated(model: type[B], raw: Any) -> B:
         raise Problem(422, message, errors=errors) from None
 
 
-async def _command(request: Request, case_id: str, model: type[B], make: Any) -> dict[str, Any]:
+async def _command(
+    request: Request,
+    case_id: str,
+    model: type[B],
+    make: Callable[[uuid.UUID, uuid.UUID, B], object],
+) -> dict[str, Any]:
     """Auth, the case id, the body; then the command ``make(shop, case id, body)`` through
     the bus, in a transaction of its own; answered with the case as it is now."""
     shop = await shop_of(request)
