@@ -225,7 +225,9 @@ async def test_acknowledging_stops_one_clock_and_the_resolve_clock_still_escalat
     assert case["severity"] == "normal" and case["ack_due_at"] == ny(2026, 6, 1, 12)
     shop.clock.now = ny(2026, 6, 1, 11)
     async with shop.bus.unit_of_work() as uow:
-        assert await cases.acknowledge(uow, shop.deps, shop.id, case["id"], by="sam", note=None)
+        assert await cases.acknowledge(
+            cases.AcknowledgeCase(shop.id, case["id"], by="sam", note=None), uow, shop.deps
+        )
     await shop.at(ny(2026, 6, 1, 17))
     assert await shop.events(ESCALATED, "c2") == []
     # Resolve: 18 business hours from Monday 10:00 -> Tuesday 19:00 is closed -> Wed 10:00.
@@ -244,7 +246,9 @@ async def test_resolving_stops_every_clock_and_brings_the_resurvey(
     await shop.unhappy_call("c3", "ro3", "rude advisor")
     case = await shop.case("c3")
     async with shop.bus.unit_of_work() as uow:
-        await cases.resolve(uow, shop.deps, shop.id, case["id"], outcome="apologised", by="sam")
+        await cases.resolve(
+            cases.ResolveCase(shop.id, case["id"], outcome="apologised", by="sam"), uow, shop.deps
+        )
     (resolved,) = await shop.events("regulars.recovery_case.resolved.v1", "c3")
     assert resolved["repair_order_id"] == "ro3" and resolved["outcome"] == "apologised"
     await shop.at(ny(2026, 6, 5, 12))
@@ -315,7 +319,9 @@ async def test_a_second_incident_within_90_days_is_critical(
     await shop.unhappy_call("c5", "ro5a", "slow")
     first = await shop.case("c5")
     async with shop.bus.unit_of_work() as uow:
-        await cases.resolve(uow, shop.deps, shop.id, first["id"], outcome="discount", by=None)
+        await cases.resolve(
+            cases.ResolveCase(shop.id, first["id"], outcome="discount", by=None), uow, shop.deps
+        )
     shop.clock.now = ny(2026, 8, 1, 10)  # a Saturday, 61 days later
     await shop.visit("c5", "ro5b")
     await shop.unhappy_call("c5", "ro5b", "slow again")
@@ -354,7 +360,9 @@ async def test_survey_answers_count_once_and_a_comeback_holds_back_the_review_as
     for cid in ("c6", "c7"):
         for nps in (10, 0):
             async with shop.bus.unit_of_work() as uow:
-                done = await surveys.answer_survey(uow, shop.deps, tokens[cid], {"nps": nps})
+                done = await surveys.answer_survey(
+                    surveys.AnswerSurvey(tokens[cid], {"nps": nps}), uow, shop.deps
+                )
             assert done.result["nps"] == 10 and done.first is (nps == 10)
     assert await shop.events("regulars.review.requested.v1", "c6") == []
     assert len(await shop.events("regulars.review.requested.v1", "c7")) == 1
@@ -377,4 +385,4 @@ async def test_survey_answers_count_once_and_a_comeback_holds_back_the_review_as
     shop.clock.now = ny(2026, 8, 2, 10)
     with pytest.raises(surveys.UnknownSurvey):
         async with shop.bus.unit_of_work() as uow:
-            await surveys.answer_survey(uow, shop.deps, token, {"nps": 5})
+            await surveys.answer_survey(surveys.AnswerSurvey(token, {"nps": 5}), uow, shop.deps)

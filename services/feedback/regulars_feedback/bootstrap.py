@@ -15,7 +15,8 @@ from regulars_runtime.settings import ServiceSettings
 from . import handlers
 from .adapters.unit_of_work import PostgresFeedbackUnitOfWork
 from .entrypoints import api
-from .handlers import Deps, FeedbackUnitOfWork
+from .handlers import Deps, FeedbackUnitOfWork, cases, surveys
+from .handlers.commands import AcknowledgeCase, AnswerSurvey, CommentOnCase, ResolveCase
 
 NAME = "feedback"
 
@@ -44,6 +45,12 @@ def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[FeedbackUnit
         deps=deps,
         events=handlers.EVENTS,
         timers=handlers.TIMERS,
+        commands={
+            AnswerSurvey: surveys.answer_survey,
+            AcknowledgeCase: cases.acknowledge,
+            ResolveCase: cases.resolve,
+            CommentOnCase: cases.comment,
+        },
         every_event=handlers.remember,
         pool=pool,
     )

@@ -1,41 +1,283 @@
-"""Every SQL statement of feedback, on the caller's connection and transaction."""
+"""feedback's repositories on PostgreSQL: one per aggregate, on the caller's connection
+and transaction. Every SQL statement that writes feedback's state is here."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 from regulars_events.envelope import Envelope
 from regulars_runtime import timeline
 
-#: a case's columns as the handlers and the API read them
-_CASE = (
+from ..domain.cases import CaseStatus, RecoveryCase, SlaWindow
+from ..domain.surveys import Survey, SurveyResponse
+from ..domain.verdicts import AskKind
+from ..domain.visits import Visit
+
+#: a case's columns, as a RecoveryCase is made of them
+CASE_COLUMNS = (
     "id, shop_id, customer_id, repair_order_id, incident_key, severity, status, assignee,"
     " escalation_level, opened_at, ack_window_start, ack_at_risk_at, ack_due_at,"
     " resolve_window_start, resolve_at_risk_at, resolve_due_at, acknowledged_at,"
     " acknowledged_by, resolved_at, resolved_by, outcome, updated_at"
 )
-_SURVEY = (
+SURVEY_COLUMNS = (
     "id, shop_id, customer_id, repair_order_id, reason, token, status, created_at, expires_at,"
     " case_id"
 )
 
 
-class FeedbackRepository:
+def case_of(row: asyncpg.Record) -> RecoveryCase:
+    return RecoveryCase(
+        id=row["id"],
+        shop_id=row["shop_id"],
+        customer_id=row["customer_id"],
+        repair_order_id=row["repair_order_id"],
+        incident_key=row["incident_key"],
+        severity=row["severity"],
+        status=CaseStatus(row["status"]),
+        assignee=row["assignee"],
+        escalation_level=row["escalation_level"],
+        opened_at=row["opened_at"],
+        acknowledge_window=SlaWindow(
+            row["ack_window_start"], row["ack_at_risk_at"], row["ack_due_at"]
+        ),
+        resolve_window=SlaWindow(
+            row["resolve_window_start"], row["resolve_at_risk_at"], row["resolve_due_at"]
+        ),
+        acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by"],
+        resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by"],
+        outcome=row["outcome"],
+    )
+
+
+def survey_of(row: asyncpg.Record, response: asyncpg.Record | None = None) -> Survey:
+    return Survey(
+        id=row["id"],
+        shop_id=row["shop_id"],
+        customer_id=row["customer_id"],
+        repair_order_id=row["repair_order_id"],
+        reason=row["reason"],
+        token=row["token"],
+        status=row["status"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        case_id=row["case_id"],
+        response=None
+        if response is None
+        else SurveyResponse(
+            response["nps"],
+            response["csat"],
+            response["comment"],
+            response["result"],
+            response["received_at"],
+        ),
+    )
+
+
+class PostgresRecoveryCases:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    # -- timeline -------------------------------------------------------------------------
+    async def get(
+        self, case_id: uuid.UUID, shop_id: uuid.UUID | None = None, *, lock: bool = False
+    ) -> RecoveryCase | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"
+            " AND ($2::uuid IS NULL OR shop_id = $2)" + (" FOR UPDATE" if lock else ""),
+            case_id,
+            shop_id,
+        )
+        return None if row is None else case_of(row)
 
-    async def add_to_timeline(self, envelope: Envelope) -> None:
-        await timeline.add_to_timeline(self.conn, envelope)
+    async def open_for_incident(self, shop_id: uuid.UUID, incident_key: str) -> RecoveryCase | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {CASE_COLUMNS} FROM cases WHERE shop_id = $1 AND incident_key = $2"
+            " AND status <> 'resolved' FOR UPDATE",
+            shop_id,
+            incident_key,
+        )
+        return None if row is None else case_of(row)
 
-    # -- visits ---------------------------------------------------------------------------
+    async def latest_open(self, shop_id: uuid.UUID, customer_id: str) -> RecoveryCase | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {CASE_COLUMNS} FROM cases WHERE shop_id = $1 AND customer_id = $2"
+            " AND status <> 'resolved' ORDER BY opened_at DESC LIMIT 1 FOR UPDATE",
+            shop_id,
+            customer_id,
+        )
+        return None if row is None else case_of(row)
 
-    async def remember_visit(
+    async def has_open(self, shop_id: uuid.UUID, customer_id: str) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "SELECT true FROM cases WHERE shop_id = $1 AND customer_id = $2"
+                " AND status <> 'resolved' LIMIT 1",
+                shop_id,
+                customer_id,
+            )
+        )
+
+    async def add(self, case: RecoveryCase) -> bool:
+        ack, resolve = case.acknowledge_window, case.resolve_window
+        added = await self.conn.fetchval(
+            "INSERT INTO cases (id, shop_id, customer_id, repair_order_id, incident_key,"
+            " severity, status, assignee, escalation_level, opened_at, ack_window_start,"
+            " ack_at_risk_at, ack_due_at, resolve_window_start, resolve_at_risk_at,"
+            " resolve_due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+            " $13, $14, $15, $16)"
+            " ON CONFLICT (shop_id, incident_key) WHERE status <> 'resolved' DO NOTHING"
+            " RETURNING true",
+            case.id,
+            case.shop_id,
+            case.customer_id,
+            case.repair_order_id,
+            case.incident_key,
+            case.severity,
+            case.status.value,
+            case.assignee,
+            case.escalation_level,
+            case.opened_at,
+            ack.start,
+            ack.at_risk_at,
+            ack.due_at,
+            resolve.start,
+            resolve.at_risk_at,
+            resolve.due_at,
+        )
+        if not added:
+            return False
+        await self._add_history(case)
+        return True
+
+    async def save(self, case: RecoveryCase) -> None:
+        ack, resolve = case.acknowledge_window, case.resolve_window
+        await self.conn.execute(
+            "UPDATE cases SET severity = $2, status = $3, assignee = $4, escalation_level = $5,"
+            " ack_window_start = $6, ack_at_risk_at = $7, ack_due_at = $8,"
+            " resolve_window_start = $9, resolve_at_risk_at = $10, resolve_due_at = $11,"
+            " acknowledged_at = $12, acknowledged_by = $13, resolved_at = $14,"
+            " resolved_by = $15, outcome = $16, updated_at = now() WHERE id = $1",
+            case.id,
+            case.severity,
+            case.status.value,
+            case.assignee,
+            case.escalation_level,
+            ack.start,
+            ack.at_risk_at,
+            ack.due_at,
+            resolve.start,
+            resolve.at_risk_at,
+            resolve.due_at,
+            case.acknowledged_at,
+            case.acknowledged_by,
+            case.resolved_at,
+            case.resolved_by,
+            case.outcome,
+        )
+        await self._add_history(case)
+
+    async def _add_history(self, case: RecoveryCase) -> None:
+        entries = case.taken()
+        if not entries:
+            return
+        await self.conn.executemany(
+            "INSERT INTO case_history (case_id, at, kind, by, text, data)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            [(case.id, e.at, e.kind, e.by, e.text, e.data) for e in entries],
+        )
+
+    async def record_negative(
+        self, negative_id: uuid.UUID, case: RecoveryCase, at: datetime
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO negatives (id, shop_id, customer_id, incident_key, case_id, at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            negative_id,
+            case.shop_id,
+            case.customer_id,
+            case.incident_key,
+            case.id,
+            at,
+        )
+
+    async def other_incidents(
+        self, shop_id: uuid.UUID, customer_id: str, incident_key: str, since: datetime
+    ) -> int:
+        count: int = await self.conn.fetchval(
+            "SELECT count(DISTINCT incident_key) FROM negatives WHERE shop_id = $1"
+            " AND customer_id = $2 AND incident_key <> $3 AND at >= $4",
+            shop_id,
+            customer_id,
+            incident_key,
+            since,
+        )
+        return count
+
+
+class PostgresSurveys:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(self, survey: Survey) -> bool:
+        added = await self.conn.fetchval(
+            "INSERT INTO surveys (id, shop_id, customer_id, repair_order_id, reason, token,"
+            " expires_at, case_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            survey.id,
+            survey.shop_id,
+            survey.customer_id,
+            survey.repair_order_id,
+            survey.reason,
+            survey.token,
+            survey.expires_at,
+            survey.case_id,
+            survey.created_at,
+        )
+        return bool(added)
+
+    async def by_token(self, token: str, *, lock: bool = False) -> Survey | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {SURVEY_COLUMNS} FROM surveys WHERE token = $1"
+            + (" FOR UPDATE" if lock else ""),
+            token,
+        )
+        if row is None:
+            return None
+        response = await self.conn.fetchrow(
+            "SELECT nps, csat, comment, result, received_at FROM responses WHERE survey_id = $1",
+            row["id"],
+        )
+        return survey_of(row, response)
+
+    async def save_answer(self, survey: Survey) -> None:
+        answer = survey.response
+        assert answer is not None, "only an answered survey is saved"
+        await self.conn.execute(
+            "INSERT INTO responses (survey_id, shop_id, customer_id, nps, csat, comment, result,"
+            " received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            survey.id,
+            survey.shop_id,
+            survey.customer_id,
+            answer.nps,
+            answer.csat,
+            answer.comment,
+            answer.result,
+            answer.received_at,
+        )
+        await self.conn.execute(
+            "UPDATE surveys SET status = $2 WHERE id = $1", survey.id, survey.status
+        )
+
+
+class PostgresVisits:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def remember(
         self,
         shop_id: uuid.UUID,
         repair_order_id: str,
@@ -45,8 +287,6 @@ class FeedbackRepository:
         comeback: bool | None,
         completed_at: datetime | None,
     ) -> None:
-        """What a visit's events tell (the latest "completed" wins; a call's assignee only
-        fills in an advisor not known yet)."""
         await self.conn.execute(
             "INSERT INTO visits (shop_id, repair_order_id, customer_id, advisor, comeback,"
             " completed_at) VALUES ($1, $2, $3, $4, coalesce($5, false), $6)"
@@ -65,14 +305,22 @@ class FeedbackRepository:
             completed_at,
         )
 
-    async def visit(self, shop_id: uuid.UUID, repair_order_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
+    async def get(self, shop_id: uuid.UUID, repair_order_id: str) -> Visit | None:
+        row = await self.conn.fetchrow(
             "SELECT repair_order_id, customer_id, advisor, comeback, completed_at FROM visits"
             " WHERE shop_id = $1 AND repair_order_id = $2",
             shop_id,
             repair_order_id,
         )
-        return row
+        if row is None:
+            return None
+        return Visit(
+            row["repair_order_id"],
+            row["customer_id"],
+            row["advisor"],
+            row["comeback"],
+            row["completed_at"],
+        )
 
     async def had_comeback(self, shop_id: uuid.UUID, customer_id: str, since: datetime) -> bool:
         return bool(
@@ -85,291 +333,20 @@ class FeedbackRepository:
             )
         )
 
-    # -- surveys --------------------------------------------------------------------------
 
-    async def add_survey(self, survey: dict[str, Any]) -> bool:
-        """False when this visit already has its survey for this reason (and case)."""
-        added = await self.conn.fetchval(
-            "INSERT INTO surveys (id, shop_id, customer_id, repair_order_id, reason, token,"
-            " expires_at, case_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            " ON CONFLICT DO NOTHING RETURNING true",
-            survey["id"],
-            survey["shop_id"],
-            survey["customer_id"],
-            survey["repair_order_id"],
-            survey["reason"],
-            survey["token"],
-            survey["expires_at"],
-            survey.get("case_id"),
-            survey["created_at"],
-        )
-        return bool(added)
+class PostgresAsks:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
 
-    async def list_surveys(
-        self, shop_id: uuid.UUID, customer_id: str | None, limit: int
-    ) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                f"SELECT {_SURVEY} FROM surveys WHERE shop_id = $1"
-                " AND ($2::text IS NULL OR customer_id = $2) ORDER BY created_at DESC LIMIT $3",
-                shop_id,
-                customer_id,
-                limit,
-            )
-        )
-
-    async def has_survey(self, shop_id: uuid.UUID, customer_id: str, since: datetime) -> bool:
-        return bool(
-            await self.conn.fetchval(
-                "SELECT true FROM surveys WHERE shop_id = $1 AND customer_id = $2"
-                " AND created_at >= $3 LIMIT 1",
-                shop_id,
-                customer_id,
-                since,
-            )
-        )
-
-    async def survey_by_token(self, token: str, *, lock: bool = False) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            f"SELECT {_SURVEY} FROM surveys WHERE token = $1{' FOR UPDATE' if lock else ''}",
-            token,
-        )
-        return row
-
-    async def response(self, survey_id: uuid.UUID) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT survey_id, nps, csat, comment, result, received_at FROM responses"
-            " WHERE survey_id = $1",
-            survey_id,
-        )
-        return row
-
-    async def add_response(
-        self,
-        survey: asyncpg.Record,
-        *,
-        nps: int | None,
-        csat: int | None,
-        comment: str | None,
-        result: dict[str, Any],
-        received_at: datetime,
-    ) -> None:
-        await self.conn.execute(
-            "INSERT INTO responses (survey_id, shop_id, customer_id, nps, csat, comment, result,"
-            " received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            survey["id"],
-            survey["shop_id"],
-            survey["customer_id"],
-            nps,
-            csat,
-            comment,
-            result,
-            received_at,
-        )
-        await self.conn.execute(
-            "UPDATE surveys SET status = 'answered' WHERE id = $1", survey["id"]
-        )
-
-    # -- cases ----------------------------------------------------------------------------
-
-    async def open_case_for_incident(
-        self, shop_id: uuid.UUID, incident_key: str
-    ) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            f"SELECT {_CASE} FROM cases WHERE shop_id = $1 AND incident_key = $2"
-            " AND status <> 'resolved' FOR UPDATE",
-            shop_id,
-            incident_key,
-        )
-        return row
-
-    async def latest_open_case(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            f"SELECT {_CASE} FROM cases WHERE shop_id = $1 AND customer_id = $2"
-            " AND status <> 'resolved' ORDER BY opened_at DESC LIMIT 1 FOR UPDATE",
-            shop_id,
-            customer_id,
-        )
-        return row
-
-    async def has_open_case(self, shop_id: uuid.UUID, customer_id: str) -> bool:
-        return bool(
-            await self.conn.fetchval(
-                "SELECT true FROM cases WHERE shop_id = $1 AND customer_id = $2"
-                " AND status <> 'resolved' LIMIT 1",
-                shop_id,
-                customer_id,
-            )
-        )
-
-    async def add_case(self, case: dict[str, Any]) -> bool:
-        """False when the incident already has an open case (another writer was first)."""
-        added = await self.conn.fetchval(
-            "INSERT INTO cases (id, shop_id, customer_id, repair_order_id, incident_key,"
-            " severity, status, assignee, escalation_level, opened_at, ack_window_start,"
-            " ack_at_risk_at, ack_due_at, resolve_window_start, resolve_at_risk_at,"
-            " resolve_due_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10, $11,"
-            " $12, $13, $14, $15)"
-            " ON CONFLICT (shop_id, incident_key) WHERE status <> 'resolved' DO NOTHING"
-            " RETURNING true",
-            case["id"],
-            case["shop_id"],
-            case["customer_id"],
-            case["repair_order_id"],
-            case["incident_key"],
-            case["severity"],
-            case["assignee"],
-            case["escalation_level"],
-            case["opened_at"],
-            case["ack_window_start"],
-            case["ack_at_risk_at"],
-            case["ack_due_at"],
-            case["resolve_window_start"],
-            case["resolve_at_risk_at"],
-            case["resolve_due_at"],
-        )
-        return bool(added)
-
-    async def case(
-        self, case_id: uuid.UUID, shop_id: uuid.UUID | None = None, *, lock: bool = False
-    ) -> asyncpg.Record | None:
-        """A case by id (of ``shop_id``, when given); ``lock`` holds it to the transaction."""
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            f"SELECT {_CASE} FROM cases WHERE id = $1 AND ($2::uuid IS NULL OR shop_id = $2)"
-            + (" FOR UPDATE" if lock else ""),
-            case_id,
-            shop_id,
-        )
-        return row
-
-    async def update_case(self, case_id: uuid.UUID, **fields: Any) -> None:
-        allowed = {
-            "severity",
-            "status",
-            "assignee",
-            "escalation_level",
-            "ack_window_start",
-            "ack_at_risk_at",
-            "ack_due_at",
-            "resolve_window_start",
-            "resolve_at_risk_at",
-            "resolve_due_at",
-            "acknowledged_at",
-            "acknowledged_by",
-            "resolved_at",
-            "resolved_by",
-            "outcome",
-        }
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"not case columns: {sorted(unknown)}")
-        names = sorted(fields)
-        assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
-        await self.conn.execute(
-            f"UPDATE cases SET {assignments}, updated_at = now() WHERE id = $1",
-            case_id,
-            *(fields[n] for n in names),
-        )
-
-    async def list_cases(
-        self,
-        shop_id: uuid.UUID,
-        *,
-        status: str | None,
-        customer_id: str | None,
-        limit: int,
-    ) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                f"SELECT {_CASE} FROM cases WHERE shop_id = $1"
-                " AND ($2::text IS NULL OR status = $2)"
-                " AND ($3::text IS NULL OR customer_id = $3)"
-                " ORDER BY opened_at DESC, id LIMIT $4",
-                shop_id,
-                status,
-                customer_id,
-                limit,
-            )
-        )
-
-    async def add_history(
-        self,
-        case_id: uuid.UUID,
-        at: datetime,
-        kind: str,
-        *,
-        by: str | None = None,
-        text: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        await self.conn.execute(
-            "INSERT INTO case_history (case_id, at, kind, by, text, data)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            case_id,
-            at,
-            kind,
-            by,
-            text,
-            data or {},
-        )
-
-    async def history(self, case_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                "SELECT case_id, at, kind, by, text, data FROM case_history"
-                " WHERE case_id = ANY($1::uuid[]) ORDER BY id",
-                list(case_ids),
-            )
-        )
-
-    # -- negatives ------------------------------------------------------------------------
-
-    async def add_negative(
-        self,
-        negative_id: uuid.UUID,
-        shop_id: uuid.UUID,
-        customer_id: str,
-        incident_key: str,
-        case_id: uuid.UUID,
-        at: datetime,
-    ) -> None:
-        await self.conn.execute(
-            "INSERT INTO negatives (id, shop_id, customer_id, incident_key, case_id, at)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-            negative_id,
-            shop_id,
-            customer_id,
-            incident_key,
-            case_id,
-            at,
-        )
-
-    async def other_incidents(
-        self, shop_id: uuid.UUID, customer_id: str, incident_key: str, since: datetime
-    ) -> int:
-        """How many other incidents of this customer had a negative since ``since``."""
-        count: int = await self.conn.fetchval(
-            "SELECT count(DISTINCT incident_key) FROM negatives WHERE shop_id = $1"
-            " AND customer_id = $2 AND incident_key <> $3 AND at >= $4",
-            shop_id,
-            customer_id,
-            incident_key,
-            since,
-        )
-        return count
-
-    # -- asks -----------------------------------------------------------------------------
-
-    async def add_ask(
+    async def add(
         self,
         shop_id: uuid.UUID,
         customer_id: str,
         subject: str,
-        kind: str,
+        kind: AskKind,
         survey_id: uuid.UUID | None,
         at: datetime,
     ) -> bool:
-        """False when this visit already had this ask."""
         added = await self.conn.fetchval(
             "INSERT INTO asks (shop_id, customer_id, subject, kind, survey_id, asked_at)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
@@ -381,3 +358,11 @@ class FeedbackRepository:
             at,
         )
         return bool(added)
+
+
+class PostgresTimeline:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(self, envelope: Envelope) -> None:
+        await timeline.add_to_timeline(self.conn, envelope)

@@ -7,10 +7,20 @@ from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..handlers.base import FeedbackUnitOfWork
-from .repository import FeedbackRepository
+from .repository import (
+    PostgresAsks,
+    PostgresRecoveryCases,
+    PostgresSurveys,
+    PostgresTimeline,
+    PostgresVisits,
+)
 
 
 class PostgresFeedbackUnitOfWork(PostgresUnitOfWork, FeedbackUnitOfWork):
     def __init__(self, conn: asyncpg.Connection, cause: Envelope | None = None) -> None:
         super().__init__(conn, schema="feedback", cause=cause)
-        self.repo = FeedbackRepository(conn)
+        self.cases = PostgresRecoveryCases(conn)
+        self.surveys = PostgresSurveys(conn)
+        self.visits = PostgresVisits(conn)
+        self.asks = PostgresAsks(conn)
+        self.timeline = PostgresTimeline(conn)

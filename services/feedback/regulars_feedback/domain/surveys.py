@@ -1,10 +1,19 @@
-"""Surveys: when one is due and what its link is. Pure."""
+"""Surveys: when one is due, what its link is, and what its answer decides. Pure."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+
+from regulars_events.base import Event
+from regulars_events.catalogue import FeedbackReceived, SurveyRequested
+
+from .classification import StaffRef, Verdict, classify_survey
+from .verdicts import AskKind, positive_feedback
 
 #: a survey link stays answerable this long
 SURVEY_LIFETIME = timedelta(days=30)
@@ -101,3 +110,136 @@ def parse_answer(raw: object) -> Answer:
 def answerable(status: str, expires_at: datetime, now: datetime) -> bool:
     """A survey takes its first answer until it expires."""
     return status != "answered" and now < expires_at
+
+
+# -- the aggregate -----------------------------------------------------------------------------
+
+
+class UnknownSurvey(LookupError):
+    """The link is not known, or no longer answerable: the customer sees "not found"."""
+
+
+@dataclass(frozen=True)
+class SurveyResponse:
+    """The answer that counts (the first one), and the result every later one gets."""
+
+    nps: int | None
+    csat: int | None
+    comment: str | None
+    result: dict[str, Any]
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class SurveyAnswer:
+    """What an answer came to. A repeat (``first`` False) changes and causes nothing."""
+
+    result: dict[str, Any]
+    first: bool
+    verdict: Verdict | None = None
+    answer: Answer | None = None
+    events: list[Event] = field(default_factory=list)
+    #: the asks this answer makes, in order (the review ask may still be held back)
+    asks: tuple[AskKind, ...] = ()
+
+
+@dataclass
+class Survey:
+    id: uuid.UUID
+    shop_id: uuid.UUID
+    customer_id: str
+    repair_order_id: str | None
+    reason: str
+    token: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    case_id: uuid.UUID | None = None
+    response: SurveyResponse | None = None
+
+    @classmethod
+    def request(
+        cls,
+        *,
+        shop_id: uuid.UUID,
+        customer_id: str,
+        repair_order_id: str | None,
+        reason: str,
+        now: datetime,
+        case_id: uuid.UUID | None = None,
+    ) -> Survey:
+        fresh = new_survey(reason, now)
+        return cls(
+            id=uuid.uuid4(),
+            shop_id=shop_id,
+            customer_id=customer_id,
+            repair_order_id=repair_order_id,
+            reason=reason,
+            token=fresh.token,
+            status="sent",
+            created_at=now,
+            expires_at=fresh.expires_at,
+            case_id=case_id,
+        )
+
+    def requested(self, public_url: str) -> SurveyRequested:
+        """followup sends the link as consent allows."""
+        extra: dict[str, Any] = {"case_id": str(self.case_id)} if self.case_id else {}
+        return SurveyRequested(
+            survey_id=str(self.id),
+            customer_id=self.customer_id,
+            repair_order_id=self.repair_order_id,
+            reason=self.reason,
+            survey_url=survey_link(public_url, self.token),
+            expires_at=self.expires_at,
+            **extra,
+        )
+
+    def answer(self, raw: object, staff: Sequence[StaffRef], now: datetime) -> SurveyAnswer:
+        """The customer answered (``raw``: the fields as posted). The first answer counts;
+        every later one gets the first result. UnknownSurvey once it expired;
+        InvalidAnswer names what is wrong with a first answer."""
+        if self.response is not None:
+            return SurveyAnswer(self.response.result, first=False)
+        if now >= self.expires_at:
+            raise UnknownSurvey("this survey link has expired")
+        answer = parse_answer(raw)
+        verdict = classify_survey(answer.nps, answer.csat, answer.comment, staff)
+        events: list[Event] = [
+            FeedbackReceived(
+                survey_id=str(self.id),
+                customer_id=self.customer_id,
+                repair_order_id=self.repair_order_id,
+                nps=answer.nps,
+                csat=answer.csat,
+                comment=answer.comment,
+                received_at=now,
+                reason=self.reason,
+                negative=verdict.negative,
+                positive=verdict.positive,
+            )
+        ]
+        if not verdict.negative and verdict.positive:
+            events.append(
+                positive_feedback(
+                    customer_id=self.customer_id,
+                    repair_order_id=self.repair_order_id,
+                    source="survey",
+                    survey_id=self.id,
+                    nps=answer.nps,
+                    csat=answer.csat,
+                    comment=answer.comment,
+                )
+            )
+        result = {
+            "survey_id": str(self.id),
+            "status": "received",
+            "nps": answer.nps,
+            "csat": answer.csat,
+            "comment": answer.comment,
+            "received_at": now.isoformat(),
+        }
+        self.status = "answered"
+        self.response = SurveyResponse(answer.nps, answer.csat, answer.comment, result, now)
+        asks: tuple[AskKind, ...] = ("review", "referral") if verdict.positive else ("review",)
+        return SurveyAnswer(result, True, verdict, answer, events, asks)

@@ -1,33 +1,35 @@
 """feedback's HTTP API: the public survey page and its answers, surveys and recovery cases
-for the shop's staff."""
+for the shop's staff. Commands go through the bus; reads through the adapters' queries."""
 
 from __future__ import annotations
 
+import base64
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-import asyncpg
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from regulars_runtime.http import Problem, json_response, page_limit
+from regulars_runtime.openapi import PUBLIC
 from regulars_runtime.service import context, shop_of
-from regulars_runtime.shop_directory import policy_for
 
-from ..adapters.repository import FeedbackRepository
-from ..domain.cases import CaseClosed, CaseStatus
-from ..domain.surveys import InvalidAnswer, answerable, survey_link
-from ..handlers import Deps, FeedbackUnitOfWork, cases, surveys
+from ..adapters import queries
+from ..domain.cases import CaseClosed, CaseStatus, OutcomeRequired
+from ..domain.surveys import InvalidAnswer, UnknownSurvey, answerable, survey_link
+from ..handlers import Deps
+from ..handlers.cases import UnknownCase
+from ..handlers.commands import AcknowledgeCase, AnswerSurvey, CommentOnCase, ResolveCase
+from ..handlers.surveys import Answered
 from . import pages
 
 router = APIRouter()
 B = TypeVar("B", bound=BaseModel)
 
-#: a survey answer is small; anything bigger is not one
-MAX_ANSWER_BYTES = 64 * 1024
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -36,9 +38,94 @@ def _deps(request: Request) -> Deps:
     return deps
 
 
-async def _shop_name(conn: asyncpg.Connection, shop_id: uuid.UUID) -> str:
-    known = await policy_for(conn, shop_id)
-    return (known[1].contact.name if known else None) or "the shop"
+# -- what the API answers ---------------------------------------------------------------------
+
+
+class SurveyResult(BaseModel):
+    """What an answer came to (the first answer's, for every later submission)."""
+
+    survey_id: str
+    status: str = Field(description="received")
+    nps: int | None
+    csat: int | None
+    comment: str | None
+    received_at: str
+
+
+class SurveyOut(BaseModel):
+    id: str
+    customer_id: str
+    repair_order_id: str | None
+    reason: str = Field(description="after_follow_up, follow_up_missed or recovery_resurvey")
+    token: str
+    link: str = Field(description="the survey's public page")
+    status: str = Field(description="sent, answered or expired")
+    case_id: str | None = Field(description="the case a re-survey follows up")
+    created_at: str
+    expires_at: str
+
+
+class SurveyPage(BaseModel):
+    items: list[SurveyOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
+
+
+class CaseHistoryEntry(BaseModel):
+    """One line of a case's history; what the line records (clock, levels, scores...)
+    comes with it as further fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    at: str
+    kind: str = Field(description="opened, joined, severity, sla_at_risk, escalated, ...")
+    by: str | None
+    text: str | None
+
+
+class CaseOut(BaseModel):
+    id: str
+    customer_id: str
+    repair_order_id: str | None
+    severity: str = Field(description="critical, high or normal")
+    status: str = Field(description="open, acknowledged or resolved")
+    assignee: str
+    escalation_level: str = Field(description="advisor, service_manager or owner")
+    opened_at: str
+    ack_due_at: str
+    resolve_due_at: str
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    resolved_at: str | None
+    resolved_by: str | None
+    outcome: str | None
+    history: list[CaseHistoryEntry]
+
+
+class CasePage(BaseModel):
+    items: list[CaseOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
+
+
+# -- paging -----------------------------------------------------------------------------------
+
+
+def _encode_cursor(at: datetime, item_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{item_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> queries.Cursor:
+    try:
+        at, _, item = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("a cursor's time is aware")
+        return when, uuid.UUID(item)
+    except ValueError:
+        raise Problem(
+            422,
+            "cursor is not one this API gave out",
+            errors=[{"field": "cursor", "message": "invalid"}],
+        ) from None
 
 
 # -- the public survey -------------------------------------------------------------------
@@ -49,18 +136,18 @@ async def _shop_name(conn: asyncpg.Connection, shop_id: uuid.UUID) -> str:
     tags=["surveys"],
     summary="The survey page (public: the token in the link is the credential)",
     response_class=HTMLResponse,
+    responses={404: {"content": {"text/html": {}}}},
 )
 async def survey_page(request: Request, token: str) -> Response:
-    async with context(request).pool.acquire() as conn:
-        repo = FeedbackRepository(conn)
-        survey = await repo.survey_by_token(token[:200])
-        if survey is None:
-            return pages.html_page(pages.not_found(), 404)
-        shop = await _shop_name(conn, survey["shop_id"])
-        if survey["status"] == "answered":
-            return pages.html_page(pages.thank_you(shop, again=True))
-        if not answerable(survey["status"], survey["expires_at"], _deps(request).clock()):
-            return pages.html_page(pages.not_found(), 404)
+    pool = context(request).pool
+    survey = await queries.survey_by_token(pool, token[:200])
+    if survey is None:
+        return pages.html_page(pages.not_found(), 404)
+    shop = await queries.shop_name(pool, survey.shop_id)
+    if survey.status == "answered":
+        return pages.html_page(pages.thank_you(shop, again=True))
+    if not answerable(survey.status, survey.expires_at, _deps(request).clock()):
+        return pages.html_page(pages.not_found(), 404)
     return pages.html_page(pages.survey_form(token, shop))
 
 
@@ -79,17 +166,49 @@ def _json_fields(body: bytes) -> Any:
         raise Problem(400, f"malformed JSON: {exc}") from None
 
 
+_ANSWER_FIELDS = {
+    "type": "object",
+    "properties": {
+        "nps": {"type": "integer", "minimum": 0, "maximum": 10},
+        "csat": {"type": "integer", "minimum": 1, "maximum": 5},
+        "comment": {"type": "string", "maxLength": 10_000},
+    },
+}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+
+
 @router.post(
     "/v1/surveys/{token}/responses",
     tags=["surveys"],
     summary="Answer a survey (public): JSON {nps?, csat?, comment?} or the page's form",
-    responses={201: {}, 200: {}, 404: {}, 413: {}, 415: {}, 422: {}},
+    status_code=201,
+    response_model=SurveyResult,
+    responses={
+        200: {
+            "model": SurveyResult,
+            "description": "Answered before: the first answer's result (HTML for the form)",
+            "content": _HTML,
+        },
+        201: {"description": "The first answer (HTML for the form)", "content": _HTML},
+        400: {},
+        404: {"content": _HTML},
+        415: {},
+        422: {"content": _HTML},
+    },
+    openapi_extra={
+        **PUBLIC,
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {"schema": _ANSWER_FIELDS},
+                FORM: {"schema": _ANSWER_FIELDS},
+            },
+        },
+    },
 )
 async def answer(request: Request, token: str) -> Response:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
-    if len(body) > MAX_ANSWER_BYTES:
-        raise Problem(413, f"an answer is at most {MAX_ANSWER_BYTES} bytes")
     is_form = media == FORM
     if is_form:
         raw: Any = _form_fields(body)
@@ -99,9 +218,8 @@ async def answer(request: Request, token: str) -> Response:
         raise Problem(415, f"send application/json or {FORM}, not {media[:60]!r}")
     pool = context(request).pool
     try:
-        async with context(request).bus.unit_of_work() as uow:
-            done = await surveys.answer_survey(uow, _deps(request), token[:200], raw)
-    except surveys.UnknownSurvey as exc:
+        done: Answered = await context(request).bus.handle(AnswerSurvey(token[:200], raw))
+    except UnknownSurvey as exc:
         if is_form:
             return pages.html_page(pages.not_found(), 404)
         raise Problem(404, str(exc)) from None
@@ -109,9 +227,8 @@ async def answer(request: Request, token: str) -> Response:
         errors = [{"field": p.field, "message": p.message} for p in exc.problems]
         if not is_form:
             raise Problem(422, str(exc), errors=errors) from None
-        async with pool.acquire() as conn:
-            survey = await FeedbackRepository(conn).survey_by_token(token[:200])
-            shop = await _shop_name(conn, survey["shop_id"]) if survey else "the shop"
+        survey = await queries.survey_by_token(pool, token[:200])
+        shop = await queries.shop_name(pool, survey.shop_id) if survey else "the shop"
         raw_comment = raw.get("comment") if isinstance(raw, dict) else None
         page = pages.survey_form(
             token,
@@ -121,13 +238,12 @@ async def answer(request: Request, token: str) -> Response:
         )
         return pages.html_page(page, 422)
     if is_form:
-        async with pool.acquire() as conn:
-            shop = await _shop_name(conn, done.shop_id)
+        shop = await queries.shop_name(pool, done.shop_id)
         return pages.html_page(pages.thank_you(shop, again=not done.first))
     return json_response(done.result, 201 if done.first else 200)
 
 
-def _survey(row: Any, public_url: str) -> dict[str, Any]:
+def _survey(row: dict[str, Any], public_url: str) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "customer_id": row["customer_id"],
@@ -142,18 +258,31 @@ def _survey(row: Any, public_url: str) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/surveys", tags=["surveys"], summary="The shop's surveys, newest first")
+@router.get(
+    "/v1/surveys",
+    tags=["surveys"],
+    summary="The shop's surveys, newest first, a page at a time",
+    response_model=SurveyPage,
+)
 async def list_surveys(
     request: Request,
     customer_id: str | None = Query(None, max_length=200),
     limit: str | None = Query(None, description="1 to 1000, default 100"),
+    cursor: str | None = Query(None, max_length=500, description="next_cursor of the last page"),
 ) -> Response:
     shop = await shop_of(request)
     size = page_limit(limit)
-    async with context(request).pool.acquire() as conn:
-        rows = await FeedbackRepository(conn).list_surveys(shop, customer_id, size)
+    after = _decode_cursor(cursor) if cursor else None
+    rows = await queries.surveys_page(
+        context(request).pool, shop, customer_id=customer_id, after=after, limit=size + 1
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     public_url = _deps(request).public_url
-    return json_response({"items": [_survey(r, public_url) for r in rows]})
+    return json_response(
+        {"items": [_survey(r, public_url) for r in rows], "next_cursor": next_cursor}
+    )
 
 
 # -- recovery cases ---------------------------------------------------------------------------
@@ -163,7 +292,7 @@ def _iso(value: Any) -> str | None:
     return None if value is None else str(value.isoformat())
 
 
-def _case(row: Any, history: list[Any]) -> dict[str, Any]:
+def _case(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "customer_id": row["customer_id"],
@@ -188,26 +317,23 @@ def _case(row: Any, history: list[Any]) -> dict[str, Any]:
                 "text": h["text"],
                 **{k: v for k, v in (h["data"] or {}).items() if v is not None},
             }
-            for h in history
+            for h in row["history"]
         ],
     }
 
 
-async def _cases_json(repo: FeedbackRepository, rows: list[Any]) -> list[dict[str, Any]]:
-    history: dict[uuid.UUID, list[Any]] = {r["id"]: [] for r in rows}
-    for h in await repo.history(list(history)):
-        history[h["case_id"]].append(h)
-    return [_case(r, history[r["id"]]) for r in rows]
-
-
 @router.get(
-    "/v1/cases", tags=["cases"], summary="The shop's recovery cases, newest first, with history"
+    "/v1/cases",
+    tags=["cases"],
+    summary="The shop's recovery cases, newest first, with history, a page at a time",
+    response_model=CasePage,
 )
 async def list_cases(
     request: Request,
     status: str | None = Query(None, description="open, acknowledged or resolved"),
     customer_id: str | None = Query(None, max_length=200),
     limit: str | None = Query(None, description="1 to 1000, default 100"),
+    cursor: str | None = Query(None, max_length=500, description="next_cursor of the last page"),
 ) -> Response:
     shop = await shop_of(request)
     if status is not None and status not in set(CaseStatus):
@@ -217,11 +343,19 @@ async def list_cases(
             errors=[{"field": "status", "message": "unknown status"}],
         )
     size = page_limit(limit)
-    async with context(request).pool.acquire() as conn:
-        repo = FeedbackRepository(conn)
-        rows = await repo.list_cases(shop, status=status, customer_id=customer_id, limit=size)
-        items = await _cases_json(repo, rows)
-    return json_response({"items": items})
+    after = _decode_cursor(cursor) if cursor else None
+    rows = await queries.cases_page(
+        context(request).pool,
+        shop,
+        status=status,
+        customer_id=customer_id,
+        after=after,
+        limit=size + 1,
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = _encode_cursor(rows[-1]["opened_at"], rows[-1]["id"]) if more else None
+    return json_response({"items": [_case(r) for r in rows], "next_cursor": next_cursor})
 
 
 def _case_id(raw: str) -> uuid.UUID:
@@ -231,20 +365,23 @@ def _case_id(raw: str) -> uuid.UUID:
         raise Problem(404, f"no case {raw[:60]!r} in this shop") from None
 
 
-async def _one_case(conn: asyncpg.Connection, shop: uuid.UUID, case_id: uuid.UUID) -> Any:
-    repo = FeedbackRepository(conn)
-    row = await repo.case(case_id, shop)
+async def _one_case(request: Request, shop: uuid.UUID, case_id: uuid.UUID) -> dict[str, Any]:
+    row = await queries.case_with_history(context(request).pool, shop, case_id)
     if row is None:
         raise Problem(404, f"no case {case_id} in this shop")
-    return (await _cases_json(repo, [row]))[0]
+    return _case(row)
 
 
-@router.get("/v1/cases/{case_id}", tags=["cases"], summary="One recovery case, with history")
+@router.get(
+    "/v1/cases/{case_id}",
+    tags=["cases"],
+    summary="One recovery case, with history",
+    response_model=CaseOut,
+    responses={404: {}},
+)
 async def get_case(request: Request, case_id: str) -> Response:
     shop = await shop_of(request)
-    cid = _case_id(case_id)
-    async with context(request).pool.acquire() as conn:
-        return json_response(await _one_case(conn, shop, cid))
+    return json_response(await _one_case(request, shop, _case_id(case_id)))
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -312,59 +449,68 @@ def _validated(model: type[B], raw: Any) -> B:
 
 
 async def _command(
-    request: Request, case_id: str, model: type[B], action: Callable[..., Awaitable[Any]]
-) -> Any:
-    """Auth, the case id, the body; then ``action(uow, shop, case id, body)`` in one unit
-    of work; answered with the case as it is now."""
+    request: Request,
+    case_id: str,
+    model: type[B],
+    make: Callable[[uuid.UUID, uuid.UUID, B], object],
+) -> dict[str, Any]:
+    """Auth, the case id, the body; then the command ``make(shop, case id, body)`` through
+    the bus, in a transaction of its own; answered with the case as it is now."""
     shop = await shop_of(request)
     cid = _case_id(case_id)
     body = _validated(model, _json_fields(await request.body()))
-    pool = context(request).pool
     try:
-        async with context(request).bus.unit_of_work() as uow:
-            await action(uow, shop, cid, body)
-    except cases.UnknownCase as exc:
+        await context(request).bus.handle(make(shop, cid, body))
+    except UnknownCase as exc:
         raise Problem(404, str(exc)) from None
     except CaseClosed as exc:
         raise Problem(409, f"case {cid}: {exc}") from None
-    async with pool.acquire() as conn:
-        return await _one_case(conn, shop, cid)
+    except OutcomeRequired as exc:
+        raise Problem(422, str(exc), errors=[{"field": "outcome", "message": str(exc)}]) from None
+    return await _one_case(request, shop, cid)
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """The documented body of a command (it is read and validated by hand, for one
+    problem shape however it is wrong)."""
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
 
 
 @router.post(
     "/v1/cases/{case_id}/acknowledge",
     tags=["cases"],
     summary="Acknowledge a case: stops its acknowledgement clock ({by?, note?})",
-    responses={401: {}, 404: {}, 409: {}, 422: {}},
+    response_model=CaseOut,
+    responses={400: {}, 404: {}, 409: {}, 422: {}},
+    openapi_extra=_body(AcknowledgeBody),
 )
 async def acknowledge(request: Request, case_id: str) -> Response:
-    deps = _deps(request)
-
-    async def act(
-        uow: FeedbackUnitOfWork, shop: uuid.UUID, cid: uuid.UUID, body: AcknowledgeBody
-    ) -> None:
-        await cases.acknowledge(
-            uow, deps, shop, cid, by=_blank_to_none(body.by), note=_blank_to_none(body.note)
+    def make(shop: uuid.UUID, cid: uuid.UUID, body: AcknowledgeBody) -> AcknowledgeCase:
+        return AcknowledgeCase(
+            shop, cid, by=_blank_to_none(body.by), note=_blank_to_none(body.note)
         )
 
-    return json_response(await _command(request, case_id, AcknowledgeBody, act))
+    return json_response(await _command(request, case_id, AcknowledgeBody, make))
 
 
 @router.post(
     "/v1/cases/{case_id}/resolve",
     tags=["cases"],
     summary="Resolve a case with an outcome note ({outcome, by?}): stops every clock",
-    responses={401: {}, 404: {}, 409: {}, 422: {}},
+    response_model=CaseOut,
+    responses={400: {}, 404: {}, 409: {}, 422: {}},
+    openapi_extra=_body(ResolveBody),
 )
 async def resolve(request: Request, case_id: str) -> Response:
-    deps = _deps(request)
+    def make(shop: uuid.UUID, cid: uuid.UUID, body: ResolveBody) -> ResolveCase:
+        return ResolveCase(shop, cid, outcome=body.outcome, by=_blank_to_none(body.by))
 
-    async def act(
-        uow: FeedbackUnitOfWork, shop: uuid.UUID, cid: uuid.UUID, body: ResolveBody
-    ) -> None:
-        await cases.resolve(uow, deps, shop, cid, outcome=body.outcome, by=_blank_to_none(body.by))
-
-    return json_response(await _command(request, case_id, ResolveBody, act))
+    return json_response(await _command(request, case_id, ResolveBody, make))
 
 
 @router.post(
@@ -372,14 +518,12 @@ async def resolve(request: Request, case_id: str) -> Response:
     status_code=201,
     tags=["cases"],
     summary="Add a comment ({text, by?}) to a case's history",
-    responses={401: {}, 404: {}, 422: {}},
+    response_model=CaseOut,
+    responses={400: {}, 404: {}, 422: {}},
+    openapi_extra=_body(CommentBody),
 )
 async def add_comment(request: Request, case_id: str) -> Response:
-    deps = _deps(request)
+    def make(shop: uuid.UUID, cid: uuid.UUID, body: CommentBody) -> CommentOnCase:
+        return CommentOnCase(shop, cid, text=body.text, by=_blank_to_none(body.by))
 
-    async def act(
-        uow: FeedbackUnitOfWork, shop: uuid.UUID, cid: uuid.UUID, body: CommentBody
-    ) -> None:
-        await cases.comment(uow, deps, shop, cid, text=body.text, by=_blank_to_none(body.by))
-
-    return json_response(await _command(request, case_id, CommentBody, act), 201)
+    return json_response(await _command(request, case_id, CommentBody, make), 201)

@@ -28,7 +28,7 @@ TOPICS: list[str] = ["regulars.shop", "regulars.customer", "regulars.service", "
 async def remember(message: Received[Any], uow: FeedbackUnitOfWork, deps: Deps) -> None:
     """Every event about a customer goes on their timeline (a case shows its signals)."""
     if message.envelope.subject is not None:
-        await uow.repo.add_to_timeline(message.envelope)
+        await uow.timeline.add(message.envelope)
 
 
 TIMERS: dict[str, Handler[FeedbackUnitOfWork, Deps]] = {

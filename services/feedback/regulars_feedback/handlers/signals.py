@@ -3,13 +3,11 @@ customer's free-text reply means (a complaint opens or joins a case; a note is k
 
 from __future__ import annotations
 
-import uuid
-
 from regulars_events.catalogue import CustomerReplied, ServiceCompleted
 from regulars_runtime.bus import Received
 from regulars_shop.compliance import classify_reply
 
-from ..domain.cases import staff_of
+from ..domain.cases import Signal, staff_of
 from ..domain.classification import classify_customer_reply
 from . import cases
 from .base import Deps, FeedbackUnitOfWork, shop_policy
@@ -21,9 +19,9 @@ async def on_service_completed(
 ) -> None:
     """Remember who the advisor was (a case about this visit goes to them) and whether it
     was a comeback (which holds back review asks)."""
-    event, envelope = message.event, message.envelope
-    await uow.repo.remember_visit(
-        uuid.UUID(envelope.shop_id),
+    event = message.event
+    await uow.visits.remember(
+        message.shop_id,
         event.repair_order_id,
         event.customer_id,
         advisor=event.advisor,
@@ -37,10 +35,9 @@ async def on_customer_replied(
 ) -> None:
     """Opt-out, opt-in and HELP are followup's; a complaint opens (or joins) a case; any
     other text is a note on the customer's open case, and stays on the timeline."""
-    event, envelope = message.event, message.envelope
-    shop_id = uuid.UUID(envelope.shop_id)
+    event, shop_id = message.event, message.shop_id
     known = await uow.shops.policy(shop_id)
-    staff = staff_of(known[1]) if known else []
+    staff = staff_of(known.policy) if known else []
     verdict = classify_customer_reply(event.text, classify_reply(event.text), staff)
     if verdict is None:
         return
@@ -49,7 +46,7 @@ async def on_customer_replied(
         await cases.report_negative(
             uow,
             deps,
-            cases.Signal(
+            Signal(
                 shop_id=shop_id,
                 customer_id=event.customer_id,
                 repair_order_id=None,
@@ -61,14 +58,13 @@ async def on_customer_replied(
         )
         return
     await cases.note_reply(uow, shop_id, event.customer_id, event.text, deps.clock())
-    if verdict.praise:
-        await pass_on_praise(
-            uow,
-            shop_id=shop_id,
-            customer_id=event.customer_id,
-            verdict=verdict,
-            text=event.text,
-            staff=staff,
-            source="reply",
-            repair_order_id=None,
-        )
+    pass_on_praise(
+        uow,
+        shop_id=shop_id,
+        customer_id=event.customer_id,
+        verdict=verdict,
+        text=event.text,
+        staff=staff,
+        source="reply",
+        repair_order_id=None,
+    )

@@ -1,44 +1,26 @@
 """Surveys, their answers, and what each answer leads to: FeedbackReceived, a case for a
-bad experience, praise passed on, review and referral asks. Every write of them is here."""
+bad experience, praise passed on, review and referral asks."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-from regulars_events.catalogue import (
-    FeedbackReceived,
-    FeedbackSource,
-    FollowUpCompleted,
-    FollowUpMissed,
-    PositiveFeedback,
-    ReferralRequested,
-    ReviewRequested,
-    StaffPraised,
-    SurveyRequested,
-)
+from regulars_events.catalogue import FeedbackSource, FollowUpCompleted, FollowUpMissed
 from regulars_runtime.bus import Received
 from regulars_runtime.timers import Timer
 
-from ..domain.cases import staff_of
-from ..domain.classification import (
-    StaffRef,
-    Verdict,
-    classify_call,
-    classify_survey,
-    incident_key,
-    manager_of,
-)
-from ..domain.surveys import Answer, new_survey, parse_answer, survey_link
+from ..domain.cases import Signal, staff_of
+from ..domain.classification import StaffRef, Verdict, classify_call
+from ..domain.surveys import Survey, UnknownSurvey
+from ..domain.verdicts import AskKind, ask, ask_subject, may_ask_for_review, positive_feedback
+from ..domain.verdicts import praise as praised
 from . import cases
 from .base import Deps, FeedbackUnitOfWork, policy_or_defaults, shop_policy
-
-
-class UnknownSurvey(LookupError):
-    pass
+from .commands import AnswerSurvey
 
 
 @dataclass(frozen=True)
@@ -63,82 +45,51 @@ async def request_survey(
     """One survey per visit and reason (and case, for a re-survey); followup sends its link
     as consent allows. None when it exists already."""
     now = deps.clock()
-    survey = new_survey(reason, now)
-    survey_id = uuid.uuid4()
-    added = await uow.repo.add_survey(
-        {
-            "id": survey_id,
-            "shop_id": shop_id,
-            "customer_id": customer_id,
-            "repair_order_id": repair_order_id,
-            "reason": reason,
-            "token": survey.token,
-            "expires_at": survey.expires_at,
-            "case_id": case_id,
-            "created_at": now,
-        }
-    )
-    if not added:
-        return None
-    extra: dict[str, Any] = {"case_id": str(case_id)} if case_id else {}
-    uow.emit(
-        SurveyRequested(
-            survey_id=str(survey_id),
-            customer_id=customer_id,
-            repair_order_id=repair_order_id,
-            reason=reason,
-            survey_url=survey_link(deps.public_url, survey.token),
-            expires_at=survey.expires_at,
-            **extra,
-        ),
+    survey = Survey.request(
         shop_id=shop_id,
-        time=now,
+        customer_id=customer_id,
+        repair_order_id=repair_order_id,
+        reason=reason,
+        now=now,
+        case_id=case_id,
     )
-    return survey_id
+    if not await uow.surveys.add(survey):
+        return None
+    uow.emit(survey.requested(deps.public_url), shop_id=shop_id, time=now)
+    return survey.id
 
 
 # -- what feedback leads to --------------------------------------------------------------
 
 
-async def pass_on_praise(
+def pass_on_praise(
     uow: FeedbackUnitOfWork,
     *,
     shop_id: uuid.UUID,
     customer_id: str,
     verdict: Verdict,
     text: str | None,
-    staff: list[StaffRef],
+    staff: Sequence[StaffRef],
     source: FeedbackSource,
     repair_order_id: str | None,
     survey_id: uuid.UUID | None = None,
 ) -> None:
-    """Praise naming a staff member reaches them and their manager (followup notifies)."""
-    if not text:
-        return
-    for member in verdict.staff:
-        manager = manager_of(member, staff)
-        uow.emit(
-            StaffPraised(
-                customer_id=customer_id,
-                staff_id=member.id,
-                staff_name=member.name,
-                text=text[:10_000],
-                manager=manager.id if manager else None,
-                repair_order_id=repair_order_id,
-                survey_id=str(survey_id) if survey_id else None,
-                source=source,
-                staff_email=member.email,
-                manager_name=manager.name if manager else None,
-                manager_email=manager.email if manager else None,
-            ),
-            shop_id=shop_id,
-        )
+    for event in praised(
+        verdict,
+        customer_id=customer_id,
+        text=text,
+        staff=staff,
+        source=source,
+        repair_order_id=repair_order_id,
+        survey_id=survey_id,
+    ):
+        uow.emit(event, shop_id=shop_id)
 
 
 async def _ask(
     uow: FeedbackUnitOfWork,
     deps: Deps,
-    kind: str,
+    kind: AskKind,
     *,
     shop_id: uuid.UUID,
     customer_id: str,
@@ -146,194 +97,90 @@ async def _ask(
     survey_id: uuid.UUID | None,
 ) -> bool:
     """One review ask and one referral ask per visit, ever."""
-    subject = (
-        f"ro:{repair_order_id}"
-        if repair_order_id
-        else f"survey:{survey_id}"
-        if survey_id
-        else "customer"
-    )
     now = deps.clock()
-    if not await uow.repo.add_ask(shop_id, customer_id, subject, kind, survey_id, now):
+    subject = ask_subject(repair_order_id, survey_id)
+    if not await uow.asks.add(shop_id, customer_id, subject, kind, survey_id, now):
         return False
-    cls = ReviewRequested if kind == "review" else ReferralRequested
-    uow.emit(
-        cls(
-            customer_id=customer_id,
-            repair_order_id=repair_order_id,
-            survey_id=str(survey_id) if survey_id else None,
-        ),
-        shop_id=shop_id,
-        time=now,
-    )
+    event = ask(kind, customer_id=customer_id, repair_order_id=repair_order_id, survey_id=survey_id)
+    uow.emit(event, shop_id=shop_id, time=now)
     return True
 
 
-async def ask_for_review(
-    uow: FeedbackUnitOfWork,
-    deps: Deps,
-    *,
-    shop_id: uuid.UUID,
-    customer_id: str,
-    repair_order_id: str | None,
-    survey_id: uuid.UUID | None,
-    comeback_window: Any,
-) -> bool:
-    """Every surveyed customer is invited to review, whatever the score (no review gating),
-    unless a recovery case is open or a comeback holds it back."""
-    repo = uow.repo
-    if await repo.has_open_case(shop_id, customer_id):
-        return False
-    if repair_order_id is not None:
-        visit = await repo.visit(shop_id, repair_order_id)
-        if visit is not None and visit["comeback"]:
-            return False
-    if await repo.had_comeback(shop_id, customer_id, deps.clock() - comeback_window):
-        return False
-    return await _ask(
-        uow,
-        deps,
-        "review",
-        shop_id=shop_id,
-        customer_id=customer_id,
-        repair_order_id=repair_order_id,
-        survey_id=survey_id,
-    )
-
-
-def _positive(
-    customer_id: str,
-    repair_order_id: str | None,
-    source: FeedbackSource,
-    survey_id: uuid.UUID | None,
-    nps: int | None,
-    csat: int | None,
-    comment: str | None,
-) -> PositiveFeedback:
-    return PositiveFeedback(
-        customer_id=customer_id,
-        repair_order_id=repair_order_id,
-        source=source,
-        survey_id=str(survey_id) if survey_id else None,
-        nps=nps,
-        csat=csat,
-        comment=comment,
-        incident_key=incident_key(customer_id, repair_order_id),
-    )
+async def _may_ask_for_review(uow: FeedbackUnitOfWork, survey: Survey, since: datetime) -> bool:
+    shop_id, customer_id = survey.shop_id, survey.customer_id
+    case_open = await uow.cases.has_open(shop_id, customer_id)
+    comeback = False
+    if not case_open and survey.repair_order_id is not None:
+        visit = await uow.visits.get(shop_id, survey.repair_order_id)
+        comeback = visit is not None and visit.comeback
+    if not case_open and not comeback:
+        comeback = await uow.visits.had_comeback(shop_id, customer_id, since)
+    return may_ask_for_review(case_open=case_open, comeback=comeback)
 
 
 # -- answers -------------------------------------------------------------------------------
 
 
-def _result(survey: asyncpg.Record, answer: Answer, at: datetime) -> dict[str, Any]:
-    return {
-        "survey_id": str(survey["id"]),
-        "status": "received",
-        "nps": answer.nps,
-        "csat": answer.csat,
-        "comment": answer.comment,
-        "received_at": at.isoformat(),
-    }
-
-
-async def answer_survey(uow: FeedbackUnitOfWork, deps: Deps, token: str, raw: object) -> Answered:
-    """The customer answered (``raw``: the fields as posted). The first answer counts;
-    every later submission gets the first result and changes nothing. UnknownSurvey for
-    an unknown or expired link; InvalidAnswer names what is wrong with a first answer."""
-    repo = uow.repo
-    survey = await repo.survey_by_token(token, lock=True)
+async def answer_survey(command: AnswerSurvey, uow: FeedbackUnitOfWork, deps: Deps) -> Answered:
+    """The customer answered. The first answer counts; every later submission gets the
+    first result and changes nothing. UnknownSurvey for an unknown or expired link;
+    InvalidAnswer names what is wrong with a first answer."""
+    survey = await uow.surveys.by_token(command.token, lock=True)
     if survey is None:
         raise UnknownSurvey("this survey link is not known")
-    shop_id, customer_id = survey["shop_id"], survey["customer_id"]
-    first = await repo.response(survey["id"])
-    if first is not None:
-        return Answered(first["result"], False, shop_id)
     now = deps.clock()
-    if now >= survey["expires_at"]:
-        raise UnknownSurvey("this survey link has expired")
-    answer = parse_answer(raw)
-    repair_order_id: str | None = survey["repair_order_id"]
-    policy = await policy_or_defaults(uow, shop_id)
+    policy = await policy_or_defaults(uow, survey.shop_id)
     staff = staff_of(policy)
-    verdict = classify_survey(answer.nps, answer.csat, answer.comment, staff)
-    uow.emit(
-        FeedbackReceived(
-            survey_id=str(survey["id"]),
-            customer_id=customer_id,
-            repair_order_id=repair_order_id,
-            nps=answer.nps,
-            csat=answer.csat,
-            comment=answer.comment,
-            received_at=now,
-            reason=survey["reason"],
-            negative=verdict.negative,
-            positive=verdict.positive,
-        ),
-        shop_id=shop_id,
-        time=now,
-    )
+    answered = survey.answer(command.raw, staff, now)
+    if not answered.first:
+        return Answered(answered.result, False, survey.shop_id)
+    assert answered.verdict is not None and answered.answer is not None
+    verdict, answer = answered.verdict, answered.answer
+    for event in answered.events:
+        uow.emit(event, shop_id=survey.shop_id, time=now)
     if verdict.negative:
         await cases.report_negative(
             uow,
             deps,
-            cases.Signal(
-                shop_id=shop_id,
-                customer_id=customer_id,
-                repair_order_id=repair_order_id,
+            Signal(
+                shop_id=survey.shop_id,
+                customer_id=survey.customer_id,
+                repair_order_id=survey.repair_order_id,
                 source="survey",
                 verdict=verdict,
                 nps=answer.nps,
                 csat=answer.csat,
                 text=answer.comment,
-                survey_id=survey["id"],
+                survey_id=survey.id,
             ),
             policy,
         )
-    elif verdict.positive:
-        uow.emit(
-            _positive(
-                customer_id,
-                repair_order_id,
-                "survey",
-                survey["id"],
-                answer.nps,
-                answer.csat,
-                answer.comment,
-            ),
-            shop_id=shop_id,
-            time=now,
-        )
-    if verdict.praise:
-        await pass_on_praise(
-            uow,
-            shop_id=shop_id,
-            customer_id=customer_id,
-            verdict=verdict,
-            text=answer.comment,
-            staff=staff,
-            source="survey",
-            repair_order_id=repair_order_id,
-            survey_id=survey["id"],
-        )
-    ids = {
-        "shop_id": shop_id,
-        "customer_id": customer_id,
-        "repair_order_id": repair_order_id,
-        "survey_id": survey["id"],
-    }
-    await ask_for_review(uow, deps, comeback_window=policy.comeback_window_timedelta, **ids)
-    if verdict.positive:
-        await _ask(uow, deps, "referral", **ids)
-    result = _result(survey, answer, now)
-    await repo.add_response(
-        survey,
-        nps=answer.nps,
-        csat=answer.csat,
-        comment=answer.comment,
-        result=result,
-        received_at=now,
+    pass_on_praise(
+        uow,
+        shop_id=survey.shop_id,
+        customer_id=survey.customer_id,
+        verdict=verdict,
+        text=answer.comment,
+        staff=staff,
+        source="survey",
+        repair_order_id=survey.repair_order_id,
+        survey_id=survey.id,
     )
-    return Answered(result, True, shop_id)
+    for kind in answered.asks:
+        since = now - policy.comeback_window_timedelta
+        if kind == "review" and not await _may_ask_for_review(uow, survey, since):
+            continue
+        await _ask(
+            uow,
+            deps,
+            kind,
+            shop_id=survey.shop_id,
+            customer_id=survey.customer_id,
+            repair_order_id=survey.repair_order_id,
+            survey_id=survey.id,
+        )
+    await uow.surveys.save_answer(survey)
+    return Answered(answered.result, True, survey.shop_id)
 
 
 # -- events --------------------------------------------------------------------------------
@@ -344,10 +191,9 @@ async def on_followup_completed(
 ) -> None:
     """A reached call: classify it (an unhappy call opens a case), pass on praise, then
     the survey goes out."""
-    event, envelope = message.event, message.envelope
-    shop_id = uuid.UUID(envelope.shop_id)
-    repo = uow.repo
-    await repo.remember_visit(
+    event = message.event
+    shop_id = message.shop_id
+    await uow.visits.remember(
         shop_id,
         event.repair_order_id,
         event.customer_id,
@@ -356,14 +202,14 @@ async def on_followup_completed(
         completed_at=None,
     )
     known = await uow.shops.policy(shop_id)
-    staff = staff_of(known[1]) if known else []
+    staff = staff_of(known.policy) if known else []
     verdict = classify_call(event.satisfied, event.score, event.notes, staff)
     if verdict.negative:
         policy = await shop_policy(uow, shop_id)
         await cases.report_negative(
             uow,
             deps,
-            cases.Signal(
+            Signal(
                 shop_id=shop_id,
                 customer_id=event.customer_id,
                 repair_order_id=event.repair_order_id,
@@ -376,19 +222,16 @@ async def on_followup_completed(
             policy,
         )
     elif verdict.positive:
-        uow.emit(
-            _positive(
-                event.customer_id,
-                event.repair_order_id,
-                "follow_up_call",
-                None,
-                event.score,
-                None,
-                event.notes,
-            ),
-            shop_id=shop_id,
-            time=deps.clock(),
+        positive = positive_feedback(
+            customer_id=event.customer_id,
+            repair_order_id=event.repair_order_id,
+            source="follow_up_call",
+            survey_id=None,
+            nps=event.score,
+            csat=None,
+            comment=event.notes,
         )
+        uow.emit(positive, shop_id=shop_id, time=deps.clock())
         await _ask(
             uow,
             deps,
@@ -398,17 +241,16 @@ async def on_followup_completed(
             repair_order_id=event.repair_order_id,
             survey_id=None,
         )
-    if verdict.praise:
-        await pass_on_praise(
-            uow,
-            shop_id=shop_id,
-            customer_id=event.customer_id,
-            verdict=verdict,
-            text=event.notes,
-            staff=staff,
-            source="follow_up_call",
-            repair_order_id=event.repair_order_id,
-        )
+    pass_on_praise(
+        uow,
+        shop_id=shop_id,
+        customer_id=event.customer_id,
+        verdict=verdict,
+        text=event.notes,
+        staff=staff,
+        source="follow_up_call",
+        repair_order_id=event.repair_order_id,
+    )
     await request_survey(
         uow,
         deps,
@@ -423,11 +265,11 @@ async def on_followup_missed(
     message: Received[FollowUpMissed], uow: FeedbackUnitOfWork, deps: Deps
 ) -> None:
     """No call happened: the survey by text or email stands in for it."""
-    event, envelope = message.event, message.envelope
+    event = message.event
     await request_survey(
         uow,
         deps,
-        shop_id=uuid.UUID(envelope.shop_id),
+        shop_id=message.shop_id,
         customer_id=event.customer_id,
         repair_order_id=event.repair_order_id,
         reason="follow_up_missed",
@@ -436,16 +278,18 @@ async def on_followup_missed(
 
 async def on_resurvey_timer(timer: Timer, uow: FeedbackUnitOfWork, deps: Deps) -> None:
     """``recovery_check_in_after`` after a resolution: ask again how it is going."""
-    payload = timer.payload
-    case = await uow.repo.case(uuid.UUID(payload["case_id"]))
+    case = await uow.cases.get(uuid.UUID(timer.payload["case_id"]))
     if case is None:
         return
     await request_survey(
         uow,
         deps,
-        shop_id=case["shop_id"],
-        customer_id=case["customer_id"],
-        repair_order_id=case["repair_order_id"],
+        shop_id=case.shop_id,
+        customer_id=case.customer_id,
+        repair_order_id=case.repair_order_id,
         reason="recovery_resurvey",
-        case_id=case["id"],
+        case_id=case.id,
     )
+
+
+__all__ = ["AnswerSurvey", "Answered", "UnknownSurvey", "answer_survey", "request_survey"]
