@@ -96,7 +96,10 @@ class MessageBus(Generic[U, D]):
         every_event: Handler[U, D] | None = None,
         wants_every_event: bool = False,
         pool: asyncpg.Pool | None = None,
+        transaction: Callable[[], AbstractAsyncContextManager[U]] | None = None,
     ) -> None:
+        """``pool`` gives commands their transactions; ``transaction`` stands in for it
+        (a test's unit of work in memory)."""
         self.make_uow = unit_of_work
         self.deps = deps
         self.events = dict(events or {})
@@ -106,6 +109,7 @@ class MessageBus(Generic[U, D]):
         self.every_event = every_event
         self.wants_every_event = wants_every_event or every_event is not None
         self.pool = pool
+        self.transaction = transaction
 
     # -- events (the consumer's handler, inside its transaction with the inbox) ----------
 
@@ -184,6 +188,8 @@ class MessageBus(Generic[U, D]):
 
     def unit_of_work(self) -> AbstractAsyncContextManager[U]:
         """A new transaction on the pool, for a command's handler."""
+        if self.transaction is not None:
+            return self.transaction()
         if self.pool is None:
             raise RuntimeError("this bus has no pool: it was built for events only")
         return unit_of_work(self.pool, self.make_uow)

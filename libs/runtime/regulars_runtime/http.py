@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -168,6 +171,29 @@ def page_limit(raw: str | None, default: int = 100, maximum: int = 1000) -> int:
             errors=[{"field": "limit", "message": f"1 to {maximum}"}],
         )
     return int(raw)
+
+
+def page_cursor(at: datetime, item_id: uuid.UUID) -> str:
+    """Where the next page starts: the last item's time and id (ties broken by the id)."""
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{item_id}".encode()).decode()
+
+
+def after_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The position a ``page_cursor`` names; 422 for one this API did not give out."""
+    if not cursor:
+        return None
+    try:
+        at, _, item = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("a cursor's time is aware")
+        return when, uuid.UUID(item)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(
+            422,
+            "cursor is not one this API gave out",
+            errors=[{"field": "cursor", "message": "not a next_cursor of this list"}],
+        ) from None
 
 
 # -- the request guard -------------------------------------------------------------------

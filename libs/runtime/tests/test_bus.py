@@ -204,3 +204,20 @@ async def test_a_handler_of_every_event_reads_a_type_it_has_no_class_for() -> No
     assert seen == ["regulars.service.rated.v9", ServiceCompleted.type]
     with pytest.raises(KeyError):
         _ = Received.of(newer).event  # only a handler that asks for the event parses it
+
+
+async def test_a_command_runs_in_the_transaction_the_bus_is_given() -> None:
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def in_memory() -> AsyncIterator[FakeUnitOfWork]:
+        uow = FakeUnitOfWork(None, None)
+        yield uow
+        await uow.flush()
+
+    bus: MessageBus[FakeUnitOfWork, Deps] = MessageBus(
+        unit_of_work=FakeUnitOfWork, deps=Deps(), commands={Rename: rename}, transaction=in_memory
+    )
+    assert await bus.handle(Rename("lee")) == "LEE"
+    assert len(FakeUnitOfWork.made) == 1

@@ -177,3 +177,19 @@ def test_a_bus_without_a_pool_says_so() -> None:
     bus: MessageBus[Any, None] = MessageBus(unit_of_work=lambda conn, cause: None, deps=None)  # type: ignore[arg-type,return-value]
     with pytest.raises(RuntimeError, match="no pool"):
         bus.unit_of_work()
+
+
+def test_a_cursor_names_where_the_next_page_starts() -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from regulars_runtime.http import Problem, after_cursor, page_cursor
+
+    at, item = datetime(2026, 12, 1, 9, 30, tzinfo=UTC), uuid.uuid4()
+    assert after_cursor(page_cursor(at, item)) == (at, item)
+    assert after_cursor(None) is None
+    for bad in ("D", "bm90IGEgY3Vyc29y", page_cursor(at, item)[:-4]):
+        with pytest.raises(Problem) as refused:
+            after_cursor(bad)
+        assert refused.value.status == 422
+        assert refused.value.errors[0]["field"] == "cursor"
