@@ -283,6 +283,12 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     tags=["messages"],
     summary="Unsubscribe (RFC 8058 one-click)",
     response_class=HTMLResponse,
+    responses={
+        404: {
+            "description": "A link this service never gave out",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def unsubscribe(request: Request, token: str) -> Response:
     shop = await context(request).bus.handle(handlers.outreach.Unsubscribe(token[:200]))
