@@ -32,7 +32,7 @@ from regulars_shop.policy import Policy
 
 from ..domain.consent import ConsentChange, from_customer_record, from_reply
 from ..domain.customers import Customer
-from ..domain.messages import OutboundMessage
+from ..domain.messages import MessageStatus, OutboundMessage
 from ..domain.outreach import Decision, best_channel
 from .base import Deps, FollowUpUnitOfWork, shop_policy
 
@@ -223,9 +223,9 @@ async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> N
         )
         message.decide(channel, decision, now)
     await uow.messages.save(message)
-    if message.status == "held":
+    if message.status is MessageStatus.HELD:
         await wake_at(uow, message)
-    elif message.status == "due":
+    elif message.status is MessageStatus.DUE:
         await uow.messages.wake_dispatcher()
 
 
@@ -309,7 +309,7 @@ async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps
     await uow.messages.save(message)
     for event in events:
         uow.emit(event, shop_id=message.shop_id)
-    if message.status == "scheduled":
+    if message.status is MessageStatus.SCHEDULED:  # a transient failure, to retry
         await wake_at(uow, message)
 
 
