@@ -17,6 +17,7 @@ from . import handlers
 from .adapters.email import SmtpSender
 from .adapters.sms import TwilioCompatibleSms
 from .adapters.unit_of_work import PostgresFollowUpUnitOfWork
+from .adapters.wakeups import PostgresWakeups
 from .entrypoints import api
 from .entrypoints.dispatcher import MessageDispatcher
 from .handlers import Deps, FollowUpUnitOfWork
@@ -79,11 +80,14 @@ def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[FollowUpUnit
         events=handlers.EVENTS,
         batches=handlers.BATCHES,
         timers=handlers.TIMERS,
+        commands=handlers.COMMANDS,
         pool=pool,
     )
 
 
-def dispatcher(settings: FollowUpSettings, pool: asyncpg.Pool, clock: Clock) -> MessageDispatcher:
+def dispatcher(
+    settings: FollowUpSettings, sending: MessageBus[FollowUpUnitOfWork, Deps]
+) -> MessageDispatcher:
     email = SmtpSender(settings.smtp_url, settings.mail_from or "") if settings.smtp_url else None
     sms = (
         TwilioCompatibleSms(
@@ -96,10 +100,8 @@ def dispatcher(settings: FollowUpSettings, pool: asyncpg.Pool, clock: Clock) -> 
         else None
     )
     return MessageDispatcher(
-        pool=pool,
-        database_url=settings.database_url,
-        unit_of_work=PostgresFollowUpUnitOfWork,
-        clock=clock,
+        bus=sending,
+        wakeups=PostgresWakeups(settings.database_url),
         email=email,
         sms=sms,
         public_url=settings.followup_public_url or "",
@@ -109,12 +111,13 @@ def dispatcher(settings: FollowUpSettings, pool: asyncpg.Pool, clock: Clock) -> 
 def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: FollowUpSettings) -> Wiring[Deps]:
         deps = Deps(clock=clock)
-        sender = dispatcher(settings, pool, clock)
+        messages = bus(deps, pool)
+        sender = dispatcher(settings, messages)
 
         async def dispatch(_ctx: ServiceContext[Any], stop: asyncio.Event) -> None:
             await sender.run(stop)
 
-        return Wiring(deps=deps, bus=bus(deps, pool), workers=[dispatch])
+        return Wiring(deps=deps, bus=messages, workers=[dispatch])
 
     return ServiceDefinition(
         name=NAME,

@@ -1,106 +1,172 @@
-"""Every SQL statement of followup, on the caller's connection and transaction."""
+"""Every SQL statement of followup's writes, on the caller's connection and transaction:
+one repository per aggregate, each loading and saving domain objects."""
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
+from ..domain.attempts import Attempt
+from ..domain.consent import ConsentChange
+from ..domain.customers import Customer
+from ..domain.follow_up import CompletedVisit, FollowUpTask
+from ..domain.messages import MessageStatus, OutboundMessage
+from ..domain.outreach import BudgetFacts
+from ..domain.sweep import CustomerHistory, VisitFact
+from ..domain.tasks import TaskStatus
+from ..domain.visits import Visit, VisitStatus
 
-@dataclass(frozen=True)
-class NewVisit:
-    shop_id: uuid.UUID
-    repair_order_id: str
-    customer_id: str
-    completed_at: datetime
-    data: dict[str, Any]
-    event_id: uuid.UUID
+#: the NOTIFY channel the dispatchers LISTEN on
+DISPATCH_CHANNEL = "regulars_messages_due"
 
 
-class FollowUpRepository:
+def _task(row: asyncpg.Record) -> FollowUpTask:
+    return FollowUpTask(
+        id=row["id"],
+        shop_id=row["shop_id"],
+        customer_id=row["customer_id"],
+        repair_order_id=row["repair_order_id"],
+        assignee=row["assignee"],
+        status=TaskStatus(row["status"]),
+        due_at=row["due_at"],
+        script=row["script"],
+        policy_version=row["policy_version"],
+        attempts=row["attempts"],
+        status_reason=row["status_reason"],
+        kind=row["kind"],
+    )
+
+
+_TASK_COLUMNS = (
+    "id, shop_id, customer_id, repair_order_id, assignee, status, due_at, script,"
+    " policy_version, attempts, status_reason, kind"
+)
+
+
+class PostgresFollowUpTasks:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def upsert_customer(self, shop_id: uuid.UUID, data: dict[str, Any]) -> None:
-        await self.conn.execute(
-            "INSERT INTO customers (shop_id, customer_id, name, phone, email, state, timezone,"
-            " birthday) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::date)"
-            " ON CONFLICT (shop_id, customer_id) DO UPDATE"
-            " SET name = excluded.name, phone = excluded.phone, email = excluded.email,"
-            " state = excluded.state, timezone = excluded.timezone, birthday = excluded.birthday,"
-            " updated_at = now()",
-            shop_id,
-            data["customer_id"],
-            data["name"],
-            data.get("phone"),
-            data.get("email"),
-            data.get("state"),
-            data.get("timezone"),
-            data.get("birthday"),
-        )
-
-    async def contact(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT name, phone, email FROM customers WHERE shop_id = $1 AND customer_id = $2",
-            shop_id,
-            customer_id,
-        )
-        return row
-
-    async def visit(self, shop_id: uuid.UUID, repair_order_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM visits WHERE shop_id = $1 AND repair_order_id = $2 FOR UPDATE",
-            shop_id,
-            repair_order_id,
-        )
-        return row
-
-    async def add_visit(
-        self,
-        shop_id: uuid.UUID,
-        repair_order_id: str,
-        customer_id: str,
-        completed_at: datetime,
-        data: dict[str, Any],
-        event_id: uuid.UUID,
-    ) -> bool:
-        """False when the visit was already known (a repeat of "completed")."""
+    async def add(self, task: FollowUpTask) -> bool:
         added = await self.conn.fetchval(
-            "INSERT INTO visits (shop_id, repair_order_id, customer_id, completed_at, status,"
-            " data, first_event_id) VALUES ($1, $2, $3, $4, 'completed', $5, $6)"
-            " ON CONFLICT (shop_id, repair_order_id) DO NOTHING RETURNING true",
-            shop_id,
-            repair_order_id,
-            customer_id,
-            completed_at,
-            data,
-            event_id,
+            "INSERT INTO follow_up_tasks (id, shop_id, customer_id, repair_order_id, assignee,"
+            " status, due_at, script, policy_version, kind)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (shop_id, repair_order_id, kind) DO NOTHING RETURNING true",
+            task.id,
+            task.shop_id,
+            task.customer_id,
+            task.repair_order_id,
+            task.assignee,
+            task.status.value,
+            task.due_at,
+            task.script,
+            task.policy_version,
+            task.kind,
         )
         return bool(added)
 
-    async def set_visit_status(
-        self,
-        shop_id: uuid.UUID,
-        repair_order_id: str,
-        status: str,
-        completed_at: datetime | None = None,
-    ) -> None:
+    async def add_many(self, tasks: Sequence[FollowUpTask]) -> None:
         await self.conn.execute(
-            "UPDATE visits SET status = $3, completed_at = coalesce($4, completed_at)"
-            " WHERE shop_id = $1 AND repair_order_id = $2",
-            shop_id,
-            repair_order_id,
-            status,
-            completed_at,
+            "INSERT INTO follow_up_tasks (id, shop_id, customer_id, repair_order_id, assignee,"
+            " status, due_at, script, policy_version, kind)"
+            " SELECT id, shop_id, customer_id, repair_order_id, assignee, status, due_at,"
+            " script::jsonb, policy_version, kind FROM unnest($1::uuid[], $2::uuid[],"
+            " $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],"
+            " $9::int[], $10::text[]) AS t(id, shop_id, customer_id, repair_order_id, assignee,"
+            " status, due_at, script, policy_version, kind) ORDER BY shop_id, repair_order_id"
+            " ON CONFLICT (shop_id, repair_order_id, kind) DO NOTHING",
+            [t.id for t in tasks],
+            [t.shop_id for t in tasks],
+            [t.customer_id for t in tasks],
+            [t.repair_order_id for t in tasks],
+            [t.assignee for t in tasks],
+            [t.status.value for t in tasks],
+            [t.due_at for t in tasks],
+            [orjson.dumps(t.script).decode() for t in tasks],
+            [t.policy_version for t in tasks],
+            [t.kind for t in tasks],
         )
 
-    async def add_visits(self, visits: Sequence[NewVisit]) -> set[tuple[uuid.UUID, str]]:
-        """``add_visit`` for many visits at once: the (shop, repair order) of those new."""
+    async def get(self, shop_id: uuid.UUID, task_id: uuid.UUID) -> FollowUpTask | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_TASK_COLUMNS} FROM follow_up_tasks WHERE id = $1 AND shop_id = $2"
+            " FOR UPDATE",
+            task_id,
+            shop_id,
+        )
+        return None if row is None else _task(row)
+
+    async def by_id(self, task_id: uuid.UUID) -> FollowUpTask | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_TASK_COLUMNS} FROM follow_up_tasks WHERE id = $1 FOR UPDATE", task_id
+        )
+        return None if row is None else _task(row)
+
+    async def for_visit(self, shop_id: uuid.UUID, repair_order_id: str) -> FollowUpTask | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_TASK_COLUMNS} FROM follow_up_tasks WHERE shop_id = $1"
+            " AND repair_order_id = $2 AND kind = 'visit' FOR UPDATE",
+            shop_id,
+            repair_order_id,
+        )
+        return None if row is None else _task(row)
+
+    async def save(self, task: FollowUpTask) -> None:
+        for number, attempt in task.new_attempts:
+            await self._add_attempt(task, number, attempt)
+        task.new_attempts.clear()
+        await self.conn.execute(
+            "UPDATE follow_up_tasks SET status = $2, status_reason = $3, due_at = $4,"
+            " attempts = $5, policy_version = $6, script = $7, updated_at = now()"
+            " WHERE id = $1",
+            task.id,
+            task.status.value,
+            task.status_reason,
+            task.due_at,
+            task.attempts,
+            task.policy_version,
+            task.script,
+        )
+
+    async def _add_attempt(self, task: FollowUpTask, number: int, a: Attempt) -> None:
+        await self.conn.execute(
+            "INSERT INTO follow_up_attempts (task_id, number, shop_id, outcome, satisfied, score,"
+            " notes, by_staff, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            task.id,
+            number,
+            task.shop_id,
+            str(a.outcome),
+            a.satisfied,
+            a.score,
+            a.notes,
+            a.by,
+            a.at,
+        )
+
+
+def _visit(row: asyncpg.Record) -> Visit:
+    return Visit(
+        shop_id=row["shop_id"],
+        repair_order_id=row["repair_order_id"],
+        customer_id=row["customer_id"],
+        completed_at=row["completed_at"],
+        status=VisitStatus(row["status"]),
+        data=row["data"],
+    )
+
+
+class PostgresVisits:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add_new(self, visits: Sequence[CompletedVisit]) -> set[tuple[uuid.UUID, str]]:
         rows = await self.conn.fetch(
             "INSERT INTO visits (shop_id, repair_order_id, customer_id, completed_at, status,"
             " data, first_event_id) SELECT shop_id, repair_order_id, customer_id, completed_at,"
@@ -118,142 +184,118 @@ class FollowUpRepository:
         )
         return {(r["shop_id"], r["repair_order_id"]) for r in rows}
 
-    async def add_tasks(self, tasks: Sequence[dict[str, Any]]) -> None:
-        """``add_task`` for many new visits' tasks at once."""
-        await self.conn.execute(
-            "INSERT INTO follow_up_tasks (id, shop_id, customer_id, repair_order_id, assignee,"
-            " status, due_at, script, policy_version, kind)"
-            " SELECT id, shop_id, customer_id, repair_order_id, assignee, status, due_at,"
-            " script::jsonb, policy_version, kind FROM unnest($1::uuid[], $2::uuid[],"
-            " $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],"
-            " $9::int[], $10::text[]) AS t(id, shop_id, customer_id, repair_order_id, assignee,"
-            " status, due_at, script, policy_version, kind) ORDER BY shop_id, repair_order_id"
-            " ON CONFLICT (shop_id, repair_order_id, kind) DO NOTHING",
-            [t["id"] for t in tasks],
-            [t["shop_id"] for t in tasks],
-            [t["customer_id"] for t in tasks],
-            [t["repair_order_id"] for t in tasks],
-            [t["assignee"] for t in tasks],
-            [t["status"] for t in tasks],
-            [t["due_at"] for t in tasks],
-            [orjson.dumps(t["script"]).decode() for t in tasks],
-            [t["policy_version"] for t in tasks],
-            [t.get("kind", "visit") for t in tasks],
-        )
-
-    async def add_task(self, task: dict[str, Any]) -> bool:
-        added = await self.conn.fetchval(
-            "INSERT INTO follow_up_tasks (id, shop_id, customer_id, repair_order_id, assignee,"
-            " status, due_at, script, policy_version, kind)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            " ON CONFLICT (shop_id, repair_order_id, kind) DO NOTHING RETURNING true",
-            task["id"],
-            task["shop_id"],
-            task["customer_id"],
-            task["repair_order_id"],
-            task["assignee"],
-            task["status"],
-            task["due_at"],
-            task["script"],
-            task["policy_version"],
-            task.get("kind", "visit"),
-        )
-        return bool(added)
-
-    async def task_for_visit(
-        self, shop_id: uuid.UUID, repair_order_id: str
-    ) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM follow_up_tasks WHERE shop_id = $1 AND repair_order_id = $2"
-            " AND kind = 'visit' FOR UPDATE",
+    async def get(self, shop_id: uuid.UUID, repair_order_id: str) -> Visit | None:
+        row = await self.conn.fetchrow(
+            "SELECT shop_id, repair_order_id, customer_id, completed_at, status, data"
+            " FROM visits WHERE shop_id = $1 AND repair_order_id = $2 FOR UPDATE",
             shop_id,
             repair_order_id,
         )
-        return row
+        return None if row is None else _visit(row)
 
-    async def set_task_status(self, task_id: uuid.UUID, status: str, reason: str | None) -> None:
+    async def save(self, visit: Visit) -> None:
         await self.conn.execute(
-            "UPDATE follow_up_tasks SET status = $2, status_reason = $3, updated_at = now()"
-            " WHERE id = $1",
-            task_id,
-            status,
-            reason,
+            "UPDATE visits SET status = $3, completed_at = $4"
+            " WHERE shop_id = $1 AND repair_order_id = $2",
+            visit.shop_id,
+            visit.repair_order_id,
+            visit.status.value,
+            visit.completed_at,
         )
 
-    async def reschedule_task(
-        self, task_id: uuid.UUID, due_at: datetime, policy_version: int, script: dict[str, Any]
-    ) -> None:
-        await self.conn.execute(
-            "UPDATE follow_up_tasks SET status = 'scheduled', status_reason = NULL, due_at = $2,"
-            " attempts = 0, policy_version = $3, script = $4, updated_at = now() WHERE id = $1",
-            task_id,
-            due_at,
-            policy_version,
-            script,
-        )
-
-    async def task_by_id(self, task_id: uuid.UUID) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM follow_up_tasks WHERE id = $1 FOR UPDATE", task_id
-        )
-        return row
-
-    async def task(self, shop_id: uuid.UUID, task_id: uuid.UUID) -> asyncpg.Record | None:
-        """The shop's task with its customer's name, locked for the change about to be made."""
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT t.*, c.name AS customer_name FROM follow_up_tasks t"
-            " LEFT JOIN customers c USING (shop_id, customer_id)"
-            " WHERE t.id = $1 AND t.shop_id = $2 FOR UPDATE OF t",
-            task_id,
+    async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
+        customers = await self.conn.fetch(
+            "SELECT customer_id, birthday FROM customers WHERE shop_id = $1 ORDER BY customer_id",
             shop_id,
         )
-        return row
-
-    async def add_attempt(
-        self, task_id: uuid.UUID, shop_id: uuid.UUID, number: int, a: Any
-    ) -> None:
-        await self.conn.execute(
-            "INSERT INTO follow_up_attempts (task_id, number, shop_id, outcome, satisfied, score,"
-            " notes, by_staff, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            task_id,
-            number,
+        visits = await self.conn.fetch(
+            "SELECT customer_id, repair_order_id, completed_at, data FROM visits"
+            " WHERE shop_id = $1 AND status = 'completed' ORDER BY completed_at",
             shop_id,
-            str(a.outcome),
-            a.satisfied,
-            a.score,
-            a.notes,
-            a.by,
-            a.at,
         )
-        await self.conn.execute(
-            "UPDATE follow_up_tasks SET attempts = $2, updated_at = now() WHERE id = $1",
-            task_id,
-            number,
-        )
-
-    async def attempts(self, task_id: uuid.UUID) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                "SELECT number, outcome, satisfied, score, notes, by_staff, at"
-                " FROM follow_up_attempts WHERE task_id = $1 ORDER BY number",
-                task_id,
+        by_customer: dict[str, list[VisitFact]] = defaultdict(list)
+        for v in visits:
+            data = v["data"]
+            by_customer[v["customer_id"]].append(
+                VisitFact(
+                    v["repair_order_id"],
+                    v["completed_at"],
+                    data.get("asset_id"),
+                    data.get("mileage"),
+                    " ".join(str(data.get(k) or "") for k in ("work_performed", "concern")),
+                )
             )
+        return [
+            CustomerHistory(c["customer_id"], c["birthday"], by_customer.get(c["customer_id"], []))
+            for c in customers
+        ]
+
+
+def _customer(row: asyncpg.Record) -> Customer:
+    return Customer(
+        customer_id=row["customer_id"],
+        name=row["name"],
+        phone=row["phone"],
+        email=row["email"],
+        state=row["state"],
+        timezone=row["timezone"],
+        birthday=row["birthday"],
+        consent=dict(row["consent"] or {}),
+        sms_opted_out_at=row["sms_opted_out_at"],
+        awaiting_opt_out_answer=bool(row["awaiting_opt_out_answer"]),
+    )
+
+
+_CUSTOMER_COLUMNS = (
+    "customer_id, name, phone, email, state, timezone, birthday, consent, sms_opted_out_at,"
+    " awaiting_opt_out_answer"
+)
+
+
+class PostgresCustomers:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def upsert(self, shop_id: uuid.UUID, record: dict[str, Any]) -> None:
+        await self.conn.execute(
+            "INSERT INTO customers (shop_id, customer_id, name, phone, email, state, timezone,"
+            " birthday) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::date)"
+            " ON CONFLICT (shop_id, customer_id) DO UPDATE"
+            " SET name = excluded.name, phone = excluded.phone, email = excluded.email,"
+            " state = excluded.state, timezone = excluded.timezone, birthday = excluded.birthday,"
+            " updated_at = now()",
+            shop_id,
+            record["customer_id"],
+            record["name"],
+            record.get("phone"),
+            record.get("email"),
+            record.get("state"),
+            record.get("timezone"),
+            record.get("birthday"),
         )
 
-    # --- consent ledger ----------------------------------------------------------------
-    async def customer(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM customers WHERE shop_id = $1 AND customer_id = $2 FOR UPDATE",
+    async def get(self, shop_id: uuid.UUID, customer_id: str) -> Customer | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE shop_id = $1 AND customer_id = $2"
+            " FOR UPDATE",
             shop_id,
             customer_id,
         )
-        return row
+        return None if row is None else _customer(row)
+
+    async def contact(self, shop_id: uuid.UUID, customer_id: str) -> Customer | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE shop_id = $1 AND customer_id = $2",
+            shop_id,
+            customer_id,
+        )
+        return None if row is None else _customer(row)
 
     async def record_consent(
         self,
         shop_id: uuid.UUID,
         customer_id: str,
-        change: Any,
+        change: ConsentChange,
         event_id: uuid.UUID | None,
         at: datetime,
     ) -> None:
@@ -282,62 +324,111 @@ class FollowUpRepository:
             at,
         )
 
-    async def consent_history(self, shop_id: uuid.UUID, customer_id: str) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                "SELECT channel, granted, source, text, at FROM consent_ledger"
-                " WHERE shop_id = $1 AND customer_id = $2 ORDER BY id",
-                shop_id,
-                customer_id,
-            )
-        )
 
-    # --- messages --------------------------------------------------------------------
-    async def add_message(self, m: dict[str, Any]) -> bool:
-        """False when this purpose already has its message: never the same message twice."""
+_MESSAGE_COLUMNS = (
+    "id, shop_id, customer_id, purpose, kind, channel, priority, status, reason, send_at,"
+    " link, repair_order_id, context, to_staff, attempts, sent_at, provider_id"
+)
+
+
+def _message(row: asyncpg.Record) -> OutboundMessage:
+    return OutboundMessage(
+        id=row["id"],
+        shop_id=row["shop_id"],
+        customer_id=row["customer_id"],
+        purpose=row["purpose"],
+        kind=row["kind"],
+        channel=row["channel"],
+        priority=row["priority"],
+        status=MessageStatus(row["status"]),
+        reason=row["reason"],
+        send_at=row["send_at"],
+        link=row["link"],
+        repair_order_id=row["repair_order_id"],
+        context=dict(row["context"] or {}),
+        to_staff=row["to_staff"],
+        attempts=row["attempts"],
+        sent_at=row["sent_at"],
+        provider_id=row["provider_id"],
+    )
+
+
+class PostgresOutboundMessages:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(self, m: OutboundMessage) -> bool:
         added = await self.conn.fetchval(
             "INSERT INTO messages (id, shop_id, customer_id, purpose, kind, channel, priority,"
             " status, reason, send_at, link, repair_order_id, context, to_staff)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             " ON CONFLICT (shop_id, customer_id, purpose) DO NOTHING RETURNING true",
-            m["id"],
-            m["shop_id"],
-            m["customer_id"],
-            m["purpose"],
-            m["kind"],
-            m["channel"],
-            m["priority"],
-            m["status"],
-            m["reason"],
-            m["send_at"],
-            m.get("link"),
-            m.get("repair_order_id"),
-            m.get("context") or {},
-            m.get("to_staff"),
+            m.id,
+            m.shop_id,
+            m.customer_id,
+            m.purpose,
+            m.kind,
+            m.channel,
+            m.priority,
+            m.status.value,
+            m.reason,
+            m.send_at,
+            m.link,
+            m.repair_order_id,
+            m.context,
+            m.to_staff,
         )
         return bool(added)
 
-    async def message(self, message_id: uuid.UUID) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM messages WHERE id = $1 FOR UPDATE", message_id
+    async def get(self, message_id: uuid.UUID) -> OutboundMessage | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = $1 FOR UPDATE", message_id
         )
-        return row
+        return None if row is None else _message(row)
 
-    async def set_message(self, message_id: uuid.UUID, **fields: Any) -> None:
-        allowed = {"status", "reason", "send_at", "channel", "provider_id", "sent_at", "attempts"}
-        assert set(fields) <= allowed, fields
-        names = sorted(fields)
-        assignments = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
-        await self.conn.execute(
-            f"UPDATE messages SET {assignments}, updated_at = now() WHERE id = $1",
-            message_id,
-            *(fields[n] for n in names),
+    async def by_unsubscribe_token(self, token: str) -> OutboundMessage | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE context->>'unsubscribe_token' = $1",
+            token,
         )
+        return None if row is None else _message(row)
+
+    async def save(self, m: OutboundMessage) -> None:
+        await self.conn.execute(
+            "UPDATE messages SET status = $2, reason = $3, send_at = $4, channel = $5,"
+            " provider_id = $6, sent_at = $7, attempts = $8, updated_at = now() WHERE id = $1",
+            m.id,
+            m.status.value,
+            m.reason,
+            m.send_at,
+            m.channel,
+            m.provider_id,
+            m.sent_at,
+            m.attempts,
+        )
+
+    async def claim_due(self, limit: int) -> list[OutboundMessage]:
+        rows = await self.conn.fetch(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1,"
+            " updated_at = now() WHERE id IN (SELECT id FROM messages WHERE status = 'due'"
+            " ORDER BY priority, send_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_MESSAGE_COLUMNS}",
+            limit,
+        )
+        return [_message(r) for r in rows]
+
+    async def interrupted(self, older_than: datetime) -> list[OutboundMessage]:
+        rows = await self.conn.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status = 'sending'"
+            " AND updated_at < $1 FOR UPDATE SKIP LOCKED",
+            older_than,
+        )
+        return [_message(r) for r in rows]
 
     async def budget_facts(
         self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime
-    ) -> asyncpg.Record:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
+    ) -> BudgetFacts:
+        row = await self.conn.fetchrow(
             "SELECT"
             " (SELECT max(sent_at) FROM messages WHERE shop_id = $1 AND customer_id = $2"
             "   AND priority = 2 AND sent_at IS NOT NULL) AS last_marketing_at,"
@@ -350,75 +441,29 @@ class FollowUpRepository:
             since_24h,
         )
         assert row is not None
-        return row
-
-    async def last_visit(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM visits WHERE shop_id = $1 AND customer_id = $2 AND status = 'completed'"
-            " ORDER BY completed_at DESC LIMIT 1",
+        visit = await self.conn.fetchrow(
+            "SELECT completed_at, data FROM visits WHERE shop_id = $1 AND customer_id = $2"
+            " AND status = 'completed' ORDER BY completed_at DESC LIMIT 1",
             shop_id,
             customer_id,
         )
-        return row
-
-    async def claim_due_messages(self, limit: int) -> list[asyncpg.Record]:
-        """Due messages, claimed: marked 'sending' (committed by the caller before sending)."""
-        return list(
-            await self.conn.fetch(
-                "UPDATE messages SET status = 'sending', attempts = attempts + 1,"
-                " updated_at = now() WHERE id IN (SELECT id FROM messages WHERE status = 'due'"
-                " ORDER BY priority, send_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
-                limit,
-            )
+        return BudgetFacts(
+            row["last_marketing_at"],
+            int(row["sms_last_24h"]),
+            bool(row["open_case"]),
+            None if visit is None else (visit["completed_at"], bool(visit["data"].get("comeback"))),
         )
 
-    async def interrupted_messages(self, older_than: datetime) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                "SELECT * FROM messages WHERE status = 'sending' AND updated_at < $1"
-                " FOR UPDATE SKIP LOCKED",
-                older_than,
-            )
-        )
+    async def wake_dispatcher(self) -> None:
+        # Delivered at commit, so a dispatcher never wakes for a message it cannot see.
+        await self.conn.execute(f"NOTIFY {DISPATCH_CHANNEL}")
 
-    async def list_messages(
-        self, shop_id: uuid.UUID, customer_id: str | None, limit: int
-    ) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                "SELECT id, customer_id, channel, kind, purpose, status, reason, send_at,"
-                " sent_at, repair_order_id, created_at FROM messages WHERE shop_id = $1"
-                " AND ($2::text IS NULL OR customer_id = $2) ORDER BY created_at DESC LIMIT $3",
-                shop_id,
-                customer_id,
-                limit,
-            )
-        )
 
-    async def message_by_unsubscribe_token(self, token: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT * FROM messages WHERE context->>'unsubscribe_token' = $1", token
-        )
-        return row
+class PostgresOpenCases:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
 
-    async def sweep_population(
-        self, shop_id: uuid.UUID
-    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-        """The shop's customers and their completed visits, for the monthly check."""
-        customers = await self.conn.fetch(
-            "SELECT customer_id, birthday FROM customers WHERE shop_id = $1 ORDER BY customer_id",
-            shop_id,
-        )
-        visits = await self.conn.fetch(
-            "SELECT customer_id, repair_order_id, completed_at, data FROM visits"
-            " WHERE shop_id = $1 AND status = 'completed' ORDER BY completed_at",
-            shop_id,
-        )
-        return list(customers), list(visits)
-
-    async def open_case(
-        self, shop_id: uuid.UUID, customer_id: str, case_id: str, at: datetime
-    ) -> None:
+    async def open(self, shop_id: uuid.UUID, customer_id: str, case_id: str, at: datetime) -> None:
         await self.conn.execute(
             "INSERT INTO open_recovery_cases (shop_id, customer_id, case_id, opened_at)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -428,43 +473,7 @@ class FollowUpRepository:
             at,
         )
 
-    async def close_case(self, shop_id: uuid.UUID, case_id: str) -> None:
+    async def close(self, shop_id: uuid.UUID, case_id: str) -> None:
         await self.conn.execute(
             "DELETE FROM open_recovery_cases WHERE shop_id = $1 AND case_id = $2", shop_id, case_id
-        )
-
-    async def notify(self, channel: str) -> None:
-        """A wake-up for a worker LISTENing on ``channel``, delivered at commit."""
-        await self.conn.execute(f"NOTIFY {channel}")
-
-    async def list_tasks(
-        self,
-        shop_id: uuid.UUID,
-        *,
-        status: str | None,
-        assignee: str | None,
-        customer_id: str | None,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[asyncpg.Record]:
-        # Keyset paging on (due_at, id): stable while tasks are added, and cheap at depth.
-        return list(
-            await self.conn.fetch(
-                "SELECT t.id, t.customer_id, t.repair_order_id, t.assignee, t.status, t.due_at,"
-                " t.attempts, t.script, t.status_reason, t.created_at, t.updated_at,"
-                " c.name AS customer_name FROM follow_up_tasks t"
-                " LEFT JOIN customers c USING (shop_id, customer_id)"
-                " WHERE t.shop_id = $1 AND ($2::text IS NULL OR t.status = $2)"
-                " AND ($3::text IS NULL OR t.assignee = $3)"
-                " AND ($4::text IS NULL OR t.customer_id = $4)"
-                " AND ($5::timestamptz IS NULL OR (t.due_at, t.id) > ($5, $6::uuid))"
-                " ORDER BY t.due_at, t.id LIMIT $7",
-                shop_id,
-                status,
-                assignee,
-                customer_id,
-                after[0] if after else None,
-                after[1] if after else None,
-                limit,
-            )
         )

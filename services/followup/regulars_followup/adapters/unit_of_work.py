@@ -6,11 +6,21 @@ import asyncpg
 from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
-from ..handlers.base import FollowUpUnitOfWork
-from .repository import FollowUpRepository
+from ..handlers.base import SCHEMA, FollowUpUnitOfWork
+from .repository import (
+    PostgresCustomers,
+    PostgresFollowUpTasks,
+    PostgresOpenCases,
+    PostgresOutboundMessages,
+    PostgresVisits,
+)
 
 
 class PostgresFollowUpUnitOfWork(PostgresUnitOfWork, FollowUpUnitOfWork):
     def __init__(self, conn: asyncpg.Connection, cause: Envelope | None = None) -> None:
-        super().__init__(conn, schema="followup", cause=cause)
-        self.repo = FollowUpRepository(conn)
+        super().__init__(conn, schema=SCHEMA, cause=cause)
+        self.tasks = PostgresFollowUpTasks(conn)
+        self.visits = PostgresVisits(conn)
+        self.customers = PostgresCustomers(conn)
+        self.messages = PostgresOutboundMessages(conn)
+        self.cases = PostgresOpenCases(conn)

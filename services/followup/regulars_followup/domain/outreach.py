@@ -8,6 +8,7 @@ The rules' sources are in regulars_shop.compliance, where the tables live.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import IntEnum
@@ -15,6 +16,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from regulars_shop import compliance
+from regulars_shop.policy import Policy, parse_duration
+
+from .customers import Customer
+from .templates import ALWAYS_COMMERCIAL
 
 Channel = Literal["sms", "email"]
 
@@ -183,3 +188,95 @@ def next_window(
             if candidate < finish:
                 return candidate
     return None
+
+
+def recipient(customer: Customer, policy: Policy) -> Recipient:
+    """The customer as the budget sees them; their own timezone, else the shop's."""
+    try:
+        zone = ZoneInfo(customer.timezone or policy.timezone)
+    except (KeyError, ValueError):
+        zone = ZoneInfo(policy.timezone)
+    return Recipient(
+        customer.state, zone, customer.phone, customer.email, dict(customer.consent or {})
+    )
+
+
+def shop_rules(policy: Policy) -> ShopRules:
+    on = frozenset(c for c in ("sms", "email") if policy.channel_enabled(c))
+    return ShopRules(
+        on,
+        parse_duration(policy.marketing_min_interval),
+        frozenset(policy.holidays),
+        policy.quiet_hours.apply_state_rules_to_all,
+    )
+
+
+@dataclass(frozen=True)
+class BudgetFacts:
+    """What the customer's messages and visits say, for their :class:`Budget`."""
+
+    last_marketing_at: datetime | None
+    sms_last_24h: int
+    open_case: bool
+    #: the customer's latest completed visit: (when, whether it was a comeback)
+    last_visit: tuple[datetime, bool] | None
+
+
+def budget(facts: BudgetFacts, customer: Customer, policy: Policy, now: datetime) -> Budget:
+    comeback = bool(
+        facts.last_visit is not None
+        and facts.last_visit[1]
+        and now - facts.last_visit[0] <= parse_duration(policy.comeback_window)
+    )
+    return Budget(
+        facts.last_marketing_at,
+        facts.sms_last_24h,
+        facts.open_case,
+        comeback,
+        customer.sms_opted_out_at,
+    )
+
+
+def decide_for(
+    kind: str,
+    channel: str,
+    now: datetime,
+    who: Recipient,
+    rules: ShopRules,
+    budget: Budget,
+    policy: Policy,
+) -> Decision:
+    """``decide``, and the shop's own obligations on top."""
+    if channel == "email" and kind in ALWAYS_COMMERCIAL and not policy.contact.postal_address:
+        # CAN-SPAM: commercial email must carry the shop's postal address.
+        return Decision("suppress", "commercial email needs contact.postal_address in the policy")
+    return decide(kind, channel, now, who, rules, budget)  # type: ignore[arg-type]
+
+
+def choose(decisions: Sequence[tuple[str, Decision]]) -> tuple[str | None, Decision]:
+    """The first channel that can send now; else the one whose hold lifts first; else why not."""
+    sendable = [(c, d) for c, d in decisions if d.action == "send"]
+    if sendable:
+        return sendable[0]
+    held = sorted(
+        ((c, d) for c, d in decisions if d.action == "hold"),
+        key=lambda cd: cd[1].at or datetime.max,
+    )
+    if held:
+        return held[0]
+    reasons = "; ".join(f"{c}: {d.reason}" for c, d in decisions)
+    return None, Decision("suppress", reasons or "no channel")
+
+
+def best_channel(
+    kind: str,
+    channels: Sequence[str],
+    now: datetime,
+    customer: Customer,
+    policy: Policy,
+    facts: BudgetFacts,
+) -> tuple[str | None, Decision]:
+    """Where and when a message of ``kind`` may reach ``customer``, all rules applied."""
+    who, rules = recipient(customer, policy), shop_rules(policy)
+    spent = budget(facts, customer, policy, now)
+    return choose([(c, decide_for(kind, c, now, who, rules, spent, policy)) for c in channels])

@@ -15,27 +15,97 @@ from regulars_runtime.http import Problem, json_response, page_limit
 from regulars_runtime.service import context, shop_of
 
 from .. import handlers
-from ..adapters.repository import FollowUpRepository
+from ..adapters import queries
 from ..domain.attempts import Attempt, AttemptOutcome, TaskFinished
+from ..domain.messages import MessageStatus
 from ..domain.tasks import TaskStatus, addressed
 
 router = APIRouter()
 
 
-def _encode_cursor(due_at: datetime, task_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{due_at.isoformat()}|{task_id}".encode()).decode()
+def _encode_cursor(at: datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        due, _, task = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(due), uuid.UUID(task)
+        at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(row_id)
     except ValueError:
         raise Problem(
             422,
             "cursor is not one this API gave out",
             errors=[{"field": "cursor", "message": "invalid"}],
         ) from None
+
+
+class CallScript(BaseModel):
+    """What the advisor says on the call, with the customer's name as it is now."""
+
+    model_config = ConfigDict(extra="allow")
+
+    customer: str
+    lines: list[str]
+    ask: list[str] = []
+    vehicle_or_unit: str | None = None
+    work_performed: str | None = None
+
+
+class FollowUpOut(BaseModel):
+    id: uuid.UUID
+    customer_id: str
+    repair_order_id: str
+    assignee: str | None
+    status: TaskStatus
+    status_reason: str | None
+    due_at: datetime
+    attempts: int
+    script: CallScript
+    created_at: datetime
+    updated_at: datetime
+
+
+class FollowUpPage(BaseModel):
+    items: list[FollowUpOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
+
+
+class AttemptOut(BaseModel):
+    number: int
+    outcome: AttemptOutcome
+    satisfied: bool | None
+    score: int | None
+    notes: str | None
+    by_staff: str | None
+    at: datetime
+
+
+class FollowUpWithHistory(FollowUpOut):
+    history: list[AttemptOut]
+
+
+class AttemptRecordedOut(BaseModel):
+    attempt: int = Field(description="1 for the first attempt on the task")
+    task: FollowUpWithHistory
+
+
+class MessageOut(BaseModel):
+    id: uuid.UUID
+    customer_id: str
+    channel: str | None
+    kind: str
+    purpose: str
+    status: MessageStatus
+    reason: str | None
+    send_at: datetime | None
+    sent_at: datetime | None
+    repair_order_id: str | None
+    created_at: datetime
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
 
 
 def _task(row: Any) -> dict[str, Any]:
@@ -55,7 +125,10 @@ def _task(row: Any) -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/followups", tags=["follow-ups"], summary="The shop's follow-up call tasks, by due time"
+    "/v1/followups",
+    tags=["follow-ups"],
+    summary="The shop's follow-up call tasks, by due time",
+    response_model=FollowUpPage,
 )
 async def list_followups(
     request: Request,
@@ -74,15 +147,15 @@ async def list_followups(
         )
     size = page_limit(limit)
     after = _decode_cursor(cursor) if cursor else None
-    async with context(request).pool.acquire() as conn:
-        rows = await FollowUpRepository(conn).list_tasks(
-            shop,
-            status=status,
-            assignee=assignee,
-            customer_id=customer_id,
-            after=after,
-            limit=size + 1,
-        )
+    rows = await queries.list_tasks(
+        context(request).pool,
+        shop,
+        status=status,
+        assignee=assignee,
+        customer_id=customer_id,
+        after=after,
+        limit=size + 1,
+    )
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = _encode_cursor(rows[-1]["due_at"], rows[-1]["id"]) if more else None
@@ -114,6 +187,7 @@ class AttemptBody(BaseModel):
     status_code=201,
     tags=["follow-ups"],
     summary="Record a call attempt (reached completes the task; the last unanswered misses it)",
+    response_model=AttemptRecordedOut,
     responses={401: {}, 404: {}, 409: {}, 422: {}},
 )
 async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Response:
@@ -122,17 +196,17 @@ async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Res
         tid = uuid.UUID(task_id)
     except ValueError:
         raise Problem(404, f"no follow-up {task_id[:60]!r} in this shop") from None
-    now = context(request).deps.clock()
-    attempt = Attempt(body.outcome, now, body.satisfied, body.score, body.notes, body.by)
+    ctx = context(request)
+    attempt = Attempt(
+        body.outcome, ctx.deps.clock(), body.satisfied, body.score, body.notes, body.by
+    )
     try:
-        async with context(request).bus.unit_of_work() as uow:
-            result = await handlers.tasks.record_call_attempt(uow, shop, tid, attempt)
-            row = await uow.repo.task(shop, tid)
-            history = await uow.repo.attempts(tid)
+        result = await ctx.bus.handle(handlers.tasks.RecordCallAttempt(shop, tid, attempt))
     except handlers.tasks.UnknownTask as exc:
         raise Problem(404, str(exc)) from None
     except TaskFinished as exc:
         raise Problem(409, str(exc)) from None
+    row, history = await queries.task_with_history(ctx.pool, shop, tid)
     assert row is not None
     task = _task(row)
     task["history"] = [{**dict(a), "at": a["at"].isoformat()} for a in history]
@@ -156,18 +230,27 @@ def _message(row: Any) -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/messages", tags=["messages"], summary="Messages to the shop's customers, newest first"
+    "/v1/messages",
+    tags=["messages"],
+    summary="Messages to the shop's customers, newest first",
+    response_model=MessagePage,
 )
 async def list_messages(
     request: Request,
     customer_id: str | None = Query(None, max_length=200),
     limit: str | None = Query(None, description="1 to 1000, default 100"),
+    cursor: str | None = Query(None, max_length=500),
 ) -> Response:
     shop = await shop_of(request)
     size = page_limit(limit)
-    async with context(request).pool.acquire() as conn:
-        rows = await FollowUpRepository(conn).list_messages(shop, customer_id, size)
-    return json_response({"items": [_message(r) for r in rows]})
+    before = _decode_cursor(cursor) if cursor else None
+    rows = await queries.list_messages(
+        context(request).pool, shop, customer_id, before=before, limit=size + 1
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    return json_response({"items": [_message(r) for r in rows], "next_cursor": next_cursor})
 
 
 _UNSUBSCRIBED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -200,10 +283,15 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     tags=["messages"],
     summary="Unsubscribe (RFC 8058 one-click)",
     response_class=HTMLResponse,
+    responses={
+        404: {
+            "description": "A link this service never gave out",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def unsubscribe(request: Request, token: str) -> Response:
-    async with context(request).bus.unit_of_work() as uow:
-        shop = await handlers.outreach.unsubscribe(uow, context(request).deps.clock, token[:200])
+    shop = await context(request).bus.handle(handlers.outreach.Unsubscribe(token[:200]))
     if shop is None:
         return HTMLResponse("<h1>This unsubscribe link is not known</h1>", status_code=404)
     return HTMLResponse(_UNSUBSCRIBED.format(shop=html.escape(shop)))

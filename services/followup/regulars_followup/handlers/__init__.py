@@ -1,4 +1,4 @@
-"""followup's reactions to events and timers: the message bus that routes them."""
+"""followup's reactions to events, timers and commands: the maps the message bus routes by."""
 
 from __future__ import annotations
 
@@ -70,6 +70,12 @@ BATCHES: dict[str, Batch[FollowUpUnitOfWork, Deps]] = {
     )
 }
 
+#: commands from the API, the CLI and the dispatcher, each in a transaction of its own
+COMMANDS: dict[type, Handler[FollowUpUnitOfWork, Deps]] = {
+    tasks.RecordCallAttempt: tasks.record_call_attempt,
+    **outreach.COMMANDS,
+}
+
 TIMERS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
     outreach.MESSAGE_DUE: outreach.on_message_due,
     tasks.FOLLOW_UP_MISSED: tasks.on_missed_timer,
@@ -78,4 +84,13 @@ TIMERS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
 }
 
 
-__all__ = ["BATCHES", "EVENTS", "SCHEMA", "TIMERS", "TOPICS", "Deps", "FollowUpUnitOfWork"]
+__all__ = [
+    "BATCHES",
+    "COMMANDS",
+    "EVENTS",
+    "SCHEMA",
+    "TIMERS",
+    "TOPICS",
+    "Deps",
+    "FollowUpUnitOfWork",
+]

@@ -1,22 +1,138 @@
-"""What every followup handler is written against: its unit of work and dependencies."""
+"""What every followup handler is written against: its unit of work, the repositories it
+holds (one per aggregate, the ports), and the handlers' dependencies.
+
+The repositories are implemented with asyncpg in ``adapters/`` and in memory in the
+tests' fakes; a handler loads an aggregate, calls it, saves it and emits what it returned.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import Any, Protocol
 
 from regulars_runtime.clock import Clock
 from regulars_runtime.unit_of_work import ShopPolicy, UnitOfWork
 
-if TYPE_CHECKING:
-    from ..adapters.repository import FollowUpRepository
+from ..domain.consent import ConsentChange
+from ..domain.customers import Customer
+from ..domain.follow_up import CompletedVisit, FollowUpTask
+from ..domain.messages import OutboundMessage
+from ..domain.outreach import BudgetFacts
+from ..domain.sweep import CustomerHistory
+from ..domain.visits import Visit
 
 SCHEMA = "followup"
 
 
+class FollowUpTasks(Protocol):
+    async def add(self, task: FollowUpTask) -> bool:
+        """False when the visit (or case) already has its task of that kind."""
+        ...
+
+    async def add_many(self, tasks: Sequence[FollowUpTask]) -> None: ...
+
+    async def get(self, shop_id: uuid.UUID, task_id: uuid.UUID) -> FollowUpTask | None:
+        """The shop's task, locked for the change about to be made."""
+        ...
+
+    async def by_id(self, task_id: uuid.UUID) -> FollowUpTask | None: ...
+
+    async def for_visit(self, shop_id: uuid.UUID, repair_order_id: str) -> FollowUpTask | None:
+        """The visit's call task (not a recovery check-in), locked."""
+        ...
+
+    async def save(self, task: FollowUpTask) -> None:
+        """Its status, due time, script and the attempts recorded since it was loaded."""
+        ...
+
+
+class Visits(Protocol):
+    async def add_new(self, visits: Sequence[CompletedVisit]) -> set[tuple[uuid.UUID, str]]:
+        """Record the visits not known yet: the (shop, repair order) of those new."""
+        ...
+
+    async def get(self, shop_id: uuid.UUID, repair_order_id: str) -> Visit | None: ...
+
+    async def save(self, visit: Visit) -> None: ...
+
+    async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
+        """Every customer of the shop with their completed visits, for the monthly check."""
+        ...
+
+
+class Customers(Protocol):
+    """The customer directory and its consent ledger."""
+
+    async def upsert(self, shop_id: uuid.UUID, record: dict[str, Any]) -> None: ...
+
+    async def get(self, shop_id: uuid.UUID, customer_id: str) -> Customer | None:
+        """Locked: consent is about to be read or changed."""
+        ...
+
+    async def contact(self, shop_id: uuid.UUID, customer_id: str) -> Customer | None:
+        """How to reach them, unlocked (for sending)."""
+        ...
+
+    async def record_consent(
+        self,
+        shop_id: uuid.UUID,
+        customer_id: str,
+        change: ConsentChange,
+        event_id: uuid.UUID | None,
+        at: datetime,
+    ) -> None:
+        """Append to the ledger (the audit) and update the customer's current consent."""
+        ...
+
+
+class OutboundMessages(Protocol):
+    async def add(self, message: OutboundMessage) -> bool:
+        """False when its purpose already had its message: never the same message twice."""
+        ...
+
+    async def get(self, message_id: uuid.UUID) -> OutboundMessage | None: ...
+
+    async def by_unsubscribe_token(self, token: str) -> OutboundMessage | None: ...
+
+    async def save(self, message: OutboundMessage) -> None: ...
+
+    async def claim_due(self, limit: int) -> list[OutboundMessage]:
+        """Due messages, best first, marked 'sending' with one more attempt; replicas
+        skip each other's claims."""
+        ...
+
+    async def interrupted(self, older_than: datetime) -> list[OutboundMessage]:
+        """Messages still 'sending' since before ``older_than``, locked."""
+        ...
+
+    async def budget_facts(
+        self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime
+    ) -> BudgetFacts: ...
+
+    async def wake_dispatcher(self) -> None:
+        """Tell the dispatchers (at commit) that a message is due."""
+        ...
+
+
+class OpenCases(Protocol):
+    """Which customers have an open recovery case (it holds back asks and marketing)."""
+
+    async def open(
+        self, shop_id: uuid.UUID, customer_id: str, case_id: str, at: datetime
+    ) -> None: ...
+
+    async def close(self, shop_id: uuid.UUID, case_id: str) -> None: ...
+
+
 class FollowUpUnitOfWork(UnitOfWork):
-    repo: FollowUpRepository
+    tasks: FollowUpTasks
+    visits: Visits
+    customers: Customers
+    messages: OutboundMessages
+    cases: OpenCases
 
 
 @dataclass(frozen=True)

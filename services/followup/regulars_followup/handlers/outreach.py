@@ -4,7 +4,8 @@ A message is asked for with a purpose (its idempotency key: one message per cust
 purpose, ever). The budget decides at once whether it is sent, held (quiet hours, the
 marketing interval) or suppressed (consent, an open case), and a durable timer brings a
 held one back when the hold lifts, when the decision is taken again with what is true
-then. A due message goes to the dispatcher, which sends it.
+then. A due message goes to a dispatcher, which claims it, sends it and reports back
+(the commands at the end of this file).
 """
 
 from __future__ import annotations
@@ -12,67 +13,66 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from regulars_bus.consumer import RetryLater
 from regulars_events.catalogue import (
     ConsentChanged,
     CustomerReplied,
     CustomerUpserted,
-    MessageFailed,
-    MessageSent,
-    ReminderSent,
     SurveyRequested,
 )
 from regulars_runtime import timers
 from regulars_runtime.bus import Received
 from regulars_runtime.clock import Clock
 from regulars_runtime.timers import Timer
-from regulars_shop.policy import Policy, parse_duration
+from regulars_runtime.unit_of_work import Waiting
+from regulars_shop.policy import Policy
 
 from ..domain.consent import ConsentChange, from_customer_record, from_reply
-from ..domain.outreach import (
-    KIND_PRIORITY,
-    Budget,
-    Decision,
-    Priority,
-    Recipient,
-    ShopRules,
-    decide,
-)
-from ..domain.templates import ALWAYS_COMMERCIAL
+from ..domain.customers import Customer
+from ..domain.messages import MessageStatus, OutboundMessage
+from ..domain.outreach import Decision, best_channel
 from .base import Deps, FollowUpUnitOfWork, shop_policy
 
 MESSAGE_DUE = "message.due"
-DISPATCH_CHANNEL = "regulars_messages_due"
 
 
 async def on_customer_upserted(
     message: Received[CustomerUpserted], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
     event, envelope = message.event, message.envelope
-    shop_id = uuid.UUID(envelope.shop_id)
+    shop_id = message.shop_id
     data = event.model_dump(mode="json")
-    await uow.repo.upsert_customer(shop_id, data)
-    customer = await uow.repo.customer(shop_id, event.customer_id)
+    await uow.customers.upsert(shop_id, data)
+    customer = await uow.customers.get(shop_id, event.customer_id)
     assert customer is not None
-    for change in from_customer_record(data.get("consent"), customer["consent"]):
-        await uow.repo.record_consent(
+    for change in from_customer_record(data.get("consent"), customer.consent):
+        await uow.customers.record_consent(
             shop_id, event.customer_id, change, envelope.id, envelope.time
         )
+
+
+async def _known_customer(
+    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, customer_id: str
+) -> Customer:
+    customer = await uow.customers.get(shop_id, customer_id)
+    if customer is None:
+        # The customer's record travels on its own topic: wait for it.
+        raise Waiting(f"customer {customer_id} not known yet")
+    return customer
 
 
 async def on_consent_changed(
     message: Received[ConsentChanged], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
     event, envelope = message.event, message.envelope
-    shop_id = uuid.UUID(envelope.shop_id)
-    if await uow.repo.customer(shop_id, event.customer_id) is None:
-        raise RetryLater(f"customer {event.customer_id} not known yet")
+    await _known_customer(uow, message.shop_id, event.customer_id)
     change = ConsentChange(event.channel, event.granted, "consent.changed")
-    await uow.repo.record_consent(shop_id, event.customer_id, change, envelope.id, envelope.time)
+    await uow.customers.record_consent(
+        message.shop_id, event.customer_id, change, envelope.id, envelope.time
+    )
 
 
 async def on_customer_replied(
@@ -84,38 +84,26 @@ async def on_customer_replied(
     customer's timeline; nothing here acts on it.
     """
     event, envelope, clock = message.event, message.envelope, deps.clock
-    shop_id = uuid.UUID(envelope.shop_id)
-    customer = await uow.repo.customer(shop_id, event.customer_id)
-    if customer is None:
-        raise RetryLater(f"customer {event.customer_id} not known yet")
+    shop_id = message.shop_id
+    customer = await _known_customer(uow, shop_id, event.customer_id)
     meaning = from_reply(
-        event.text, event.channel, after_confirmation=bool(customer["awaiting_opt_out_answer"])
+        event.text, event.channel, after_confirmation=customer.awaiting_opt_out_answer
     )
     now = clock()
     for change in meaning.changes:
-        await uow.repo.record_consent(shop_id, event.customer_id, change, envelope.id, now)
-    if event.channel != "sms":
+        await uow.customers.record_consent(shop_id, event.customer_id, change, envelope.id, now)
+    if event.channel != "sms" or meaning.kind not in ("opt_out", "help"):
         return
-    if meaning.kind == "opt_out":
-        await request_message(
-            uow,
-            clock,
-            shop_id=shop_id,
-            customer_id=event.customer_id,
-            kind="opt_out_confirmation",
-            purpose=f"opt_out_confirmation:{envelope.id}",
-            channels=["sms"],
-        )
-    elif meaning.kind == "help":
-        await request_message(
-            uow,
-            clock,
-            shop_id=shop_id,
-            customer_id=event.customer_id,
-            kind="help",
-            purpose=f"help:{envelope.id}",
-            channels=["sms"],
-        )
+    kind = "opt_out_confirmation" if meaning.kind == "opt_out" else "help"
+    await request_message(
+        uow,
+        clock,
+        shop_id=shop_id,
+        customer_id=event.customer_id,
+        kind=kind,
+        purpose=f"{kind}:{envelope.id}",
+        channels=["sms"],
+    )
 
 
 async def on_survey_requested(
@@ -129,7 +117,7 @@ async def on_survey_requested(
     await request_message(
         uow,
         clock,
-        shop_id=uuid.UUID(envelope.shop_id),
+        shop_id=message.shop_id,
         customer_id=event.customer_id,
         kind="survey",
         purpose=f"survey:{event.survey_id or envelope.id}",
@@ -139,77 +127,19 @@ async def on_survey_requested(
     )
 
 
-def _recipient(customer: Any, policy: Policy) -> Recipient:
-    try:
-        zone = ZoneInfo(customer["timezone"] or policy.timezone)
-    except (KeyError, ValueError):
-        zone = ZoneInfo(policy.timezone)
-    return Recipient(
-        customer["state"],
-        zone,
-        customer["phone"],
-        customer["email"],
-        dict(customer["consent"] or {}),
-    )
-
-
-def _shop_rules(policy: Policy) -> ShopRules:
-    on = frozenset(c for c in ("sms", "email") if policy.channel_enabled(c))
-    return ShopRules(
-        on,
-        parse_duration(policy.marketing_min_interval),
-        frozenset(policy.holidays),
-        policy.quiet_hours.apply_state_rules_to_all,
-    )
-
-
-async def _budget(
-    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, customer: Any, policy: Policy, now: datetime
-) -> Budget:
-    facts = await uow.repo.budget_facts(shop_id, customer["customer_id"], now - timedelta(hours=24))
-    visit = await uow.repo.last_visit(shop_id, customer["customer_id"])
-    comeback = bool(
-        visit is not None
-        and visit["data"].get("comeback")
-        and now - visit["completed_at"] <= parse_duration(policy.comeback_window)
-    )
-    return Budget(
-        facts["last_marketing_at"],
-        int(facts["sms_last_24h"]),
-        bool(facts["open_case"]),
-        comeback,
-        customer["sms_opted_out_at"],
-    )
-
-
-def _decide(
+async def _best_channel(
+    uow: FollowUpUnitOfWork,
     kind: str,
-    channel: str,
-    now: datetime,
-    who: Recipient,
-    rules: ShopRules,
-    budget: Budget,
+    channels: Sequence[str],
+    customer: Customer,
+    shop_id: uuid.UUID,
     policy: Policy,
-) -> Decision:
-    if channel == "email" and kind in ALWAYS_COMMERCIAL and not policy.contact.postal_address:
-        # CAN-SPAM: commercial email must carry the shop's postal address.
-        return Decision("suppress", "commercial email needs contact.postal_address in the policy")
-    return decide(kind, channel, now, who, rules, budget)  # type: ignore[arg-type]
-
-
-def _choose(decisions: Sequence[tuple[str, Decision]]) -> tuple[str | None, Decision]:
-    """The first channel that can send now; else the one whose hold lifts first; else why not."""
-    sendable = [(c, d) for c, d in decisions if d.action == "send"]
-    if sendable:
-        return sendable[0]
-    held = sorted(
-        ((c, d) for c, d in decisions if d.action == "hold"),
-        key=lambda cd: cd[1].at or datetime.max,
+    now: datetime,
+) -> tuple[str | None, Decision]:
+    facts = await uow.messages.budget_facts(
+        shop_id, customer.customer_id, now - timedelta(hours=24)
     )
-    if held:
-        return held[0]
-    reasons = "; ".join(f"{c}: {d.reason}" for c, d in decisions)
-    return None, Decision("suppress", reasons or "no channel")
+    return best_channel(kind, channels, now, customer, policy, facts)
 
 
 async def request_message(
@@ -232,57 +162,43 @@ async def request_message(
     needs is missing), so staff can see why it did not go.
     """
     _version, policy = await shop_policy(uow, shop_id)
-    customer = await uow.repo.customer(shop_id, customer_id)
-    if customer is None:
-        raise RetryLater(f"customer {customer_id} not known yet")
+    customer = await _known_customer(uow, shop_id, customer_id)
     now = clock()
-    who, rules = _recipient(customer, policy), _shop_rules(policy)
-    budget = await _budget(uow, shop_id, customer, policy, now)
-    channel, decision = _choose(
-        [(c, _decide(kind, c, now, who, rules, budget, policy)) for c in channels]
-    )
+    channel, decision = await _best_channel(uow, kind, channels, customer, shop_id, policy, now)
     if unavailable is not None:
         channel, decision = None, Decision("suppress", unavailable)
-    message_id = uuid.uuid4()
-    status = {"send": "scheduled", "hold": "held", "suppress": "suppressed"}[decision.action]
-    added = await uow.repo.add_message(
-        {
-            "id": message_id,
-            "shop_id": shop_id,
-            "customer_id": customer_id,
-            "purpose": purpose,
-            "kind": kind,
-            "channel": channel,
-            "priority": int(KIND_PRIORITY.get(kind, Priority.MARKETING)),
-            "status": status,
-            "reason": decision.reason,
-            "send_at": decision.at,
-            "link": link,
-            "repair_order_id": repair_order_id,
-            "context": {
-                **(context or {}),
-                "unsubscribe_token": secrets.token_urlsafe(24),
-                "channels": list(channels),
-            },
-        }
+    message = OutboundMessage.ask(
+        id=uuid.uuid4(),
+        shop_id=shop_id,
+        customer_id=customer_id,
+        kind=kind,
+        purpose=purpose,
+        channel=channel,
+        decision=decision,
+        channels=list(channels),
+        unsubscribe_token=secrets.token_urlsafe(24),
+        link=link,
+        repair_order_id=repair_order_id,
+        context=context,
     )
-    if not added:
+    if not await uow.messages.add(message):
         return None
-    if decision.at is not None:
-        await _wake_at(uow, shop_id, message_id, decision.at)
-    return message_id
+    if message.send_at is not None:
+        await wake_at(uow, message)
+    return message.id
 
 
-async def _wake_at(
-    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, message_id: uuid.UUID, at: datetime
-) -> None:
+async def wake_at(uow: FollowUpUnitOfWork, message: OutboundMessage) -> None:
+    """Bring ``message`` back at its ``send_at``, to decide again then."""
+    assert message.send_at is not None
+    at = message.send_at
     await uow.timers.schedule(
         timers.NewTimer(
-            key=f"{MESSAGE_DUE}:{message_id}:{at.isoformat()}",
+            key=f"{MESSAGE_DUE}:{message.id}:{at.isoformat()}",
             kind=MESSAGE_DUE,
-            shop_id=shop_id,
+            shop_id=message.shop_id,
             fire_at=at,
-            payload={"message_id": str(message_id)},
+            payload={"message_id": str(message.id)},
         )
     )
 
@@ -290,130 +206,134 @@ async def _wake_at(
 async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> None:
     """A message's moment came: decide again with what is true now (consent may have
     changed, a case may have opened), then hand it to the dispatcher or hold it again."""
-    payload, clock = timer.payload, deps.clock
-    message = await uow.repo.message(uuid.UUID(payload["message_id"]))
-    if message is None or message["status"] not in ("scheduled", "held"):
+    clock = deps.clock
+    message = await uow.messages.get(uuid.UUID(timer.payload["message_id"]))
+    if message is None or not message.waiting:
         return
-    shop_id = message["shop_id"]
-    if message["to_staff"]:
+    if message.to_staff:
         # To staff, about work: the customer's consent and quiet hours do not apply.
-        await uow.repo.set_message(message["id"], status="due", send_at=clock())
-        await uow.repo.notify(DISPATCH_CHANNEL)
-        return
-    _version, policy = await shop_policy(uow, shop_id)
-    customer = await uow.repo.customer(shop_id, message["customer_id"])
-    assert customer is not None
-    now = clock()
-    who, rules = _recipient(customer, policy), _shop_rules(policy)
-    budget = await _budget(uow, shop_id, customer, policy, now)
-    channels = message["context"].get("channels") or [message["channel"]]
-    channel, decision = _choose(
-        [(c, _decide(message["kind"], c, now, who, rules, budget, policy)) for c in channels]
-    )
-    if decision.action == "suppress":
-        await uow.repo.set_message(message["id"], status="suppressed", reason=decision.reason)
-    elif decision.action == "hold":
-        assert decision.at is not None
-        await uow.repo.set_message(
-            message["id"],
-            status="held",
-            reason=decision.reason,
-            send_at=decision.at,
-            channel=channel,
-        )
-        await _wake_at(uow, shop_id, message["id"], decision.at)
+        message.release(clock())
     else:
-        await uow.repo.set_message(
-            message["id"], status="due", reason=None, send_at=now, channel=channel
+        _version, policy = await shop_policy(uow, message.shop_id)
+        customer = await uow.customers.get(message.shop_id, message.customer_id)
+        assert customer is not None
+        now = clock()
+        channel, decision = await _best_channel(
+            uow, message.kind, message.channels, customer, message.shop_id, policy, now
         )
-        await uow.repo.notify(DISPATCH_CHANNEL)
+        message.decide(channel, decision, now)
+    await uow.messages.save(message)
+    if message.status is MessageStatus.HELD:
+        await wake_at(uow, message)
+    elif message.status is MessageStatus.DUE:
+        await uow.messages.wake_dispatcher()
 
 
-REMINDER_KINDS = {
-    "reminder": "maintenance_due",
-    "birthday": "birthday",
-    "thank_you": "thank_you",
-    "win_back": "win_back",
-}
+@dataclass(frozen=True)
+class Unsubscribe:
+    """The email's unsubscribe link (or RFC 8058 one-click POST) was followed."""
+
+    token: str
 
 
-async def record_delivery(
-    uow: FollowUpUnitOfWork,
-    clock: Clock,
-    message: Any,
-    *,
-    provider_id: str | None = None,
-    error: str | None = None,
-    permanent: bool = True,
-) -> None:
-    """What came of handing a message to its channel: sent, failed, or due again later."""
-    now = clock()
-    ids = {
-        "message_id": str(message["id"]),
-        "customer_id": message["customer_id"],
-        "channel": message["channel"],
-        "kind": message["kind"],
-    }
-    if error is None:
-        await uow.repo.set_message(
-            message["id"], status="sent", sent_at=now, provider_id=provider_id, reason=None
-        )
-        uow.emit(
-            MessageSent(
-                **ids,
-                purpose=message["purpose"],
-                repair_order_id=message["repair_order_id"],
-                sent_at=now,
-            ),
-            shop_id=message["shop_id"],
-        )
-        if message["kind"] in REMINDER_KINDS:
-            uow.emit(
-                ReminderSent(
-                    message_id=ids["message_id"],
-                    customer_id=ids["customer_id"],
-                    kind=REMINDER_KINDS[message["kind"]],
-                    channel=ids["channel"],
-                    sent_at=now,
-                ),
-                shop_id=message["shop_id"],
-            )
-        return
-    if not permanent and message["attempts"] < MAX_SEND_ATTEMPTS:
-        retry_at = now + timedelta(seconds=30 * 2 ** message["attempts"])
-        await uow.repo.set_message(
-            message["id"], status="scheduled", send_at=retry_at, reason=f"retrying: {error}"[:500]
-        )
-        await _wake_at(uow, message["shop_id"], message["id"], retry_at)
-        return
-    await uow.repo.set_message(message["id"], status="failed", reason=error[:500])
-    uow.emit(
-        MessageFailed(
-            **ids,
-            purpose=message["purpose"],
-            error=error[:2000] or "failed",
-            repair_order_id=message["repair_order_id"],
-            failed_at=now,
-        ),
-        shop_id=message["shop_id"],
-    )
-
-
-MAX_SEND_ATTEMPTS = 5
-
-
-async def unsubscribe(uow: FollowUpUnitOfWork, clock: Clock, token: str) -> str | None:
-    """The email's unsubscribe link (or RFC 8058 one-click POST): email stops at once.
-
-    Returns the shop's name for the confirmation page, or None for an unknown link.
-    """
-    message = await uow.repo.message_by_unsubscribe_token(token)
+async def unsubscribe(command: Unsubscribe, uow: FollowUpUnitOfWork, deps: Deps) -> str | None:
+    """Email stops at once. The shop's name for the confirmation page, or None for a link
+    this service never gave out."""
+    message = await uow.messages.by_unsubscribe_token(command.token)
     if message is None:
         return None
-    shop_id, customer_id = message["shop_id"], message["customer_id"]
-    customer = await uow.repo.customer(shop_id, customer_id)
-    if customer is not None and (customer["consent"] or {}).get("email") is not False:
-        change = ConsentChange("email", False, "unsubscribe_link", f"message {message['id']}")
-        await uow.repo.record_consent(shop_id, customer_id, change, None, clock())
+    shop_id, customer_id = message.shop_id, message.customer_id
+    customer = await uow.customers.get(shop_id, customer_id)
+    if customer is not None and customer.consents_to("email") is not False:
+        change = ConsentChange("email", False, "unsubscribe_link", f"message {message.id}")
+        await uow.customers.record_consent(shop_id, customer_id, change, None, deps.clock())
     known = await shop_policy(uow, shop_id)
     return known[1].contact.name or "the shop"
+
+
+# -- the dispatcher's commands: claim, report, recover --------------------------------
+
+#: longer than any send can take (the SMTP and SMS adapters time out after 10 s), so a
+#: message another replica is still sending is never taken for an interrupted one
+INTERRUPTED_AFTER = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class ClaimDueMessages:
+    """Take up to ``limit`` due messages to send (committed before anything leaves, so
+    two dispatchers never send the same one)."""
+
+    limit: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed message with what sending it needs."""
+
+    message: OutboundMessage
+    recipient: Customer | None
+    policy: Policy | None
+
+
+async def claim_due_messages(
+    command: ClaimDueMessages, uow: FollowUpUnitOfWork, deps: Deps
+) -> list[Claimed]:
+    claimed = []
+    for message in await uow.messages.claim_due(command.limit):
+        customer = await uow.customers.contact(message.shop_id, message.customer_id)
+        known = await uow.shops.policy(message.shop_id)
+        claimed.append(Claimed(message, customer, known.policy if known else None))
+    return claimed
+
+
+@dataclass(frozen=True)
+class RecordDelivery:
+    """What came of handing a claimed message to its channel."""
+
+    message_id: uuid.UUID
+    provider_id: str | None = None
+    error: str | None = None
+    permanent: bool = True
+
+
+async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps: Deps) -> None:
+    """Sent, failed, or due again later (a transient failure, with backoff)."""
+    message = await uow.messages.get(command.message_id)
+    if message is None:
+        return
+    now = deps.clock()
+    if command.error is None:
+        events = message.delivered(now, command.provider_id)
+    else:
+        events = message.not_delivered(now, command.error, permanent=command.permanent)
+    await uow.messages.save(message)
+    for event in events:
+        uow.emit(event, shop_id=message.shop_id)
+    if message.status is MessageStatus.SCHEDULED:  # a transient failure, to retry
+        await wake_at(uow, message)
+
+
+@dataclass(frozen=True)
+class RecoverInterruptedMessages:
+    """Messages a dispatcher claimed and then died while sending."""
+
+
+async def recover_interrupted_messages(
+    command: RecoverInterruptedMessages, uow: FollowUpUnitOfWork, deps: Deps
+) -> int:
+    now = deps.clock()
+    found = await uow.messages.interrupted(now - INTERRUPTED_AFTER)
+    for message in found:
+        events = message.interrupted(now)
+        await uow.messages.save(message)
+        for event in events:
+            uow.emit(event, shop_id=message.shop_id)
+    return len(found)
+
+
+COMMANDS: dict[type, Any] = {
+    ClaimDueMessages: claim_due_messages,
+    RecordDelivery: record_delivery,
+    RecoverInterruptedMessages: recover_interrupted_messages,
+    Unsubscribe: unsubscribe,
+}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from regulars_events.catalogue import (
     RecoveryCaseEscalated,
@@ -22,10 +23,10 @@ from regulars_runtime.clock import Clock
 from regulars_runtime.timers import Timer
 from regulars_shop.policy import Policy, StaffMember, parse_duration
 
-from ..domain.outreach import Priority
-from ..domain.tasks import TaskStatus
+from ..domain.follow_up import FollowUpTask
+from ..domain.messages import OutboundMessage
 from .base import Deps, FollowUpUnitOfWork, shop_policy
-from .outreach import _wake_at, request_message
+from .outreach import request_message, wake_at
 
 RECOVERY_CHECK_IN = "followup.recovery_check_in"
 
@@ -53,32 +54,22 @@ async def notify_staff(
     """An email to a staff member (not the customer): no consent or quiet hours apply."""
     _version, policy = await shop_policy(uow, shop_id)
     member = staff_member(policy, ref)
-    now = clock()
-    reason = None if member and member.email else f"no email for staff {ref!r} in the policy"
-    message_id = uuid.uuid4()
-    added = await uow.repo.add_message(
-        {
-            "id": message_id,
-            "shop_id": shop_id,
-            "customer_id": customer_id,
-            "purpose": f"{purpose}:{member.id if member else ref}",
-            "kind": "staff_notification",
-            "channel": "email",
-            "priority": int(Priority.SERVICE),
-            "status": "suppressed" if reason else "scheduled",
-            "reason": reason,
-            "send_at": None if reason else now,
-            "to_staff": member.id if member else ref,
-            "context": {"summary": summary, "staff_name": member.name if member else (ref or "")},
-        }
+    message = OutboundMessage.to_staff_member(
+        id=uuid.uuid4(),
+        shop_id=shop_id,
+        customer_id=customer_id,
+        purpose=f"{purpose}:{member.id if member else ref}",
+        staff=member.id if member else ref,
+        staff_name=member.name if member else (ref or ""),
+        has_email=bool(member and member.email),
+        summary=summary,
+        now=clock(),
     )
-    if added and not reason:
-        await _wake_at(uow, shop_id, message_id, now)
+    if await uow.messages.add(message) and message.send_at is not None:
+        await wake_at(uow, message)
 
 
 def _local(at: datetime, policy: Policy) -> str:
-    from zoneinfo import ZoneInfo
-
     return f"{at.astimezone(ZoneInfo(policy.timezone)):%a %d %b %H:%M}"
 
 
@@ -87,7 +78,7 @@ async def on_case_opened(
 ) -> None:
     event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
-    await uow.repo.open_case(shop_id, event.customer_id, event.case_id, envelope.time)
+    await uow.cases.open(shop_id, event.customer_id, event.case_id, envelope.time)
     _v, policy = await shop_policy(uow, shop_id)
     await notify_staff(
         uow,
@@ -142,7 +133,7 @@ async def on_case_resolved(
 ) -> None:
     event, envelope = message.event, message.envelope
     shop_id = uuid.UUID(envelope.shop_id)
-    await uow.repo.close_case(shop_id, event.case_id)
+    await uow.cases.close(shop_id, event.case_id)
     _v, policy = await shop_policy(uow, shop_id)
     at = event.resolved_at + parse_duration(policy.recovery_check_in_after)
     repair_order = envelope.data.get("repair_order_id") or f"case:{event.case_id}"
@@ -168,26 +159,16 @@ async def on_check_in_timer(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -
     payload, clock = timer.payload, deps.clock
     shop_id = uuid.UUID(payload["shop_id"])
     version, _policy = await shop_policy(uow, shop_id)
-    await uow.repo.add_task(
-        {
-            "id": uuid.uuid4(),
-            "shop_id": shop_id,
-            "customer_id": payload["customer_id"],
-            "repair_order_id": payload["repair_order_id"],
-            "assignee": payload.get("assignee"),
-            "status": TaskStatus.SCHEDULED.value,
-            "due_at": clock(),
-            "policy_version": version,
-            "kind": "recovery_check_in",
-            "script": {
-                "lines": [
-                    "Hi, this is {advisor}; we resolved a problem with your recent "
-                    "service a week ago.",
-                    "Is everything still working as it should?",
-                ],
-                "ask": ["satisfied (yes/no)", "notes"],
-            },
-        }
+    await uow.tasks.add(
+        FollowUpTask.check_in(
+            uuid.uuid4(),
+            shop_id,
+            payload["customer_id"],
+            payload["repair_order_id"],
+            payload.get("assignee"),
+            clock(),
+            version,
+        )
     )
 
 

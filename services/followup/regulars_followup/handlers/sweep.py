@@ -13,7 +13,7 @@ from regulars_runtime.clock import Clock
 from regulars_runtime.timers import Timer
 from regulars_shop.policy import Policy, parse_duration
 
-from ..domain.sweep import CustomerHistory, VisitFact, first_of_next_month, monthly_check
+from ..domain.sweep import first_of_next_month, monthly_check
 from .base import Deps, FollowUpUnitOfWork, shop_policy
 from .outreach import request_message
 
@@ -56,27 +56,9 @@ async def run_monthly_check(
     same month asks for nothing new: each has its purpose key)."""
     _version, policy = await shop_policy(uow, shop_id)
     now = clock()
-    customers, visits = await uow.repo.sweep_population(shop_id)
-    by_customer: dict[str, list[VisitFact]] = defaultdict(list)
-    for v in visits:
-        data = v["data"]
-        by_customer[v["customer_id"]].append(
-            VisitFact(
-                v["repair_order_id"],
-                v["completed_at"],
-                data.get("asset_id"),
-                data.get("mileage"),
-                " ".join(str(data.get(k) or "") for k in ("work_performed", "concern")),
-            )
-        )
     counts: dict[str, int] = defaultdict(int)
     lapsed, lost = parse_duration(policy.lapsed_after), parse_duration(policy.lost_after)
-    for customer in customers:
-        history = CustomerHistory(
-            customer["customer_id"],
-            customer["birthday"],
-            by_customer.get(customer["customer_id"], []),
-        )
+    for history in await uow.visits.histories(shop_id):
         for item in monthly_check(history, month, now, lapsed, lost):
             asked = await request_message(
                 uow,

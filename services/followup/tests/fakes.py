@@ -1,0 +1,331 @@
+"""followup's unit of work in memory, for handler tests: the seam bootstrap wires at.
+
+Every repository keeps copies (what a database would), so a test sees only what a
+handler saved; timers and the outbox are lists a test can read.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from regulars_events.base import Event
+from regulars_events.envelope import Envelope
+from regulars_followup.domain.attempts import Attempt
+from regulars_followup.domain.consent import ConsentChange
+from regulars_followup.domain.customers import Customer
+from regulars_followup.domain.follow_up import CompletedVisit, FollowUpTask
+from regulars_followup.domain.messages import MessageStatus, OutboundMessage
+from regulars_followup.domain.outreach import BudgetFacts, Priority
+from regulars_followup.domain.sweep import CustomerHistory
+from regulars_followup.domain.visits import Visit, VisitStatus
+from regulars_followup.handlers import Deps, FollowUpUnitOfWork
+from regulars_runtime import timers
+from regulars_runtime.bus import Received
+from regulars_runtime.timers import Timer
+from regulars_runtime.unit_of_work import ShopPolicy
+from regulars_shop.policy import Policy
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by
+
+
+class FakeTimers:
+    def __init__(self) -> None:
+        self.pending: dict[str, timers.NewTimer] = {}
+        self.cancelled: list[str] = []
+
+    async def schedule(self, timer: timers.NewTimer, *, reschedule: bool = False) -> bool:
+        if timer.key in self.pending and not reschedule:
+            return False
+        self.pending[timer.key] = timer
+        return True
+
+    async def schedule_many(self, new: Sequence[timers.NewTimer]) -> int:
+        return sum([await self.schedule(t) for t in new])
+
+    async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
+        self.cancelled.append(key)
+        return self.pending.pop(key, None) is not None
+
+    def of_kind(self, kind: str) -> list[timers.NewTimer]:
+        return [t for t in self.pending.values() if t.kind == kind]
+
+    def fired(self, timer: timers.NewTimer) -> Timer:
+        """``timer`` as the scheduler hands it to its handler."""
+        self.pending.pop(timer.key, None)
+        return Timer(0, timer.key, timer.kind, timer.shop_id, timer.fire_at, timer.payload, 0)
+
+
+class FakeShops:
+    def __init__(self) -> None:
+        self.policies: dict[uuid.UUID, ShopPolicy] = {}
+
+    async def apply(self, envelope: Envelope) -> None:
+        raise AssertionError("shop facts are applied by the bus, not by followup's handlers")
+
+    async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
+        return self.policies.get(shop_id)
+
+
+class FakeTasks:
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, FollowUpTask] = {}
+        self.attempts: dict[uuid.UUID, list[tuple[int, Attempt]]] = {}
+
+    def _one_per(self, task: FollowUpTask) -> bool:
+        return not any(
+            (t.shop_id, t.repair_order_id, t.kind)
+            == (task.shop_id, task.repair_order_id, task.kind)
+            for t in self.rows.values()
+        )
+
+    async def add(self, task: FollowUpTask) -> bool:
+        if not self._one_per(task):
+            return False
+        self.rows[task.id] = copy.deepcopy(task)
+        return True
+
+    async def add_many(self, tasks: Sequence[FollowUpTask]) -> None:
+        for task in tasks:
+            await self.add(task)
+
+    async def get(self, shop_id: uuid.UUID, task_id: uuid.UUID) -> FollowUpTask | None:
+        task = self.rows.get(task_id)
+        return copy.deepcopy(task) if task is not None and task.shop_id == shop_id else None
+
+    async def by_id(self, task_id: uuid.UUID) -> FollowUpTask | None:
+        return copy.deepcopy(self.rows.get(task_id))
+
+    async def for_visit(self, shop_id: uuid.UUID, repair_order_id: str) -> FollowUpTask | None:
+        for task in self.rows.values():
+            if (task.shop_id, task.repair_order_id, task.kind) == (
+                shop_id,
+                repair_order_id,
+                "visit",
+            ):
+                return copy.deepcopy(task)
+        return None
+
+    async def save(self, task: FollowUpTask) -> None:
+        assert task.id in self.rows, "save() of a task never added"
+        self.attempts.setdefault(task.id, []).extend(task.new_attempts)
+        task.new_attempts.clear()
+        self.rows[task.id] = copy.deepcopy(task)
+
+
+class FakeVisits:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[uuid.UUID, str], Visit] = {}
+
+    async def add_new(self, visits: Sequence[CompletedVisit]) -> set[tuple[uuid.UUID, str]]:
+        added = set()
+        for v in visits:
+            key = (v.shop_id, v.repair_order_id)
+            if key not in self.rows:
+                self.rows[key] = Visit(
+                    v.shop_id,
+                    v.repair_order_id,
+                    v.customer_id,
+                    v.completed_at,
+                    VisitStatus.COMPLETED,
+                    dict(v.data),
+                )
+                added.add(key)
+        return added
+
+    async def get(self, shop_id: uuid.UUID, repair_order_id: str) -> Visit | None:
+        return copy.deepcopy(self.rows.get((shop_id, repair_order_id)))
+
+    async def save(self, visit: Visit) -> None:
+        self.rows[(visit.shop_id, visit.repair_order_id)] = copy.deepcopy(visit)
+
+    async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
+        raise NotImplementedError
+
+
+class FakeCustomers:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[uuid.UUID, str], Customer] = {}
+        self.ledger: list[tuple[uuid.UUID, str, ConsentChange]] = []
+
+    async def upsert(self, shop_id: uuid.UUID, record: dict[str, Any]) -> None:
+        key = (shop_id, record["customer_id"])
+        known = self.rows.get(key, Customer(record["customer_id"]))
+        self.rows[key] = replace(
+            known,
+            name=record["name"],
+            phone=record.get("phone"),
+            email=record.get("email"),
+            state=record.get("state"),
+            timezone=record.get("timezone"),
+        )
+
+    async def get(self, shop_id: uuid.UUID, customer_id: str) -> Customer | None:
+        return self.rows.get((shop_id, customer_id))
+
+    async def contact(self, shop_id: uuid.UUID, customer_id: str) -> Customer | None:
+        return self.rows.get((shop_id, customer_id))
+
+    async def record_consent(
+        self,
+        shop_id: uuid.UUID,
+        customer_id: str,
+        change: ConsentChange,
+        event_id: uuid.UUID | None,
+        at: datetime,
+    ) -> None:
+        self.ledger.append((shop_id, customer_id, change))
+        key = (shop_id, customer_id)
+        c = self.rows[key]
+        sms = change.channel == "sms"
+        self.rows[key] = replace(
+            c,
+            consent={**c.consent, change.channel: change.granted},
+            sms_opted_out_at=at if sms and not change.granted else c.sms_opted_out_at,
+            awaiting_opt_out_answer=(not change.granted) if sms else c.awaiting_opt_out_answer,
+        )
+
+
+class FakeMessages:
+    def __init__(self, visits: FakeVisits) -> None:
+        self.rows: dict[uuid.UUID, OutboundMessage] = {}
+        self.visits = visits
+        self.open_cases: set[tuple[uuid.UUID, str]] = set()
+        self.wake_ups = 0
+
+    async def add(self, message: OutboundMessage) -> bool:
+        if any(
+            (m.shop_id, m.customer_id, m.purpose)
+            == (message.shop_id, message.customer_id, message.purpose)
+            for m in self.rows.values()
+        ):
+            return False
+        self.rows[message.id] = copy.deepcopy(message)
+        return True
+
+    async def get(self, message_id: uuid.UUID) -> OutboundMessage | None:
+        return copy.deepcopy(self.rows.get(message_id))
+
+    async def by_unsubscribe_token(self, token: str) -> OutboundMessage | None:
+        for m in self.rows.values():
+            if m.context.get("unsubscribe_token") == token:
+                return copy.deepcopy(m)
+        return None
+
+    async def save(self, message: OutboundMessage) -> None:
+        assert message.id in self.rows, "save() of a message never added"
+        self.rows[message.id] = copy.deepcopy(message)
+
+    async def claim_due(self, limit: int) -> list[OutboundMessage]:
+        due = sorted(
+            (m for m in self.rows.values() if m.status is MessageStatus.DUE),
+            key=lambda m: (m.priority, m.send_at or datetime.min.replace(tzinfo=UTC)),
+        )[:limit]
+        for m in due:
+            m.status, m.attempts = MessageStatus.SENDING, m.attempts + 1
+        return [copy.deepcopy(m) for m in due]
+
+    async def interrupted(self, older_than: datetime) -> list[OutboundMessage]:
+        return [copy.deepcopy(m) for m in self.rows.values() if m.status is MessageStatus.SENDING]
+
+    async def budget_facts(
+        self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime
+    ) -> BudgetFacts:
+        theirs = [
+            m for m in self.rows.values() if (m.shop_id, m.customer_id) == (shop_id, customer_id)
+        ]
+        marketing = [m.sent_at for m in theirs if m.priority == Priority.MARKETING and m.sent_at]
+        visits = sorted(
+            (
+                v
+                for v in self.visits.rows.values()
+                if (v.shop_id, v.customer_id) == (shop_id, customer_id)
+                and v.status is VisitStatus.COMPLETED
+            ),
+            key=lambda v: v.completed_at,
+        )
+        return BudgetFacts(
+            max(marketing, default=None),
+            sum(1 for m in theirs if m.channel == "sms" and m.sent_at and m.sent_at >= since_24h),
+            any(c == customer_id for s, c in self.open_cases if s == shop_id),
+            (visits[-1].completed_at, bool(visits[-1].data.get("comeback"))) if visits else None,
+        )
+
+    async def wake_dispatcher(self) -> None:
+        self.wake_ups += 1
+
+
+class FakeCases:
+    def __init__(self, messages: FakeMessages) -> None:
+        self.messages = messages
+        self.by_case: dict[tuple[uuid.UUID, str], str] = {}
+
+    async def open(self, shop_id: uuid.UUID, customer_id: str, case_id: str, at: datetime) -> None:
+        self.by_case[(shop_id, case_id)] = customer_id
+        self.messages.open_cases.add((shop_id, customer_id))
+
+    async def close(self, shop_id: uuid.UUID, case_id: str) -> None:
+        customer = self.by_case.pop((shop_id, case_id), None)
+        if customer is not None and customer not in {
+            c for (s, _), c in self.by_case.items() if s == shop_id
+        }:
+            self.messages.open_cases.discard((shop_id, customer))
+
+
+class FakeUnitOfWork(FollowUpUnitOfWork):
+    """One in-memory "database" shared by every unit of work a test opens on it."""
+
+    def __init__(self) -> None:
+        super().__init__(source="followup")
+        self.timers = FakeTimers()
+        self.shops = FakeShops()
+        self.tasks = FakeTasks()
+        self.visits = FakeVisits()
+        self.customers = FakeCustomers()
+        self.messages = FakeMessages(self.visits)
+        self.cases = FakeCases(self.messages)
+        self.outbox: list[Envelope] = []
+
+    async def _write_outbox(self, envelopes: list[Envelope]) -> None:
+        self.outbox.extend(envelopes)
+
+    def emitted(self, kind: type[Event] | None = None) -> list[Any]:
+        """The events written so far (and those pending), of ``kind`` if given."""
+        found = [e.event() for e in [*self.outbox, *self.pending]]
+        return [e for e in found if kind is None or isinstance(e, kind)]
+
+
+@dataclass
+class World:
+    """A shop with a policy, a clock, and followup's state in memory."""
+
+    clock: FakeClock
+    uow: FakeUnitOfWork = field(default_factory=FakeUnitOfWork)
+    shop_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def __post_init__(self) -> None:
+        self.uow.shops.policies[self.shop_id] = ShopPolicy(1, Policy.defaults())
+
+    @property
+    def deps(self) -> Deps:
+        return Deps(clock=self.clock)
+
+    def set_policy(self, patch: dict[str, Any]) -> None:
+        version, policy = self.uow.shops.policies[self.shop_id]
+        self.uow.shops.policies[self.shop_id] = ShopPolicy(version + 1, policy.merged(patch))
+
+    def received(self, event: Event) -> Received[Any]:
+        return Received(event, Envelope.wrap(event, source="intake", shop_id=str(self.shop_id)))

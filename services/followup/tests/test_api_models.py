@@ -1,0 +1,71 @@
+"""The JSON each followup endpoint answers is what its declared response model says."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from regulars_followup.domain.tasks import call_script
+from regulars_followup.entrypoints import api
+
+NOW = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+
+
+def task_row(**more: object) -> dict[str, object]:
+    return {
+        "id": uuid.uuid4(),
+        "customer_id": "c-1",
+        "repair_order_id": "ro-1",
+        "assignee": "sam",
+        "status": "scheduled",
+        "status_reason": None,
+        "due_at": NOW,
+        "attempts": 0,
+        "script": call_script({"work_performed": "brakes", "asset_id": "2019 CR-V"}, "Main St"),
+        "customer_name": "Dana Reyes",
+        "created_at": NOW,
+        "updated_at": NOW,
+        **more,
+    }
+
+
+def as_json(body: object) -> object:
+    return orjson.loads(orjson.dumps(body))
+
+
+def test_a_page_of_follow_ups_fits_its_model() -> None:
+    body = as_json({"items": [api._task(task_row())], "next_cursor": "abc"})
+    page = api.FollowUpPage.model_validate(body)
+    assert page.items[0].script.customer == "Dana Reyes"
+    assert page.items[0].script.lines[0].startswith("Hi Dana")
+
+
+def test_a_recorded_attempt_fits_its_model() -> None:
+    task = api._task(task_row(attempts=1, status="completed", status_reason="reached"))
+    history = {"number": 1, "outcome": "reached", "satisfied": True, "score": 9}
+    task["history"] = [{**history, "notes": None, "by_staff": "sam", "at": NOW.isoformat()}]
+    recorded = api.AttemptRecordedOut.model_validate(as_json({"attempt": 1, "task": task}))
+    assert recorded.task.history[0].satisfied is True
+
+
+def test_a_page_of_messages_fits_its_model_and_pages_on() -> None:
+    row = {
+        "id": uuid.uuid4(),
+        "customer_id": "c-1",
+        "channel": "sms",
+        "kind": "survey",
+        "purpose": "survey:s-1",
+        "status": "held",
+        "reason": "quiet hours",
+        "send_at": NOW,
+        "sent_at": None,
+        "repair_order_id": None,
+        "created_at": NOW,
+    }
+    page = api.MessagePage.model_validate(
+        as_json({"items": [api._message(row)], "next_cursor": None})
+    )
+    assert page.items[0].status == "held"
+    cursor = api._encode_cursor(NOW, row["id"])  # type: ignore[arg-type]
+    assert api._decode_cursor(cursor) == (NOW, row["id"])
