@@ -3,10 +3,8 @@ for the shop's staff. Commands go through the bus; reads through the adapters' q
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -14,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from regulars_runtime.http import Problem, json_response, page_limit
+from regulars_runtime.http import Problem, after_cursor, json_response, page_cursor, page_limit
 from regulars_runtime.openapi import PUBLIC
 from regulars_runtime.service import context, shop_of
 
@@ -107,25 +105,6 @@ class CasePage(BaseModel):
 
 
 # -- paging -----------------------------------------------------------------------------------
-
-
-def _encode_cursor(at: datetime, item_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{item_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> queries.Cursor:
-    try:
-        at, _, item = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("a cursor's time is aware")
-        return when, uuid.UUID(item)
-    except ValueError:
-        raise Problem(
-            422,
-            "cursor is not one this API gave out",
-            errors=[{"field": "cursor", "message": "invalid"}],
-        ) from None
 
 
 # -- the public survey -------------------------------------------------------------------
@@ -272,13 +251,13 @@ async def list_surveys(
 ) -> Response:
     shop = await shop_of(request)
     size = page_limit(limit)
-    after = _decode_cursor(cursor) if cursor else None
+    after = after_cursor(cursor)
     rows = await queries.surveys_page(
         context(request).pool, shop, customer_id=customer_id, after=after, limit=size + 1
     )
     more = len(rows) > size
     rows = rows[:size]
-    next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    next_cursor = page_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     public_url = _deps(request).public_url
     return json_response(
         {"items": [_survey(r, public_url) for r in rows], "next_cursor": next_cursor}
@@ -343,7 +322,7 @@ async def list_cases(
             errors=[{"field": "status", "message": "unknown status"}],
         )
     size = page_limit(limit)
-    after = _decode_cursor(cursor) if cursor else None
+    after = after_cursor(cursor)
     rows = await queries.cases_page(
         context(request).pool,
         shop,
@@ -354,7 +333,7 @@ async def list_cases(
     )
     more = len(rows) > size
     rows = rows[:size]
-    next_cursor = _encode_cursor(rows[-1]["opened_at"], rows[-1]["id"]) if more else None
+    next_cursor = page_cursor(rows[-1]["opened_at"], rows[-1]["id"]) if more else None
     return json_response({"items": [_case(r) for r in rows], "next_cursor": next_cursor})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import uuid
 from datetime import datetime
@@ -11,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from regulars_runtime.http import Problem, json_response, page_limit
+from regulars_runtime.http import Problem, after_cursor, json_response, page_cursor, page_limit
 from regulars_runtime.service import context, shop_of
 
 from .. import handlers
@@ -21,22 +20,6 @@ from ..domain.messages import MessageStatus
 from ..domain.tasks import TaskStatus, addressed
 
 router = APIRouter()
-
-
-def _encode_cursor(at: datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(row_id)
-    except ValueError:
-        raise Problem(
-            422,
-            "cursor is not one this API gave out",
-            errors=[{"field": "cursor", "message": "invalid"}],
-        ) from None
 
 
 class CallScript(BaseModel):
@@ -146,7 +129,7 @@ async def list_followups(
             errors=[{"field": "status", "message": "unknown status"}],
         )
     size = page_limit(limit)
-    after = _decode_cursor(cursor) if cursor else None
+    after = after_cursor(cursor)
     rows = await queries.list_tasks(
         context(request).pool,
         shop,
@@ -158,7 +141,7 @@ async def list_followups(
     )
     more = len(rows) > size
     rows = rows[:size]
-    next_cursor = _encode_cursor(rows[-1]["due_at"], rows[-1]["id"]) if more else None
+    next_cursor = page_cursor(rows[-1]["due_at"], rows[-1]["id"]) if more else None
     return json_response({"items": [_task(r) for r in rows], "next_cursor": next_cursor})
 
 
@@ -243,13 +226,13 @@ async def list_messages(
 ) -> Response:
     shop = await shop_of(request)
     size = page_limit(limit)
-    before = _decode_cursor(cursor) if cursor else None
+    before = after_cursor(cursor)
     rows = await queries.list_messages(
         context(request).pool, shop, customer_id, before=before, limit=size + 1
     )
     more = len(rows) > size
     rows = rows[:size]
-    next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    next_cursor = page_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     return json_response({"items": [_message(r) for r in rows], "next_cursor": next_cursor})
 
 
