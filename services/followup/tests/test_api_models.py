@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import orjson
 from regulars_followup.domain.tasks import call_script
 from regulars_followup.entrypoints import api
+from regulars_runtime.http import after_cursor, page_cursor
 
 NOW = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
@@ -67,5 +68,5 @@ def test_a_page_of_messages_fits_its_model_and_pages_on() -> None:
         as_json({"items": [api._message(row)], "next_cursor": None})
     )
     assert page.items[0].status == "held"
-    cursor = api._encode_cursor(NOW, row["id"])  # type: ignore[arg-type]
-    assert api._decode_cursor(cursor) == (NOW, row["id"])
+    cursor = page_cursor(NOW, row["id"])  # type: ignore[arg-type]
+    assert after_cursor(cursor) == (NOW, row["id"])
