@@ -53,8 +53,10 @@ def test_every_answer_is_the_documented_one(system: System, key: str, service: s
             str(EXAMPLES),
             "--seed",
             str(SEED),
+            # one worker: two raced inside hypothesis' own lambda descriptions (a runtime
+            # error of the tool, not an answer of ours)
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "20",
             "--output-truncate",

@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import orjson
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -161,16 +161,12 @@ def server_problem(_request: Request, _exc: Exception) -> Response:
 # -- paging ------------------------------------------------------------------------------
 
 
-def page_limit(raw: str | None, default: int = 100, maximum: int = 1000) -> int:
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise Problem(
-            422,
-            f"limit must be a whole number from 1 to {maximum}, got {raw[:20]!r}",
-            errors=[{"field": "limit", "message": f"1 to {maximum}"}],
-        )
-    return int(raw)
+#: a list's page size, as a route parameter (``limit: PageLimit = 100``)
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="items per page, 1 to 1000")]
+#: where a list's next page starts, as a route parameter (``cursor: PageCursor = None``)
+PageCursor = Annotated[
+    str | None, Query(max_length=500, description="the next_cursor of the page before")
+]
 
 
 def page_cursor(at: datetime, item_id: uuid.UUID) -> str:

@@ -77,7 +77,40 @@ def conventions(doc: dict[str, Any]) -> dict[str, Any]:
                 continue
             _operation(path, method, operation)
     _lift_defs(doc, schemas)
+    # What RequestGuard refuses, the document says: no text anywhere holds a NUL.
+    for schema in schemas.values():
+        _no_nul(schema)
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                _no_nul(parameter.get("schema"))
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _no_nul(media.get("schema"))
     return doc
+
+
+#: JSON Schema (ECMA-262 and Python regexes alike): a string without a NUL
+NO_NUL = "^[^\\u0000]*$"
+_SUBSCHEMAS = ("items", "additionalProperties", "not")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def _no_nul(schema: Any) -> None:
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    is_text = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    if is_text and not {"pattern", "format", "enum", "const"} & schema.keys():
+        schema["pattern"] = NO_NUL
+    for key in _SUBSCHEMAS:
+        _no_nul(schema.get(key))
+    for key in _SCHEMA_LISTS:
+        for sub in schema.get(key) or ():
+            _no_nul(sub)
+    for sub in (schema.get("properties") or {}).values():
+        _no_nul(sub)
 
 
 def _operation(path: str, method: str, operation: dict[str, Any]) -> None:

@@ -12,9 +12,16 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from regulars_runtime.http import Problem, after_cursor, json_response, page_cursor, page_limit
+from regulars_runtime.http import (
+    PageCursor,
+    PageLimit,
+    Problem,
+    after_cursor,
+    json_response,
+    page_cursor,
+)
 from regulars_runtime.openapi import PUBLIC
-from regulars_runtime.service import context, shop_of
+from regulars_runtime.service import ShopId, context, shop_of
 
 from ..adapters import queries
 from ..domain.cases import CaseClosed, CaseStatus, OutcomeRequired
@@ -245,12 +252,12 @@ def _survey(row: dict[str, Any], public_url: str) -> dict[str, Any]:
 )
 async def list_surveys(
     request: Request,
+    shop: ShopId,
     customer_id: str | None = Query(None, max_length=200),
-    limit: str | None = Query(None, description="1 to 1000, default 100"),
-    cursor: str | None = Query(None, max_length=500, description="next_cursor of the last page"),
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> Response:
-    shop = await shop_of(request)
-    size = page_limit(limit)
+    size = limit
     after = after_cursor(cursor)
     rows = await queries.surveys_page(
         context(request).pool, shop, customer_id=customer_id, after=after, limit=size + 1
@@ -309,19 +316,13 @@ def _case(row: dict[str, Any]) -> dict[str, Any]:
 )
 async def list_cases(
     request: Request,
-    status: str | None = Query(None, description="open, acknowledged or resolved"),
+    shop: ShopId,
+    status: CaseStatus | None = None,
     customer_id: str | None = Query(None, max_length=200),
-    limit: str | None = Query(None, description="1 to 1000, default 100"),
-    cursor: str | None = Query(None, max_length=500, description="next_cursor of the last page"),
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> Response:
-    shop = await shop_of(request)
-    if status is not None and status not in set(CaseStatus):
-        raise Problem(
-            422,
-            f"status must be one of {', '.join(CaseStatus)}, got {status[:40]!r}",
-            errors=[{"field": "status", "message": "unknown status"}],
-        )
-    size = page_limit(limit)
+    size = limit
     after = after_cursor(cursor)
     rows = await queries.cases_page(
         context(request).pool,
@@ -358,8 +359,7 @@ async def _one_case(request: Request, shop: uuid.UUID, case_id: uuid.UUID) -> di
     response_model=CaseOut,
     responses={404: {}},
 )
-async def get_case(request: Request, case_id: str) -> Response:
-    shop = await shop_of(request)
+async def get_case(request: Request, shop: ShopId, case_id: str) -> Response:
     return json_response(await _one_case(request, shop, _case_id(case_id)))
 
 

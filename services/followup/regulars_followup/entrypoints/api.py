@@ -10,8 +10,15 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from regulars_runtime.http import Problem, after_cursor, json_response, page_cursor, page_limit
-from regulars_runtime.service import context, shop_of
+from regulars_runtime.http import (
+    PageCursor,
+    PageLimit,
+    Problem,
+    after_cursor,
+    json_response,
+    page_cursor,
+)
+from regulars_runtime.service import ShopId, context
 
 from .. import handlers
 from ..adapters import queries
@@ -115,20 +122,14 @@ def _task(row: Any) -> dict[str, Any]:
 )
 async def list_followups(
     request: Request,
-    status: str | None = Query(None, description="scheduled, completed, missed or cancelled"),
+    shop: ShopId,
+    status: TaskStatus | None = None,
     assignee: str | None = Query(None, max_length=200),
     customer_id: str | None = Query(None, max_length=200),
-    limit: str | None = Query(None, description="1 to 1000, default 100"),
-    cursor: str | None = Query(None, max_length=500),
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> Response:
-    shop = await shop_of(request)
-    if status is not None and status not in set(TaskStatus):
-        raise Problem(
-            422,
-            f"status must be one of {', '.join(TaskStatus)}, got {status[:40]!r}",
-            errors=[{"field": "status", "message": "unknown status"}],
-        )
-    size = page_limit(limit)
+    size = limit
     after = after_cursor(cursor)
     rows = await queries.list_tasks(
         context(request).pool,
@@ -173,8 +174,7 @@ class AttemptBody(BaseModel):
     response_model=AttemptRecordedOut,
     responses={401: {}, 404: {}, 409: {}, 422: {}},
 )
-async def post_attempt(request: Request, task_id: str, body: AttemptBody) -> Response:
-    shop = await shop_of(request)
+async def post_attempt(request: Request, shop: ShopId, task_id: str, body: AttemptBody) -> Response:
     try:
         tid = uuid.UUID(task_id)
     except ValueError:
@@ -220,12 +220,12 @@ def _message(row: Any) -> dict[str, Any]:
 )
 async def list_messages(
     request: Request,
+    shop: ShopId,
     customer_id: str | None = Query(None, max_length=200),
-    limit: str | None = Query(None, description="1 to 1000, default 100"),
-    cursor: str | None = Query(None, max_length=500),
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> Response:
-    shop = await shop_of(request)
-    size = page_limit(limit)
+    size = limit
     before = after_cursor(cursor)
     rows = await queries.list_messages(
         context(request).pool, shop, customer_id, before=before, limit=size + 1
