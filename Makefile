@@ -46,9 +46,10 @@ test-deploy: $(SYNCED) ## Kubernetes manifests and docker-compose, validated off
 contract: $(SYNCED) ## check the generated JSON Schemas and AsyncAPI match the event catalogue
 	@$(PY) -m regulars_events.contract --check
 
-lint: $(SYNCED) ## ruff
+lint: $(SYNCED) ## ruff, and the import contracts (lint-imports: the arrows that must never exist)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(SYNCED) ## mypy --strict on every package
 	@$(VENV)/bin/mypy libs/*/regulars_* apps/*/regulars_* services/*/regulars_*

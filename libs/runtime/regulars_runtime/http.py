@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -190,6 +190,17 @@ def after_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
             "cursor is not one this API gave out",
             errors=[{"field": "cursor", "message": "not a next_cursor of this list"}],
         ) from None
+
+
+def page(rows: Sequence[Any], limit: int, *, at: str, item: Callable[[Any], Any]) -> dict[str, Any]:
+    """A page of a list read with ``limit + 1`` rows (keyset on ``at`` then ``id``): its
+    items, and the cursor of the next page (None on the last one)."""
+    shown = rows[:limit]
+    last = shown[-1] if len(rows) > limit else None
+    return {
+        "items": [item(r) for r in shown],
+        "next_cursor": None if last is None else page_cursor(last[at], last["id"]),
+    }
 
 
 # -- the request guard -------------------------------------------------------------------

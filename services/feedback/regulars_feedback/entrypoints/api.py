@@ -18,7 +18,7 @@ from regulars_runtime.http import (
     Problem,
     after_cursor,
     json_response,
-    page_cursor,
+    page,
 )
 from regulars_runtime.openapi import PUBLIC
 from regulars_runtime.service import ShopId, context, shop_of
@@ -262,13 +262,8 @@ async def list_surveys(
     rows = await queries.surveys_page(
         context(request).pool, shop, customer_id=customer_id, after=after, limit=size + 1
     )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = page_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     public_url = _deps(request).public_url
-    return json_response(
-        {"items": [_survey(r, public_url) for r in rows], "next_cursor": next_cursor}
-    )
+    return json_response(page(rows, size, at="created_at", item=lambda r: _survey(r, public_url)))
 
 
 # -- recovery cases ---------------------------------------------------------------------------
@@ -332,10 +327,7 @@ async def list_cases(
         after=after,
         limit=size + 1,
     )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = page_cursor(rows[-1]["opened_at"], rows[-1]["id"]) if more else None
-    return json_response({"items": [_case(r) for r in rows], "next_cursor": next_cursor})
+    return json_response(page(rows, size, at="opened_at", item=_case))
 
 
 def _case_id(raw: str) -> uuid.UUID:

@@ -16,7 +16,7 @@ from regulars_runtime.http import (
     Problem,
     after_cursor,
     json_response,
-    page_cursor,
+    page,
 )
 from regulars_runtime.service import ShopId, context
 
@@ -140,10 +140,7 @@ async def list_followups(
         after=after,
         limit=size + 1,
     )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = page_cursor(rows[-1]["due_at"], rows[-1]["id"]) if more else None
-    return json_response({"items": [_task(r) for r in rows], "next_cursor": next_cursor})
+    return json_response(page(rows, size, at="due_at", item=_task))
 
 
 class AttemptBody(BaseModel):
@@ -230,10 +227,7 @@ async def list_messages(
     rows = await queries.list_messages(
         context(request).pool, shop, customer_id, before=before, limit=size + 1
     )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = page_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return json_response({"items": [_message(r) for r in rows], "next_cursor": next_cursor})
+    return json_response(page(rows, size, at="created_at", item=_message))
 
 
 _UNSUBSCRIBED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
