@@ -7,7 +7,6 @@ Protocols below; ``adapters/`` implements them on PostgreSQL, a test in memory.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,12 +260,13 @@ async def accept_many(
 async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome]:
     order_keys = [k for a in run if (k := a.order_key) is not None]
     orders = await uow.repair_orders.get(order_keys) if order_keys else {}
-    unclaimed = [
+    # A posting with an id has its customer checked by its claim; one without, here.
+    to_look_up = [
         (a.shop_id, customer)
         for a in run
         if a.client_id is None and (customer := a.required_customer) is not None
     ]
-    customers = await uow.customers.known(unclaimed) if unclaimed else set()
+    customers = await uow.customers.known(to_look_up) if to_look_up else set()
     known = [
         Known(
             order=None if a.order_key is None else orders.get(a.order_key),
@@ -289,7 +289,9 @@ async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome
             if isinstance(decision, ClaimFirst):
                 key = decision.receipt.key
                 claimed = Claimed(key in recorded, stored.get(key))
-                decisions[i] = decide(run[i], dataclasses.replace(known[i], claim=claimed))
+                decisions[i] = decide(
+                    run[i], Known(known[i].order, known[i].customer_known, claimed)
+                )
     return await _store(uow, run, decisions)
 
 

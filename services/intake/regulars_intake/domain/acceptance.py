@@ -23,6 +23,7 @@ from regulars_events.base import Event
 from regulars_events.catalogue import (
     ConsentChanged,
     CustomerUpserted,
+    ReferralReported,
     ServiceCompleted,
     ServiceReopened,
     ServiceVoided,
@@ -36,13 +37,12 @@ from .repair_orders import RepairOrder
 ONE_AT_A_TIME = frozenset(
     {"customer.upserted", "service.voided", "service.reopened", "consent.changed"}
 )
-_ORDER_EVENTS = frozenset({"service.voided", "service.reopened"})
 
 #: (shop, the shop's id for a posting)
 ReceiptKey = tuple[uuid.UUID, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """One posted event's answer: accepted, duplicate or rejected."""
 
@@ -63,7 +63,7 @@ class Outcome:
         return body
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Receipt:
     """The idempotency record of a posting: the shop's id for it, a hash of what was
     posted, and the event it became."""
@@ -94,50 +94,46 @@ class Receipt:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arrival:
-    """One posting on its way in for one shop, with the event id it will have."""
+    """One posting on its way in for one shop, with what its answer turns on."""
 
     shop_id: uuid.UUID
     posting: Posting
+    #: once: without the shop's id the event id is random
     event_id: uuid.UUID
+    client_id: str | None
+    #: the data field naming a customer who must already be in the shop's directory
+    customer_field: str | None
+    required_customer: str | None
+    #: the repair order a void or a reopen needs to find
+    order_key: tuple[uuid.UUID, str] | None
 
     @classmethod
     def of(cls, shop_id: uuid.UUID, posting: Posting) -> Arrival:
-        # Once: without the shop's id the event id is random.
-        return cls(shop_id, posting, posting.event_id(shop_id))
-
-    @property
-    def client_id(self) -> str | None:
-        return self.posting.client_id
-
-    @property
-    def customer_field(self) -> str | None:
-        """The data field naming a customer who must already be in the shop's directory."""
-        short_type = self.posting.short_type
-        if short_type == "customer.upserted" or short_type in _ORDER_EVENTS:
-            return None
-        return "referrer_customer_id" if short_type == "referral.reported" else "customer_id"
-
-    @property
-    def required_customer(self) -> str | None:
-        field = self.customer_field
-        return None if field is None else str(getattr(self.posting.event, field))
-
-    @property
-    def order_key(self) -> tuple[uuid.UUID, str] | None:
-        """The repair order a void or a reopen needs to find."""
-        event = self.posting.event
-        if not isinstance(event, ServiceVoided | ServiceReopened):
-            return None
-        return (self.shop_id, event.repair_order_id)
-
-    @property
-    def receipt_key(self) -> ReceiptKey | None:
-        return None if self.client_id is None else (self.shop_id, self.client_id)
+        event = posting.event
+        order_key = None
+        field: str | None
+        if isinstance(event, ServiceVoided | ServiceReopened):
+            field, order_key = None, (shop_id, event.repair_order_id)
+        elif isinstance(event, CustomerUpserted):
+            field = None
+        elif isinstance(event, ReferralReported):
+            field = "referrer_customer_id"
+        else:
+            field = "customer_id"
+        return cls(
+            shop_id,
+            posting,
+            posting.event_id(shop_id),
+            posting.client_id,
+            field,
+            None if field is None else str(getattr(event, field)),
+            order_key,
+        )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claimed:
     """How a claim on a posting's id went."""
 
@@ -147,7 +143,7 @@ class Claimed:
     stored: Receipt | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Known:
     """What intake holds that one posting's answer depends on."""
 
@@ -162,7 +158,7 @@ class Known:
 # -- what decide() says ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClaimFirst:
     """Record this receipt unless its id is taken or ``required_customer`` is not in the
     directory; then decide again, knowing which."""
@@ -171,29 +167,29 @@ class ClaimFirst:
     required_customer: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Answered:
     """A duplicate or a rejection: nothing is stored, nothing emitted."""
 
     outcome: Outcome
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewVisit:
     order: RepairOrder
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OrderStatus:
     order: RepairOrder
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CustomerDetails:
     customer: CustomerUpserted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConsentChange:
     change: ConsentChanged
 
@@ -201,7 +197,7 @@ class ConsentChange:
 Change = NewVisit | OrderStatus | CustomerDetails | ConsentChange
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Accepted:
     """The posting becomes ``event`` (at ``time``); ``change`` is what intake stores."""
 
@@ -260,7 +256,7 @@ def decide(arrival: Arrival, known: Known) -> Decision:
             if claim.stored is None:
                 return Answered(_unknown_customer(arrival))
             return Answered(claim.stored.answer_repeat(posting))
-    event, change = _effect(arrival, order if order_key is not None else None)
+    event, change = _effect(arrival, order)
     return Accepted(
         Outcome("accepted", arrival.event_id, arrival.client_id),
         event,
