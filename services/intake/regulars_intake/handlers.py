@@ -20,6 +20,8 @@ from regulars_runtime.unit_of_work import UnitOfWork
 from regulars_shop.policy import Policy
 
 from .domain.acceptance import (
+    NOTHING_KNOWN,
+    RECORDED,
     Accepted,
     Answered,
     Arrival,
@@ -34,6 +36,7 @@ from .domain.acceptance import (
     Outcome,
     Receipt,
     ReceiptKey,
+    claimed,
     decide,
     runs,
 )
@@ -247,37 +250,14 @@ async def accept_many(
     each with its own id) are claimed and stored with one statement per table; the hot
     path of single posts shares these runs through the group commit.
     """
-    arrivals = [Arrival.of(shop_id, posting) for shop_id, posting in postings]
-    outcomes: list[Outcome | None] = [None] * len(arrivals)
-    for run in runs(arrivals):
-        answered = await _accept_run(uow, [arrivals[i] for i in run])
-        for i, outcome in zip(run, answered, strict=True):
-            outcomes[i] = outcome
-    assert all(o is not None for o in outcomes)
-    return [o for o in outcomes if o is not None]
+    outcomes: list[Outcome] = []
+    for run in runs([Arrival.of(shop_id, posting) for shop_id, posting in postings]):
+        outcomes += await _accept_run(uow, run)
+    return outcomes
 
 
 async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome]:
-    order_keys = [k for a in run if (k := a.order_key) is not None]
-    orders = await uow.repair_orders.get(order_keys) if order_keys else {}
-    # A posting with an id has its customer checked by its claim; one without, here.
-    to_look_up = [
-        (a.shop_id, customer)
-        for a in run
-        if a.client_id is None and (customer := a.required_customer) is not None
-    ]
-    customers = await uow.customers.known(to_look_up) if to_look_up else set()
-    known = [
-        Known(
-            order=None if a.order_key is None else orders.get(a.order_key),
-            customer_known=(
-                None
-                if a.client_id is not None or a.required_customer is None
-                else (a.shop_id, a.required_customer) in customers
-            ),
-        )
-        for a in run
-    ]
+    known = await _look_up(uow, run)
     decisions: list[Decision] = [decide(a, k) for a, k in zip(run, known, strict=True)]
     claims = [d for d in decisions if isinstance(d, ClaimFirst)]
     if claims:
@@ -288,11 +268,37 @@ async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome
         for i, decision in enumerate(decisions):
             if isinstance(decision, ClaimFirst):
                 key = decision.receipt.key
-                claimed = Claimed(key in recorded, stored.get(key))
-                decisions[i] = decide(
-                    run[i], Known(known[i].order, known[i].customer_known, claimed)
-                )
+                claim = RECORDED if key in recorded else Claimed(False, stored.get(key))
+                decisions[i] = decide(run[i], claimed(known[i], claim))
     return await _store(uow, run, decisions)
+
+
+async def _look_up(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Known]:
+    """What the run's answers turn on before any claim: the repair orders voids and
+    reopens name, and the customers of postings without an id (a posting with one has
+    its customer checked by its claim)."""
+    order_keys = []
+    customers = []
+    for a in run:
+        if a.order_key is not None:
+            order_keys.append(a.order_key)
+        elif a.client_id is None and a.required_customer is not None:
+            customers.append((a.shop_id, a.required_customer))
+    if not order_keys and not customers:
+        return [NOTHING_KNOWN] * len(run)  # the hot path: visits with ids
+    orders = await uow.repair_orders.get(order_keys) if order_keys else {}
+    in_directory = await uow.customers.known(customers) if customers else set()
+    return [
+        Known(
+            order=None if a.order_key is None else orders.get(a.order_key),
+            customer_known=(
+                None
+                if a.client_id is not None or a.required_customer is None
+                else (a.shop_id, a.required_customer) in in_directory
+            ),
+        )
+        for a in run
+    ]
 
 
 async def _store(
@@ -314,7 +320,8 @@ async def _store(
             await uow.customers.save_details(arrival.shop_id, change.customer)
         elif isinstance(change, ConsentChange):
             await uow.customers.change_consent(arrival.shop_id, change.change)
-        uow.emit(decision.event, shop_id=arrival.shop_id, id=decision.event_id, time=decision.time)
+        event_id = decision.outcome.event_id
+        uow.emit(decision.event, shop_id=arrival.shop_id, id=event_id, time=decision.time)
         outcomes.append(decision.outcome)
     if visits:
         await uow.repair_orders.add_completed(visits)

@@ -198,7 +198,10 @@ def test_runs_keep_postings_that_see_each_other_apart() -> None:
         visit("ro-4", "c-1"),
         visit("ro-4", "c-1"),  # the same id: a new run
     ]
-    assert runs([Arrival.of(SHOP, p) for p in postings]) == [[0, 1], [2], [3], [4], [5], [6]]
+    arrivals = [Arrival.of(SHOP, p) for p in postings]
+    index = {id(a): i for i, a in enumerate(arrivals)}
+    cut = [[index[id(a)] for a in run] for run in runs(arrivals)]
+    assert cut == [[0, 1], [2], [3], [4], [5], [6]]
 
 
 def _answer(outcome: Outcome) -> dict[str, Any]:

@@ -9,6 +9,9 @@ whole run of postings; ``decide`` then answers knowing whether the claim held.
 
 :func:`runs` says which postings may be claimed together: those whose answers cannot
 depend on one another.
+
+These records are built for every posting on the hot path, so they are slotted and not
+frozen (a frozen dataclass pays a ``setattr`` per field): treat them as values.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ ONE_AT_A_TIME = frozenset(
 ReceiptKey = tuple[uuid.UUID, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """One posted event's answer: accepted, duplicate or rejected."""
 
@@ -63,7 +66,7 @@ class Outcome:
         return body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Receipt:
     """The idempotency record of a posting: the shop's id for it, a hash of what was
     posted, and the event it became."""
@@ -94,7 +97,7 @@ class Receipt:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Arrival:
     """One posting on its way in for one shop, with what its answer turns on."""
 
@@ -133,7 +136,7 @@ class Arrival:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Claimed:
     """How a claim on a posting's id went."""
 
@@ -143,7 +146,7 @@ class Claimed:
     stored: Receipt | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Known:
     """What intake holds that one posting's answer depends on."""
 
@@ -155,10 +158,24 @@ class Known:
     claim: Claimed | None = None
 
 
+#: what a run of postings with ids starts from (nothing to look up: their claims check)
+NOTHING_KNOWN = Known()
+#: the common claim: the id was free and the customer known
+RECORDED = Claimed(recorded=True)
+_JUST_RECORDED = Known(claim=RECORDED)
+
+
+def claimed(known: Known, claim: Claimed) -> Known:
+    """``known`` with how its posting's claim went."""
+    if known is NOTHING_KNOWN and claim is RECORDED:
+        return _JUST_RECORDED  # the hot path: no new object per posting
+    return Known(known.order, known.customer_known, claim)
+
+
 # -- what decide() says ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClaimFirst:
     """Record this receipt unless its id is taken or ``required_customer`` is not in the
     directory; then decide again, knowing which."""
@@ -167,29 +184,29 @@ class ClaimFirst:
     required_customer: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answered:
     """A duplicate or a rejection: nothing is stored, nothing emitted."""
 
     outcome: Outcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewVisit:
     order: RepairOrder
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderStatus:
     order: RepairOrder
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CustomerDetails:
     customer: CustomerUpserted
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConsentChange:
     change: ConsentChanged
 
@@ -197,7 +214,7 @@ class ConsentChange:
 Change = NewVisit | OrderStatus | CustomerDetails | ConsentChange
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Accepted:
     """The posting becomes ``event`` (at ``time``); ``change`` is what intake stores."""
 
@@ -205,11 +222,6 @@ class Accepted:
     event: Event
     time: datetime
     change: Change | None
-
-    @property
-    def event_id(self) -> uuid.UUID:
-        assert self.outcome.event_id is not None
-        return self.outcome.event_id
 
 
 Decision = ClaimFirst | Answered | Accepted
@@ -299,23 +311,23 @@ def _unknown_customer(arrival: Arrival) -> Outcome:
     )
 
 
-def runs(arrivals: Sequence[Arrival]) -> list[list[int]]:
-    """The postings, by index and in order, cut into runs that can be claimed together.
+def runs(arrivals: Sequence[Arrival]) -> list[list[Arrival]]:
+    """The postings cut, in order, into consecutive runs that can be claimed together.
 
     A posting without an id, or one that must see what came before it, is a run of its
     own; a repeated id, or a second completion of the same repair order, must see the
     first, so it starts a new run.
     """
-    cut: list[list[int]] = []
-    run: list[int] = []
+    cut: list[list[Arrival]] = []
+    run: list[Arrival] = []
     keys: set[tuple[uuid.UUID, str]] = set()
-    for i, arrival in enumerate(arrivals):
+    for arrival in arrivals:
         posting = arrival.posting
         if posting.client_id is None or posting.short_type in ONE_AT_A_TIME:
             if run:
                 cut.append(run)
                 run, keys = [], set()
-            cut.append([i])
+            cut.append([arrival])
             continue
         touched = {(arrival.shop_id, "id:" + posting.client_id)}
         if isinstance(posting.event, ServiceCompleted):
@@ -323,7 +335,7 @@ def runs(arrivals: Sequence[Arrival]) -> list[list[int]]:
         if touched & keys:
             cut.append(run)
             run, keys = [], set()
-        run.append(i)
+        run.append(arrival)
         keys |= touched
     if run:
         cut.append(run)

@@ -21,7 +21,7 @@ class VisitStatus(StrEnum):
     REOPENED = "reopened"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RepairOrder:
     shop_id: uuid.UUID
     repair_order_id: str
