@@ -257,7 +257,11 @@ async def accept_many(
 
 
 async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome]:
-    known = await _look_up(uow, run)
+    order_keys, customers = _to_look_up(run)
+    if order_keys or customers:
+        known = await _look_up(uow, run, order_keys, customers)
+    else:
+        known = [NOTHING_KNOWN] * len(run)  # the hot path: visits with ids
     decisions: list[Decision] = [decide(a, k) for a, k in zip(run, known, strict=True)]
     claims = [d for d in decisions if isinstance(d, ClaimFirst)]
     if claims:
@@ -273,10 +277,12 @@ async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome
     return await _store(uow, run, decisions)
 
 
-async def _look_up(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Known]:
-    """What the run's answers turn on before any claim: the repair orders voids and
-    reopens name, and the customers of postings without an id (a posting with one has
-    its customer checked by its claim)."""
+def _to_look_up(
+    run: list[Arrival],
+) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
+    """What the run's answers turn on before any claim: the repair orders its voids and
+    reopens name, and the customers of its postings without an id (a posting with one
+    has its customer checked by its claim)."""
     order_keys = []
     customers = []
     for a in run:
@@ -284,8 +290,15 @@ async def _look_up(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Known]:
             order_keys.append(a.order_key)
         elif a.client_id is None and a.required_customer is not None:
             customers.append((a.shop_id, a.required_customer))
-    if not order_keys and not customers:
-        return [NOTHING_KNOWN] * len(run)  # the hot path: visits with ids
+    return order_keys, customers
+
+
+async def _look_up(
+    uow: IntakeUnitOfWork,
+    run: list[Arrival],
+    order_keys: list[tuple[uuid.UUID, str]],
+    customers: list[tuple[uuid.UUID, str]],
+) -> list[Known]:
     orders = await uow.repair_orders.get(order_keys) if order_keys else {}
     in_directory = await uow.customers.known(customers) if customers else set()
     return [
