@@ -12,12 +12,15 @@ from regulars_runtime.clock import Clock, system_clock
 from regulars_runtime.migrations import Migration, service_migrations
 from regulars_runtime.service import ServiceDefinition, Wiring
 from regulars_runtime.settings import ServiceSettings
+from regulars_shop.policy import Policy
 
+from . import handlers
 from .adapters.unit_of_work import PostgresIntakeUnitOfWork
 from .domain.postings import MAX_REQUEST_BYTES
 from .domain.rate_limit import ShopRateLimits
 from .entrypoints import api, post_event
 from .entrypoints.acceptance import AcceptanceQueue
+from .entrypoints.answers import PostingResult
 from .entrypoints.front import Front
 from .entrypoints.post_event import PostEvent
 from .handlers import Deps, IntakeUnitOfWork
@@ -37,7 +40,17 @@ def migrations() -> list[Migration]:
 
 
 def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[IntakeUnitOfWork, Deps]:
-    return MessageBus(unit_of_work=PostgresIntakeUnitOfWork, deps=deps, pool=pool)
+    return MessageBus(
+        unit_of_work=PostgresIntakeUnitOfWork,
+        deps=deps,
+        commands={
+            handlers.CreateShop: handlers.open_shop,
+            handlers.ChangePolicy: handlers.change_policy,
+            handlers.IssueApiKey: handlers.issue_api_key,
+            handlers.AcceptPostings: handlers.accept_postings,
+        },
+        pool=pool,
+    )
 
 
 def _customize(app: FastAPI) -> None:
@@ -46,8 +59,20 @@ def _customize(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        # PUT /v1/policy's body is Policy.model_json_schema() as it is; FastAPI renders the
+        # same nested models for the answers without their `default: null`, so the
+        # policy's own rendering is the one kept for both.
+        policy = Policy.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(policy.pop("$defs", {}))
+        answer = PostingResult.model_json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        for name, schema in answer.pop("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        schemas.setdefault(PostingResult.__name__, answer)
         document["paths"].setdefault(post_event.PATH, {})["post"] = post_event.openapi_operation(
-            api.EVENT_SCHEMA
+            api.EVENT_SCHEMA, {"$ref": f"#/components/schemas/{PostingResult.__name__}"}
         )
         return document
 

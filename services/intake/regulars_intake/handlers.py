@@ -1,6 +1,8 @@
-"""intake's commands: create a shop, accept posted events, change the policy.
+"""intake's commands: open a shop, change its policy, issue a key, accept posted events.
 
-Every write of intake's state happens here, through an IntakeUnitOfWork.
+Every write of intake's state happens here, through an :class:`IntakeUnitOfWork`: load
+the aggregate, let it decide, save it, emit what it returned. The repositories are the
+Protocols below; ``adapters/`` implements them on PostgreSQL, a test in memory.
 """
 
 from __future__ import annotations
@@ -8,28 +10,132 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Protocol, TypedDict
 
-from regulars_events.catalogue import (
-    ServiceCompleted,
-    ServiceVoided,
-    ShopApiKeyIssued,
-    ShopPolicyChanged,
-)
-from regulars_runtime.auth import IssuedKey, issue_key
+from regulars_events.catalogue import ConsentChanged, CustomerUpserted
+from regulars_runtime.auth import issue_key
 from regulars_runtime.clock import Clock
 from regulars_runtime.unit_of_work import UnitOfWork
 from regulars_shop.policy import Policy
 
-from .adapters.repository import IntakeRepository, Received, Visit
-from .domain.postings import FieldError, Posting, Rejected
+from .domain.acceptance import (
+    NOTHING_KNOWN,
+    RECORDED,
+    Accepted,
+    Answered,
+    Arrival,
+    Claimed,
+    ClaimFirst,
+    ConsentChange,
+    CustomerDetails,
+    Decision,
+    Known,
+    NewVisit,
+    OrderStatus,
+    Outcome,
+    Receipt,
+    ReceiptKey,
+    claimed,
+    decide,
+    runs,
+)
+from .domain.postings import Posting
+from .domain.repair_orders import RepairOrder
+from .domain.shop import Shop
 
 SCHEMA = "intake"
 
+__all__ = [
+    "AcceptPostings",
+    "ChangePolicy",
+    "CreateShop",
+    "Deps",
+    "IntakeUnitOfWork",
+    "IssueApiKey",
+    "NewShop",
+    "Outcome",
+    "accept",
+    "accept_many",
+    "accept_postings",
+    "change_policy",
+    "create_shop",
+    "issue_api_key",
+    "list_shops",
+    "open_shop",
+]
+
+
+# -- the ports: one repository per aggregate, and the unit of work holding them -------
+
+
+class ShopSummary(TypedDict):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    timezone: str
+
+
+class ShopRegistry(Protocol):
+    async def get(self, shop_id: uuid.UUID) -> Shop | None:
+        """The shop with its latest policy version, held until commit: changes to one
+        shop go one at a time, so two never take the same version."""
+        ...
+
+    async def save(self, shop: Shop) -> None:
+        """Store a new shop, and the policy versions and keys added to it."""
+        ...
+
+    async def summaries(self) -> list[ShopSummary]:
+        """Every shop, oldest first."""
+        ...
+
+
+class Receipts(Protocol):
+    """The idempotency records of postings, by (shop, the shop's id)."""
+
+    async def claim(self, claims: Sequence[ClaimFirst]) -> set[ReceiptKey]:
+        """Record each claim's receipt unless its id is taken or its required customer
+        is not in the directory; the keys recorded now. One statement for all."""
+        ...
+
+    async def stored(self, keys: Sequence[ReceiptKey]) -> dict[ReceiptKey, Receipt]:
+        """The receipts holding these ids (seeing what committed since a claim waited)."""
+        ...
+
+
+class RepairOrders(Protocol):
+    async def get(
+        self, keys: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], RepairOrder]: ...
+
+    async def add_completed(self, orders: Sequence[RepairOrder]) -> None:
+        """Store new visits; one already known takes :meth:`RepairOrder.completed_again`.
+        Each (shop, order) once at most."""
+        ...
+
+    async def save(self, order: RepairOrder) -> None:
+        """Store the order's status."""
+        ...
+
+
+class CustomerDirectory(Protocol):
+    async def known(self, customers: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        """Which of these (shop, customer id) are in the directory."""
+        ...
+
+    async def save_details(self, shop_id: uuid.UUID, customer: CustomerUpserted) -> None:
+        """Add or replace the customer's details; consent given here is merged in."""
+        ...
+
+    async def change_consent(self, shop_id: uuid.UUID, change: ConsentChanged) -> None: ...
+
 
 class IntakeUnitOfWork(UnitOfWork):
-    repo: IntakeRepository
+    registry: ShopRegistry
+    receipts: Receipts
+    repair_orders: RepairOrders
+    customers: CustomerDirectory
 
 
 @dataclass(frozen=True)
@@ -39,25 +145,31 @@ class Deps:
     clock: Clock
 
 
+# -- commands ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class Outcome:
-    """One posted event's answer: accepted, duplicate or rejected."""
+class CreateShop:
+    name: str
+    timezone: str
 
-    status: str
-    event_id: uuid.UUID | None = None
-    client_id: str | None = None
-    rejection: Rejected | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": self.status}
-        if self.client_id is not None:
-            body["id"] = self.client_id
-        if self.event_id is not None:
-            body["event_id"] = str(self.event_id)
-        if self.rejection is not None:
-            body["code"] = self.rejection.status
-            body.update(self.rejection.as_dict())
-        return body
+@dataclass(frozen=True)
+class ChangePolicy:
+    shop_id: uuid.UUID
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class IssueApiKey:
+    shop_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class AcceptPostings:
+    """Postings, each for its shop, answered in order as if posted one by one."""
+
+    postings: Sequence[tuple[uuid.UUID, Posting]]
 
 
 @dataclass(frozen=True)
@@ -66,237 +178,164 @@ class NewShop:
     api_key: str
 
 
+# -- shops ------------------------------------------------------------------------------
+
+
+async def open_shop(command: CreateShop, uow: IntakeUnitOfWork, deps: Deps) -> NewShop:
+    return await create_shop(uow, command.name, command.timezone)
+
+
 async def create_shop(uow: IntakeUnitOfWork, name: str, timezone: str) -> NewShop:
-    defaults = Policy.defaults().model_dump(mode="json")
-    policy = Policy.model_validate(
-        {**defaults, "timezone": timezone, "contact": {**defaults["contact"], "name": name}}
-    )
-    shop_id = uuid.uuid4()
-    await uow.repo.add_shop(shop_id, name)
-    version = await uow.repo.add_policy(shop_id, policy.model_dump(mode="json"))
-    uow.emit(
-        ShopPolicyChanged(version=version, policy=policy.model_dump(mode="json")), shop_id=shop_id
-    )
-    key = await _issue(uow, shop_id)
-    return NewShop(shop_id, key.api_key)
-
-
-async def list_shops(uow: IntakeUnitOfWork) -> list[Any]:
-    """Every shop, oldest first (for the CLI)."""
-    return list(await uow.repo.list_shops())
-
-
-async def issue_api_key(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> str:
-    if not await uow.repo.shop_exists(shop_id):
-        raise LookupError(f"no shop {shop_id}")
-    return (await _issue(uow, shop_id)).api_key
-
-
-async def _issue(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> IssuedKey:
+    """A new shop on the default policy, with its first API key (shown only here)."""
+    shop, policy_changed = Shop.open(uuid.uuid4(), name, timezone)
     key = issue_key()
-    await uow.repo.add_key(key.key_id, shop_id, key.secret_sha256)
-    uow.emit(
-        ShopApiKeyIssued(key_id=key.key_id, secret_sha256=key.secret_sha256.hex()),
-        shop_id=shop_id,
-    )
-    return key
+    key_issued = shop.issue_key(key.key_id, key.secret_sha256)
+    await uow.registry.save(shop)
+    uow.emit(policy_changed, shop_id=shop.id)
+    uow.emit(key_issued, shop_id=shop.id)
+    return NewShop(shop.id, key.api_key)
 
 
-async def change_policy(uow: IntakeUnitOfWork, shop_id: uuid.UUID, policy: Policy) -> int:
-    document = policy.model_dump(mode="json")
-    version = await uow.repo.add_policy(shop_id, document)
-    uow.emit(ShopPolicyChanged(version=version, policy=document), shop_id=shop_id)
-    return version
+async def list_shops(uow: IntakeUnitOfWork) -> list[ShopSummary]:
+    """Every shop, oldest first (for the CLI)."""
+    return await uow.registry.summaries()
+
+
+async def issue_api_key(command: IssueApiKey, uow: IntakeUnitOfWork, deps: Deps) -> str:
+    shop = await _shop(uow, command.shop_id)
+    key = issue_key()
+    issued = shop.issue_key(key.key_id, key.secret_sha256)
+    await uow.registry.save(shop)
+    uow.emit(issued, shop_id=shop.id)
+    return key.api_key
+
+
+async def change_policy(command: ChangePolicy, uow: IntakeUnitOfWork, deps: Deps) -> int:
+    """The shop's policy replaced; the new version's number."""
+    shop = await _shop(uow, command.shop_id)
+    changed = shop.change_policy(command.policy)
+    await uow.registry.save(shop)
+    uow.emit(changed, shop_id=shop.id)
+    return changed.version
+
+
+async def _shop(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> Shop:
+    shop = await uow.registry.get(shop_id)
+    if shop is None:
+        raise LookupError(f"no shop {shop_id}")
+    return shop
+
+
+# -- postings ---------------------------------------------------------------------------
+
+
+async def accept_postings(
+    command: AcceptPostings, uow: IntakeUnitOfWork, deps: Deps
+) -> list[Outcome]:
+    return await accept_many(uow, command.postings)
 
 
 async def accept(uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting) -> Outcome:
-    """Record one well-formed posting and the event it becomes, or say why not."""
-    event = posting.event
-    data = event.model_dump(mode="json")
-    voided_or_reopened = posting.short_type in ("service.voided", "service.reopened")
-    if voided_or_reopened:
-        customer_id = await uow.repo.visit_customer(shop_id, data["repair_order_id"])
-        if customer_id is None:
-            return Outcome(
-                "rejected",
-                None,
-                posting.client_id,
-                Rejected(
-                    404,
-                    f"repair_order_id {data['repair_order_id']!r} has no service.completed"
-                    " in this shop",
-                    [FieldError("data.repair_order_id", "not found")],
-                ),
-            )
-        event = type(event).model_validate({**data, "customer_id": customer_id})
-    customer_field = _customer_field(posting)
-    if customer_field is not None and posting.client_id is None:
-        rejection = await _unknown_customer(uow, shop_id, posting, customer_field)
-        if rejection is not None:
-            return Outcome("rejected", None, posting.client_id, rejection)
-
-    event_id = posting.event_id(shop_id)
-    if posting.client_id is not None:
-        # The customer check rides on the idempotency insert: one round trip on the hot path.
-        fresh, stored_hash, stored_id = await uow.repo.record_received(
-            shop_id,
-            posting.client_id,
-            posting.body_hash,
-            event_id,
-            event.type,
-            required_customer=getattr(event, customer_field) if customer_field else None,
-        )
-        if stored_id is None:
-            assert customer_field is not None
-            rejection = await _unknown_customer(uow, shop_id, posting, customer_field)
-            assert rejection is not None
-            return Outcome("rejected", None, posting.client_id, rejection)
-        if not fresh:
-            if stored_hash != posting.body_hash:
-                return Outcome(
-                    "rejected",
-                    stored_id,
-                    posting.client_id,
-                    Rejected(
-                        409,
-                        f"id {posting.client_id!r} was already used for another event body",
-                        [
-                            FieldError(
-                                "id", "already used with a different type, occurred_at or data"
-                            )
-                        ],
-                    ),
-                )
-            return Outcome("duplicate", stored_id, posting.client_id)
-
-    if posting.short_type == "customer.upserted":
-        await uow.repo.upsert_customer(shop_id, data)
-    elif voided_or_reopened:
-        status = "voided" if isinstance(event, ServiceVoided) else "reopened"
-        await uow.repo.set_visit_status(shop_id, data["repair_order_id"], status)
-    elif isinstance(event, ServiceCompleted):
-        await uow.repo.record_visit(
-            shop_id, event.repair_order_id, event.customer_id, event.asset_id, event.completed_at
-        )
-    elif posting.short_type == "consent.changed":
-        await uow.repo.set_consent(shop_id, data["customer_id"], data["channel"], data["granted"])
-    uow.emit(event, shop_id=shop_id, id=event_id, time=posting.occurred_at.astimezone(UTC))
-    return Outcome("accepted", event_id, posting.client_id)
-
-
-#: types whose effect depends on what came before them (the directory, a visit's status):
-#: accepted one at a time, in order
-_ONE_AT_A_TIME = frozenset(
-    {"customer.upserted", "service.voided", "service.reopened", "consent.changed"}
-)
+    """One posting: a run of one, decided as in any batch."""
+    (outcome,) = await accept_many(uow, [(shop_id, posting)])
+    return outcome
 
 
 async def accept_many(
     uow: IntakeUnitOfWork, postings: Sequence[tuple[uuid.UUID, Posting]]
 ) -> list[Outcome]:
-    """``accept`` for many postings in one transaction, set-based where order cannot matter.
+    """Many postings in one transaction, each answered as if posted one by one in order.
 
-    The answer for each posting is the one ``accept`` gives it when the postings are
-    accepted one by one in this order. Runs of independent postings (visits and other
-    customer events, each with its own id) are recorded with one statement per table; a
-    posting that must see what came before it ends the run and goes through ``accept``.
+    Runs of postings that cannot affect one another (visits and other customer events,
+    each with its own id) are claimed and stored with one statement per table; the hot
+    path of single posts shares these runs through the group commit.
     """
-    outcomes: list[Outcome | None] = [None] * len(postings)
-    run: list[int] = []
-    keys: set[tuple[uuid.UUID, str]] = set()
-    for i, (shop_id, posting) in enumerate(postings):
-        if posting.client_id is None or posting.short_type in _ONE_AT_A_TIME:
-            await _accept_run(uow, postings, run, outcomes)
-            keys.clear()
-            outcomes[i] = await accept(uow, shop_id, posting)
-            continue
-        # A repeated id, or a second completion of the same repair order, must see the
-        # first: it starts a new run.
-        touched = [(shop_id, "id:" + posting.client_id)]
-        if isinstance(posting.event, ServiceCompleted):
-            touched.append((shop_id, "order:" + posting.event.repair_order_id))
-        if any(k in keys for k in touched):
-            await _accept_run(uow, postings, run, outcomes)
-            keys.clear()
-        run.append(i)
-        keys.update(touched)
-    await _accept_run(uow, postings, run, outcomes)
-    assert all(o is not None for o in outcomes)
-    return [o for o in outcomes if o is not None]
+    outcomes: list[Outcome] = []
+    for run in runs([Arrival.of(shop_id, posting) for shop_id, posting in postings]):
+        outcomes += await _accept_run(uow, run)
+    return outcomes
 
 
-async def _accept_run(
+async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome]:
+    order_keys, customers = _to_look_up(run)
+    if order_keys or customers:
+        known = await _look_up(uow, run, order_keys, customers)
+    else:
+        known = [NOTHING_KNOWN] * len(run)  # the hot path: visits with ids
+    decisions: list[Decision] = [decide(a, k) for a, k in zip(run, known, strict=True)]
+    claims = [d for d in decisions if isinstance(d, ClaimFirst)]
+    if claims:
+        recorded = await uow.receipts.claim(claims)
+        taken = [c.receipt.key for c in claims if c.receipt.key not in recorded]
+        # Rare (a repeat, a conflict, an unknown customer): one more statement says which.
+        stored = await uow.receipts.stored(taken) if taken else {}
+        for i, decision in enumerate(decisions):
+            if isinstance(decision, ClaimFirst):
+                key = decision.receipt.key
+                claim = RECORDED if key in recorded else Claimed(False, stored.get(key))
+                decisions[i] = decide(run[i], claimed(known[i], claim))
+    return await _store(uow, run, decisions)
+
+
+def _to_look_up(
+    run: list[Arrival],
+) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
+    """What the run's answers turn on before any claim: the repair orders its voids and
+    reopens name, and the customers of its postings without an id (a posting with one
+    has its customer checked by its claim)."""
+    order_keys = []
+    customers = []
+    for a in run:
+        if a.order_key is not None:
+            order_keys.append(a.order_key)
+        elif a.client_id is None and a.required_customer is not None:
+            customers.append((a.shop_id, a.required_customer))
+    return order_keys, customers
+
+
+async def _look_up(
     uow: IntakeUnitOfWork,
-    postings: Sequence[tuple[uuid.UUID, Posting]],
-    run: list[int],
-    outcomes: list[Outcome | None],
-) -> None:
-    if not run:
-        return
-    received = []
-    for i in run:
-        shop_id, posting = postings[i]
-        assert posting.client_id is not None
-        field = _customer_field(posting)
-        received.append(
-            Received(
-                shop_id,
-                posting.client_id,
-                posting.body_hash,
-                posting.event_id(shop_id),
-                posting.event.type,
-                getattr(posting.event, field) if field else None,
-            )
+    run: list[Arrival],
+    order_keys: list[tuple[uuid.UUID, str]],
+    customers: list[tuple[uuid.UUID, str]],
+) -> list[Known]:
+    orders = await uow.repair_orders.get(order_keys) if order_keys else {}
+    in_directory = await uow.customers.known(customers) if customers else set()
+    return [
+        Known(
+            order=None if a.order_key is None else orders.get(a.order_key),
+            customer_known=(
+                None
+                if a.client_id is not None or a.required_customer is None
+                else (a.shop_id, a.required_customer) in in_directory
+            ),
         )
-    recorded = await uow.repo.record_received_many(received)
+        for a in run
+    ]
+
+
+async def _store(
+    uow: IntakeUnitOfWork, run: list[Arrival], decisions: list[Decision]
+) -> list[Outcome]:
+    outcomes = []
     visits = []
-    not_recorded = []
-    for i, row in zip(run, received, strict=True):
-        shop_id, posting = postings[i]
-        if (row.shop_id, row.client_id) not in recorded:
-            not_recorded.append(i)
+    for arrival, decision in zip(run, decisions, strict=True):
+        if isinstance(decision, Answered):
+            outcomes.append(decision.outcome)
             continue
-        event = posting.event
-        if isinstance(event, ServiceCompleted):
-            visits.append(
-                Visit(
-                    shop_id,
-                    event.repair_order_id,
-                    event.customer_id,
-                    event.asset_id,
-                    event.completed_at,
-                )
-            )
-        uow.emit(event, shop_id=shop_id, id=row.event_id, time=posting.occurred_at.astimezone(UTC))
-        outcomes[i] = Outcome("accepted", row.event_id, posting.client_id)
+        assert isinstance(decision, Accepted), decision
+        change = decision.change
+        if isinstance(change, NewVisit):
+            visits.append(change.order)
+        elif isinstance(change, OrderStatus):
+            await uow.repair_orders.save(change.order)
+        elif isinstance(change, CustomerDetails):
+            await uow.customers.save_details(arrival.shop_id, change.customer)
+        elif isinstance(change, ConsentChange):
+            await uow.customers.change_consent(arrival.shop_id, change.change)
+        event_id = decision.outcome.event_id
+        uow.emit(decision.event, shop_id=arrival.shop_id, id=event_id, time=decision.time)
+        outcomes.append(decision.outcome)
     if visits:
-        await uow.repo.record_visits(visits)
-    # A duplicate, a conflict or an unknown customer: rare, and accept() tells which.
-    for i in not_recorded:
-        outcomes[i] = await accept(uow, *postings[i])
-    run.clear()
-
-
-def _customer_field(posting: Posting) -> str | None:
-    """The data field naming a customer who must already be in the shop's directory."""
-    if posting.short_type in ("customer.upserted", "service.voided", "service.reopened"):
-        return None
-    return "referrer_customer_id" if posting.short_type == "referral.reported" else "customer_id"
-
-
-async def _unknown_customer(
-    uow: IntakeUnitOfWork, shop_id: uuid.UUID, posting: Posting, field: str
-) -> Rejected | None:
-    customer_id = getattr(posting.event, field)
-    if await uow.repo.customer_exists(shop_id, customer_id):
-        return None
-    return Rejected(
-        404,
-        f"{field} {customer_id!r} is not in this shop's customer directory;"
-        " post customer.upserted first",
-        [FieldError(f"data.{field}", "unknown customer")],
-    )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+        await uow.repair_orders.add_completed(visits)
+    return outcomes

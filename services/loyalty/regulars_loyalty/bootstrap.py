@@ -8,6 +8,7 @@ from regulars_runtime.clock import Clock, system_clock
 from regulars_runtime.migrations import Migration, service_migrations
 from regulars_runtime.service import ServiceDefinition, Wiring
 from regulars_runtime.settings import ServiceSettings
+from regulars_runtime.unit_of_work import UnitOfWorkFactory
 
 from . import handlers
 from .adapters.unit_of_work import PostgresLoyaltyUnitOfWork
@@ -24,10 +25,14 @@ def migrations() -> list[Migration]:
 
 
 def bus(
-    deps: handlers.Deps, pool: asyncpg.Pool | None = None
+    deps: handlers.Deps,
+    pool: asyncpg.Pool | None = None,
+    *,
+    unit_of_work: UnitOfWorkFactory[handlers.LoyaltyUnitOfWork] = PostgresLoyaltyUnitOfWork,
 ) -> MessageBus[handlers.LoyaltyUnitOfWork, handlers.Deps]:
+    """loyalty's handlers wired to the bus; ``unit_of_work`` is the seam a test fakes."""
     return MessageBus(
-        unit_of_work=PostgresLoyaltyUnitOfWork,
+        unit_of_work=unit_of_work,
         deps=deps,
         every_event=handlers.remember,
         pool=pool,

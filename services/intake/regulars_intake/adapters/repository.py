@@ -1,135 +1,82 @@
-"""Every SQL statement of intake. Each method runs on the caller's connection (and
-transaction): the unit of work decides what commits together."""
+"""intake's repositories on PostgreSQL: every SQL statement that writes intake's state.
+
+Each runs on the caller's connection (and transaction): the unit of work decides what
+commits together. The set-based statements take their rows in key order, so two
+concurrent batches lock the same keys in the same order.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import asyncpg
+from regulars_events.catalogue import ConsentChanged, CustomerUpserted
+
+from ..domain.acceptance import ClaimFirst, Receipt, ReceiptKey
+from ..domain.repair_orders import RepairOrder, VisitStatus
+from ..domain.shop import Shop
+from ..handlers import ShopSummary
 
 
-@dataclass(frozen=True)
-class Received:
-    """One posting's idempotency row, for the set-based insert."""
-
-    shop_id: uuid.UUID
-    client_id: str
-    body_sha256: bytes
-    event_id: uuid.UUID
-    type: str
-    #: nothing is recorded unless this customer is in the shop's directory
-    required_customer: str | None
-
-
-@dataclass(frozen=True)
-class Visit:
-    shop_id: uuid.UUID
-    repair_order_id: str
-    customer_id: str
-    asset_id: str | None
-    completed_at: datetime
-
-
-class IntakeRepository:
+class PostgresShopRegistry:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    # --- shops and keys -------------------------------------------------------------
-    async def add_shop(self, shop_id: uuid.UUID, name: str) -> None:
-        await self.conn.execute("INSERT INTO shops (id, name) VALUES ($1, $2)", shop_id, name)
-
-    async def shop_exists(self, shop_id: uuid.UUID) -> bool:
-        return bool(await self.conn.fetchval("SELECT true FROM shops WHERE id = $1", shop_id))
-
-    async def add_key(self, key_id: str, shop_id: uuid.UUID, secret_sha256: bytes) -> None:
-        await self.conn.execute(
-            "INSERT INTO api_keys (key_id, shop_id, secret_sha256) VALUES ($1, $2, $3)",
-            key_id,
-            shop_id,
-            secret_sha256,
+    async def get(self, shop_id: uuid.UUID) -> Shop | None:
+        # The row lock serialises concurrent policy changes; the version is read after
+        # it, by a statement of its own, so it sees what the one before committed.
+        name: str | None = await self.conn.fetchval(
+            "SELECT name FROM shops WHERE id = $1 FOR UPDATE", shop_id
         )
-
-    async def list_shops(self) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                "SELECT s.id, s.name, s.created_at, p.policy->>'timezone' AS timezone"
-                " FROM shops s JOIN LATERAL (SELECT policy FROM policies WHERE shop_id = s.id"
-                " ORDER BY version DESC LIMIT 1) p ON true ORDER BY s.created_at"
-            )
-        )
-
-    # --- policy -----------------------------------------------------------------------
-    async def latest_policy(self, shop_id: uuid.UUID) -> tuple[int, dict[str, Any]] | None:
-        row = await self.conn.fetchrow(
-            "SELECT version, policy FROM policies WHERE shop_id = $1 ORDER BY version DESC LIMIT 1",
-            shop_id,
-        )
-        return None if row is None else (int(row["version"]), row["policy"])
-
-    async def add_policy(self, shop_id: uuid.UUID, policy: dict[str, Any]) -> int:
-        # The row lock on the shop serialises concurrent PUTs, so versions never collide.
-        await self.conn.execute("SELECT 1 FROM shops WHERE id = $1 FOR UPDATE", shop_id)
+        if name is None:
+            return None
         version: int = await self.conn.fetchval(
-            "INSERT INTO policies (shop_id, version, policy)"
-            " SELECT $1, coalesce(max(version), 0) + 1, $2 FROM policies WHERE shop_id = $1"
-            " RETURNING version",
-            shop_id,
-            policy,
+            "SELECT coalesce(max(version), 0) FROM policies WHERE shop_id = $1", shop_id
         )
-        return version
+        return Shop(shop_id, name, policy_version=version)
 
-    # --- idempotency ------------------------------------------------------------------
-    async def record_received(
-        self,
-        shop_id: uuid.UUID,
-        client_id: str,
-        body_sha256: bytes,
-        event_id: uuid.UUID,
-        type_: str,
-        *,
-        required_customer: str | None = None,
-    ) -> tuple[bool, bytes | None, uuid.UUID | None]:
-        """(fresh, stored body hash, stored event id) for the shop's event id.
+    async def save(self, shop: Shop) -> None:
+        if shop.is_new:
+            await self.conn.execute(
+                "INSERT INTO shops (id, name) VALUES ($1, $2)", shop.id, shop.name
+            )
+        for policy in shop.new_policies:
+            await self.conn.execute(
+                "INSERT INTO policies (shop_id, version, policy) VALUES ($1, $2, $3)",
+                shop.id,
+                policy.version,
+                policy.document,
+            )
+        for key in shop.new_keys:
+            await self.conn.execute(
+                "INSERT INTO api_keys (key_id, shop_id, secret_sha256) VALUES ($1, $2, $3)",
+                key.key_id,
+                shop.id,
+                key.secret_sha256,
+            )
 
-        With ``required_customer``, nothing is recorded unless that customer is in the
-        shop's directory: then (False, None, None).
-        """
-        stored = await self.conn.fetchval(
-            "INSERT INTO received_events (shop_id, client_id, body_sha256, event_id, type)"
-            " SELECT $1, $2, $3, $4, $5 WHERE $6::text IS NULL OR EXISTS"
-            " (SELECT 1 FROM customers WHERE shop_id = $1 AND customer_id = $6)"
-            " ON CONFLICT (shop_id, client_id) DO NOTHING RETURNING event_id",
-            shop_id,
-            client_id,
-            body_sha256,
-            event_id,
-            type_,
-            required_customer,
+    async def summaries(self) -> list[ShopSummary]:
+        rows = await self.conn.fetch(
+            "SELECT s.id, s.name, s.created_at, p.policy->>'timezone' AS timezone"
+            " FROM shops s JOIN LATERAL (SELECT policy FROM policies WHERE shop_id = s.id"
+            " ORDER BY version DESC LIMIT 1) p ON true ORDER BY s.created_at"
         )
-        if stored is not None:
-            return True, body_sha256, event_id
-        # A separate statement: it must see a row committed while the insert waited on it.
-        row = await self.conn.fetchrow(
-            "SELECT body_sha256, event_id FROM received_events"
-            " WHERE shop_id = $1 AND client_id = $2",
-            shop_id,
-            client_id,
-        )
-        if row is None:
-            return False, None, None
-        return False, bytes(row["body_sha256"]), row["event_id"]
+        return [
+            ShopSummary(
+                id=r["id"], name=r["name"], created_at=r["created_at"], timezone=r["timezone"]
+            )
+            for r in rows
+        ]
 
-    async def record_received_many(self, rows: Sequence[Received]) -> set[tuple[uuid.UUID, str]]:
-        """The (shop, client id) of each row recorded now; one statement for all of them.
 
-        A row is left out when its id is already taken (a duplicate or a conflict, for the
-        caller to tell apart) or its required customer is not in the directory. Rows go in
-        key order, so two concurrent batches lock the same keys in the same order.
-        """
+class PostgresReceipts:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def claim(self, claims: Sequence[ClaimFirst]) -> set[ReceiptKey]:
+        # The customer check rides on the insert: one round trip on the hot path.
+        receipts = [c.receipt for c in claims]
         recorded = await self.conn.fetch(
             "INSERT INTO received_events (shop_id, client_id, body_sha256, event_id, type)"
             " SELECT i.shop_id, i.client_id, i.body_sha256, i.event_id, i.type"
@@ -139,17 +86,100 @@ class IntakeRepository:
             "   WHERE c.shop_id = i.shop_id AND c.customer_id = i.customer_id)"
             " ORDER BY i.shop_id, i.client_id"
             " ON CONFLICT (shop_id, client_id) DO NOTHING RETURNING shop_id, client_id",
-            [r.shop_id for r in rows],
-            [r.client_id for r in rows],
-            [r.body_sha256 for r in rows],
-            [r.event_id for r in rows],
-            [r.type for r in rows],
-            [r.required_customer for r in rows],
+            [r.shop_id for r in receipts],
+            [r.client_id for r in receipts],
+            [r.body_sha256 for r in receipts],
+            [r.event_id for r in receipts],
+            [r.type for r in receipts],
+            [c.required_customer for c in claims],
         )
         return {(r["shop_id"], r["client_id"]) for r in recorded}
 
-    # --- customers and visits ---------------------------------------------------------
-    async def upsert_customer(self, shop_id: uuid.UUID, data: dict[str, Any]) -> None:
+    async def stored(self, keys: Sequence[ReceiptKey]) -> dict[ReceiptKey, Receipt]:
+        rows = await self.conn.fetch(
+            "SELECT r.shop_id, r.client_id, r.body_sha256, r.event_id, r.type"
+            " FROM received_events r JOIN unnest($1::uuid[], $2::text[]) AS k(shop_id, client_id)"
+            " USING (shop_id, client_id)",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {
+            (r["shop_id"], r["client_id"]): Receipt(
+                r["shop_id"], r["client_id"], bytes(r["body_sha256"]), r["event_id"], r["type"]
+            )
+            for r in rows
+        }
+
+
+class PostgresRepairOrders:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def get(
+        self, keys: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], RepairOrder]:
+        rows = await self.conn.fetch(
+            "SELECT o.shop_id, o.repair_order_id, o.customer_id, o.asset_id, o.completed_at,"
+            " o.status FROM repair_orders o"
+            " JOIN unnest($1::uuid[], $2::text[]) AS k(shop_id, repair_order_id)"
+            " USING (shop_id, repair_order_id)",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        orders = (
+            RepairOrder(
+                r["shop_id"],
+                r["repair_order_id"],
+                r["customer_id"],
+                r["asset_id"],
+                r["completed_at"],
+                VisitStatus(r["status"]),
+            )
+            for r in rows
+        )
+        return {o.key: o for o in orders}
+
+    async def add_completed(self, orders: Sequence[RepairOrder]) -> None:
+        # The conflict arm is RepairOrder.completed_again(), set-based.
+        await self.conn.execute(
+            "INSERT INTO repair_orders (shop_id, repair_order_id, customer_id, asset_id,"
+            " completed_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[],"
+            " $4::text[], $5::timestamptz[]) AS v ORDER BY 1, 2"
+            " ON CONFLICT (shop_id, repair_order_id)"
+            " DO UPDATE SET status = CASE WHEN repair_orders.status = 'reopened' THEN 'completed'"
+            " ELSE repair_orders.status END",
+            [o.shop_id for o in orders],
+            [o.repair_order_id for o in orders],
+            [o.customer_id for o in orders],
+            [o.asset_id for o in orders],
+            [o.completed_at for o in orders],
+        )
+
+    async def save(self, order: RepairOrder) -> None:
+        await self.conn.execute(
+            "UPDATE repair_orders SET status = $3 WHERE shop_id = $1 AND repair_order_id = $2",
+            order.shop_id,
+            order.repair_order_id,
+            order.status.value,
+        )
+
+
+class PostgresCustomerDirectory:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def known(self, customers: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        rows = await self.conn.fetch(
+            "SELECT c.shop_id, c.customer_id FROM customers c"
+            " JOIN unnest($1::uuid[], $2::text[]) AS k(shop_id, customer_id)"
+            " USING (shop_id, customer_id)",
+            [k[0] for k in customers],
+            [k[1] for k in customers],
+        )
+        return {(r["shop_id"], r["customer_id"]) for r in rows}
+
+    async def save_details(self, shop_id: uuid.UUID, customer: CustomerUpserted) -> None:
+        data = customer.model_dump(mode="json")
         await self.conn.execute(
             "INSERT INTO customers (shop_id, customer_id, name, phone, email, state, timezone,"
             " birthday, consent, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::date,"
@@ -172,85 +202,12 @@ class IntakeRepository:
             data,
         )
 
-    async def customer_exists(self, shop_id: uuid.UUID, customer_id: str) -> bool:
-        return bool(
-            await self.conn.fetchval(
-                "SELECT true FROM customers WHERE shop_id = $1 AND customer_id = $2",
-                shop_id,
-                customer_id,
-            )
-        )
-
-    async def customer(self, shop_id: uuid.UUID, customer_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            "SELECT customer_id, name, phone, email, state, timezone, birthday, consent, data,"
-            " updated_at FROM customers WHERE shop_id = $1 AND customer_id = $2",
-            shop_id,
-            customer_id,
-        )
-        return row
-
-    async def set_consent(
-        self, shop_id: uuid.UUID, customer_id: str, channel: str, granted: bool
-    ) -> None:
+    async def change_consent(self, shop_id: uuid.UUID, change: ConsentChanged) -> None:
         await self.conn.execute(
             "UPDATE customers SET consent = consent || jsonb_build_object($3::text, $4::boolean),"
             " updated_at = now() WHERE shop_id = $1 AND customer_id = $2",
             shop_id,
-            customer_id,
-            channel,
-            granted,
-        )
-
-    async def record_visit(
-        self,
-        shop_id: uuid.UUID,
-        repair_order_id: str,
-        customer_id: str,
-        asset_id: str | None,
-        completed_at: datetime,
-    ) -> None:
-        await self.conn.execute(
-            "INSERT INTO repair_orders (shop_id, repair_order_id, customer_id, asset_id,"
-            " completed_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (shop_id, repair_order_id)"
-            " DO UPDATE SET status = CASE WHEN repair_orders.status = 'reopened' THEN 'completed'"
-            " ELSE repair_orders.status END",
-            shop_id,
-            repair_order_id,
-            customer_id,
-            asset_id,
-            completed_at,
-        )
-
-    async def record_visits(self, visits: Sequence[Visit]) -> None:
-        """``record_visit`` for many repair orders at once; each (shop, order) once at most."""
-        await self.conn.execute(
-            "INSERT INTO repair_orders (shop_id, repair_order_id, customer_id, asset_id,"
-            " completed_at) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[],"
-            " $4::text[], $5::timestamptz[]) AS v ORDER BY 1, 2"
-            " ON CONFLICT (shop_id, repair_order_id)"
-            " DO UPDATE SET status = CASE WHEN repair_orders.status = 'reopened' THEN 'completed'"
-            " ELSE repair_orders.status END",
-            [v.shop_id for v in visits],
-            [v.repair_order_id for v in visits],
-            [v.customer_id for v in visits],
-            [v.asset_id for v in visits],
-            [v.completed_at for v in visits],
-        )
-
-    async def visit_customer(self, shop_id: uuid.UUID, repair_order_id: str) -> str | None:
-        """The visit's customer id, or None when the shop has no such repair order."""
-        customer_id: str | None = await self.conn.fetchval(
-            "SELECT customer_id FROM repair_orders WHERE shop_id = $1 AND repair_order_id = $2",
-            shop_id,
-            repair_order_id,
-        )
-        return customer_id
-
-    async def set_visit_status(self, shop_id: uuid.UUID, repair_order_id: str, status: str) -> None:
-        await self.conn.execute(
-            "UPDATE repair_orders SET status = $3 WHERE shop_id = $1 AND repair_order_id = $2",
-            shop_id,
-            repair_order_id,
-            status,
+            change.customer_id,
+            change.channel,
+            change.granted,
         )

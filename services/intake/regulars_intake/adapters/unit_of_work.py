@@ -7,10 +7,18 @@ from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..handlers import IntakeUnitOfWork
-from .repository import IntakeRepository
+from .repository import (
+    PostgresCustomerDirectory,
+    PostgresReceipts,
+    PostgresRepairOrders,
+    PostgresShopRegistry,
+)
 
 
 class PostgresIntakeUnitOfWork(PostgresUnitOfWork, IntakeUnitOfWork):
     def __init__(self, conn: asyncpg.Connection, cause: Envelope | None = None) -> None:
         super().__init__(conn, schema="intake", cause=cause)
-        self.repo = IntakeRepository(conn)
+        self.registry = PostgresShopRegistry(conn)
+        self.receipts = PostgresReceipts(conn)
+        self.repair_orders = PostgresRepairOrders(conn)
+        self.customers = PostgresCustomerDirectory(conn)

@@ -12,7 +12,8 @@ from regulars_runtime.http import Problem, json_response
 from regulars_runtime.service import context, shop_of
 from regulars_shop.policy import Policy, validation_errors
 
-from .. import handlers
+from ..adapters import queries
+from ..domain.acceptance import Outcome
 from ..domain.postings import (
     MAX_BATCH,
     MAX_EVENT_BYTES,
@@ -20,7 +21,8 @@ from ..domain.postings import (
     Rejected,
     parse_posting,
 )
-from ..handlers import Outcome
+from ..handlers import AcceptPostings, ChangePolicy
+from .answers import BatchAnswer, CustomerAnswer, PolicyAnswer
 from .front import front
 from .guards import check_rate, parse_json, read_body
 
@@ -77,6 +79,7 @@ async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
             },
         }
     },
+    response_model=BatchAnswer,
     responses={400: {}, 401: {}, 413: {}, 422: {}, 429: {}},
 )
 async def post_batch(request: Request) -> Response:
@@ -106,19 +109,24 @@ async def post_batch(request: Request) -> Response:
             results[i] = Outcome(
                 "rejected", None, client_id if isinstance(client_id, str) else None, rejected
             )
-    ctx = context(request)
-    async with ctx.bus.unit_of_work() as uow:
-        outcomes = await handlers.accept_many(uow, [(shop, posting) for _i, posting in postings])
+    outcomes: list[Outcome] = await context(request).bus.handle(
+        AcceptPostings([(shop, posting) for _i, posting in postings])
+    )
     for (i, _posting), outcome in zip(postings, outcomes, strict=True):
         results[i] = outcome
     return json_response({"results": [r.as_dict() for r in results if r is not None]}, 202)
 
 
-@router.get("/v1/policy", tags=["policy"], summary="The shop's current policy and its version")
+@router.get(
+    "/v1/policy",
+    tags=["policy"],
+    summary="The shop's current policy and its version",
+    response_model=PolicyAnswer,
+    responses={404: {}},
+)
 async def get_policy(request: Request) -> Response:
     shop = await shop_of(request)
-    async with context(request).pool.acquire() as conn:
-        found = await context(request).bus.make_uow(conn, None).repo.latest_policy(shop)
+    found = await queries.latest_policy(context(request).pool, shop)
     if found is None:
         return _problem(404, "this shop has no policy")
     version, policy = found
@@ -135,6 +143,7 @@ async def get_policy(request: Request) -> Response:
             "content": {"application/json": {"schema": Policy.model_json_schema()}},
         }
     },
+    response_model=PolicyAnswer,
     responses={400: {}, 401: {}, 422: {}},
 )
 async def put_policy(request: Request) -> Response:
@@ -152,20 +161,20 @@ async def put_policy(request: Request) -> Response:
         errors = [{"field": e["key"], "message": e["message"]} for e in validation_errors(exc)]
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return _problem(422, message, errors=errors)
-    ctx = context(request)
-    async with ctx.bus.unit_of_work() as uow:
-        version = await handlers.change_policy(uow, shop, policy)
+    version: int = await context(request).bus.handle(ChangePolicy(shop, policy))
     return json_response({"version": version, "policy": policy.model_dump(mode="json")})
 
 
-@router.get("/v1/customers/{customer_id}", tags=["customers"], summary="One customer of the shop")
+@router.get(
+    "/v1/customers/{customer_id}",
+    tags=["customers"],
+    summary="One customer of the shop",
+    response_model=CustomerAnswer,
+    responses={404: {}},
+)
 async def get_customer(request: Request, customer_id: str) -> Response:
     shop = await shop_of(request)
-    async with context(request).pool.acquire() as conn:
-        row = await context(request).bus.make_uow(conn, None).repo.customer(shop, customer_id)
-    if row is None:
+    customer = await queries.customer(context(request).pool, shop, customer_id)
+    if customer is None:
         return _problem(404, f"no customer {customer_id!r} in this shop")
-    customer = dict(row)
-    customer["birthday"] = row["birthday"].isoformat() if row["birthday"] else None
-    customer["updated_at"] = row["updated_at"].isoformat()
     return json_response(customer)

@@ -31,17 +31,9 @@ ASGIApp = Any
 Scope = dict[str, Any]
 
 
-def openapi_operation(event_schema: dict[str, Any]) -> dict[str, Any]:
-    """This endpoint's entry in intake's OpenAPI document (FastAPI does not see it)."""
-    answer = {
-        "type": "object",
-        "properties": {
-            "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
-            "id": {"type": "string"},
-            "event_id": {"type": "string", "format": "uuid"},
-        },
-        "required": ["status"],
-    }
+def openapi_operation(event_schema: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """This endpoint's entry in intake's OpenAPI document (FastAPI does not see it);
+    ``answer``: the schema of its 202 (the batch's result for one event)."""
 
     def reply(description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": answer}}}

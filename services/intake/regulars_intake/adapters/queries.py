@@ -1,0 +1,45 @@
+"""What intake's API reads: a shop's policy and a customer, straight from the tables.
+
+Reads change nothing, so they skip the unit of work and take a connection of the pool.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+
+async def latest_policy(
+    pool: asyncpg.Pool, shop_id: uuid.UUID
+) -> tuple[int, dict[str, Any]] | None:
+    """The shop's current policy version and document, or None."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT version, policy FROM policies WHERE shop_id = $1 ORDER BY version DESC LIMIT 1",
+            shop_id,
+        )
+    return None if row is None else (int(row["version"]), row["policy"])
+
+
+async def customer(
+    pool: asyncpg.Pool, shop_id: uuid.UUID, customer_id: str
+) -> dict[str, Any] | None:
+    """The customer as the API shows them (dates as ISO-8601 text), or None."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT customer_id, name, phone, email, state, timezone, birthday, consent, data,"
+            " updated_at FROM customers WHERE shop_id = $1 AND customer_id = $2",
+            shop_id,
+            customer_id,
+        )
+    if row is None:
+        return None
+    found = dict(row)
+    birthday: date | None = row["birthday"]
+    updated_at: datetime = row["updated_at"]
+    found["birthday"] = birthday.isoformat() if birthday else None
+    found["updated_at"] = updated_at.isoformat()
+    return found

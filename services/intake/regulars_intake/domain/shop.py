@@ -1,0 +1,64 @@
+"""A shop as intake keeps it: its name, its policy versions and its API keys. Pure.
+
+intake is where shops begin: it opens them, versions their policy and issues their keys,
+and every other service learns of each from the event the change returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from regulars_events.catalogue import ShopApiKeyIssued, ShopPolicyChanged
+from regulars_shop.policy import Policy
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    version: int
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as it is kept: its id and the SHA-256 of its secret, never the secret."""
+
+    key_id: str
+    secret_sha256: bytes
+
+
+@dataclass
+class Shop:
+    id: uuid.UUID
+    name: str
+    #: the latest policy version (0: none yet)
+    policy_version: int = 0
+    #: not yet stored: the repository inserts the shop before its policies and keys
+    is_new: bool = False
+    #: what this unit of work added, for the repository to store
+    new_policies: list[PolicyVersion] = field(default_factory=list)
+    new_keys: list[ApiKey] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, shop_id: uuid.UUID, name: str, timezone: str) -> tuple[Shop, ShopPolicyChanged]:
+        """A new shop on the default policy, in its time zone and signed with its name."""
+        defaults = Policy.defaults().model_dump(mode="json")
+        policy = Policy.model_validate(
+            {**defaults, "timezone": timezone, "contact": {**defaults["contact"], "name": name}}
+        )
+        shop = cls(shop_id, name, is_new=True)
+        return shop, shop.change_policy(policy)
+
+    def change_policy(self, policy: Policy) -> ShopPolicyChanged:
+        """A new version of the whole policy: it applies to work scheduled after it."""
+        document = policy.model_dump(mode="json")
+        self.policy_version += 1
+        self.new_policies.append(PolicyVersion(self.policy_version, document))
+        return ShopPolicyChanged(version=self.policy_version, policy=document)
+
+    def issue_key(self, key_id: str, secret_sha256: bytes) -> ShopApiKeyIssued:
+        """Only the hash is kept and travels: every service can check the key, none can
+        show it again."""
+        self.new_keys.append(ApiKey(key_id, secret_sha256))
+        return ShopApiKeyIssued(key_id=key_id, secret_sha256=secret_sha256.hex())

@@ -1,0 +1,51 @@
+"""What intake's endpoints answer, as models: the OpenAPI document's 2xx schemas.
+
+The routes write their JSON themselves (orjson, on the hot path); these say its shape.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from regulars_shop.policy import Policy
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class PostingResult(BaseModel):
+    """One posted event's answer; a rejected one says why, as a problem would."""
+
+    status: Literal["accepted", "duplicate", "rejected"]
+    id: str | None = Field(None, description="the event's id as the shop sent it")
+    event_id: uuid.UUID | None = Field(None, description="the CloudEvents id it became")
+    code: int | None = Field(None, description="rejected: the HTTP status it would have alone")
+    detail: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+class BatchAnswer(BaseModel):
+    results: list[PostingResult] = Field(description="one per event, in the order posted")
+
+
+class PolicyAnswer(BaseModel):
+    version: int = Field(ge=1)
+    policy: Policy
+
+
+class CustomerAnswer(BaseModel):
+    customer_id: str
+    name: str
+    phone: str | None
+    email: str | None
+    state: str | None
+    timezone: str | None
+    birthday: date | None
+    consent: dict[str, bool]
+    data: dict[str, Any] = Field(description="the customer.upserted data as last posted")
+    updated_at: datetime

@@ -1,0 +1,212 @@
+"""intake's unit of work in memory: the seam the handler tests stand on.
+
+The repositories keep the promises their Protocols make (an id is claimed once, a claim
+needs its customer in the directory, a known repair order takes ``completed_again``), so
+a handler that breaks one of them fails here as it would on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from regulars_events.catalogue import ConsentChanged, CustomerUpserted
+from regulars_events.envelope import Envelope
+from regulars_intake.domain.acceptance import ClaimFirst, Receipt, ReceiptKey
+from regulars_intake.domain.repair_orders import RepairOrder
+from regulars_intake.domain.shop import ApiKey, PolicyVersion, Shop
+from regulars_intake.handlers import Deps, IntakeUnitOfWork, ShopSummary
+from regulars_runtime.timers import NewTimer
+from regulars_runtime.unit_of_work import ShopPolicy
+
+
+class FakeClock:
+    def __init__(self, now: datetime = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by
+
+
+class FakeTimers:
+    def __init__(self) -> None:
+        self.scheduled: dict[str, NewTimer] = {}
+
+    async def schedule(self, timer: NewTimer, *, reschedule: bool = False) -> bool:
+        if timer.key in self.scheduled and not reschedule:
+            return False
+        self.scheduled[timer.key] = timer
+        return True
+
+    async def schedule_many(self, new: Sequence[NewTimer]) -> int:
+        return sum([await self.schedule(t) for t in new])
+
+    async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
+        return self.scheduled.pop(key, None) is not None
+
+
+class FakeShopBook:
+    def __init__(self) -> None:
+        self.applied: list[Envelope] = []
+        self.policies: dict[uuid.UUID, ShopPolicy] = {}
+
+    async def apply(self, envelope: Envelope) -> None:
+        self.applied.append(envelope)
+
+    async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
+        return self.policies.get(shop_id)
+
+
+@dataclass
+class StoredShop:
+    name: str
+    created_at: datetime
+    policies: list[PolicyVersion] = field(default_factory=list)
+    keys: list[ApiKey] = field(default_factory=list)
+
+
+class FakeShopRegistry:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.shops: dict[uuid.UUID, StoredShop] = {}
+
+    async def get(self, shop_id: uuid.UUID) -> Shop | None:
+        stored = self.shops.get(shop_id)
+        if stored is None:
+            return None
+        latest = max((p.version for p in stored.policies), default=0)
+        return Shop(shop_id, stored.name, policy_version=latest)
+
+    async def save(self, shop: Shop) -> None:
+        if shop.is_new:
+            assert shop.id not in self.shops, "a new shop's id is taken"
+            self.shops[shop.id] = StoredShop(shop.name, self.clock())
+        stored = self.shops[shop.id]
+        taken = {p.version for p in stored.policies}
+        for policy in shop.new_policies:
+            assert policy.version not in taken, f"policy version {policy.version} is taken"
+            stored.policies.append(policy)
+            taken.add(policy.version)
+        stored.keys.extend(shop.new_keys)
+
+    async def summaries(self) -> list[ShopSummary]:
+        return [
+            ShopSummary(
+                id=shop_id,
+                name=s.name,
+                created_at=s.created_at,
+                timezone=max(s.policies, key=lambda p: p.version).document["timezone"],
+            )
+            for shop_id, s in sorted(self.shops.items(), key=lambda kv: kv[1].created_at)
+            if s.policies
+        ]
+
+
+class FakeCustomerDirectory:
+    def __init__(self) -> None:
+        self.customers: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+
+    async def known(self, customers: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        return {c for c in customers if c in self.customers}
+
+    async def save_details(self, shop_id: uuid.UUID, customer: CustomerUpserted) -> None:
+        data = customer.model_dump(mode="json")
+        given = {k: v for k, v in (data.get("consent") or {}).items() if v is not None}
+        before = self.customers.get((shop_id, customer.customer_id))
+        consent = {**(before["consent"] if before else {}), **given}
+        self.customers[(shop_id, customer.customer_id)] = {"data": data, "consent": consent}
+
+    async def change_consent(self, shop_id: uuid.UUID, change: ConsentChanged) -> None:
+        found = self.customers.get((shop_id, change.customer_id))
+        if found is not None:
+            found["consent"] = {**found["consent"], change.channel: change.granted}
+
+
+class FakeReceipts:
+    def __init__(self, directory: FakeCustomerDirectory) -> None:
+        self.directory = directory
+        self.receipts: dict[ReceiptKey, Receipt] = {}
+        #: how many claims each call made: the hot path claims a whole run at once
+        self.claim_calls: list[int] = []
+
+    async def claim(self, claims: Sequence[ClaimFirst]) -> set[ReceiptKey]:
+        self.claim_calls.append(len(claims))
+        recorded = set()
+        for claim in sorted(claims, key=lambda c: (str(c.receipt.shop_id), c.receipt.client_id)):
+            key = claim.receipt.key
+            customer = claim.required_customer
+            if key in self.receipts:
+                continue
+            if customer is not None and (key[0], customer) not in self.directory.customers:
+                continue
+            self.receipts[key] = claim.receipt
+            recorded.add(key)
+        return recorded
+
+    async def stored(self, keys: Sequence[ReceiptKey]) -> dict[ReceiptKey, Receipt]:
+        return {k: self.receipts[k] for k in keys if k in self.receipts}
+
+
+class FakeRepairOrders:
+    def __init__(self) -> None:
+        self.orders: dict[tuple[uuid.UUID, str], RepairOrder] = {}
+        self.add_calls: list[int] = []
+
+    async def get(
+        self, keys: Sequence[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], RepairOrder]:
+        return {k: self.orders[k] for k in keys if k in self.orders}
+
+    async def add_completed(self, orders: Sequence[RepairOrder]) -> None:
+        self.add_calls.append(len(orders))
+        keys = [o.key for o in orders]
+        assert len(keys) == len(set(keys)), "one statement cannot store an order twice"
+        for order in orders:
+            known = self.orders.get(order.key)
+            self.orders[order.key] = order if known is None else known.completed_again()
+
+    async def save(self, order: RepairOrder) -> None:
+        if order.key in self.orders:
+            self.orders[order.key] = order
+
+
+class Intake:
+    """intake's state in memory, and what its committed units of work emitted."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.deps = Deps(clock=self.clock)
+        self.registry = FakeShopRegistry(self.clock)
+        self.customers = FakeCustomerDirectory()
+        self.receipts = FakeReceipts(self.customers)
+        self.repair_orders = FakeRepairOrders()
+        self.shops = FakeShopBook()
+        self.timers = FakeTimers()
+        self.outbox: list[Envelope] = []
+
+    def unit_of_work(self, cause: Envelope | None = None) -> FakeIntakeUnitOfWork:
+        return FakeIntakeUnitOfWork(self, cause)
+
+    def emitted(self, event_type: str | None = None) -> list[Envelope]:
+        return [e for e in self.outbox if event_type is None or e.type == event_type]
+
+
+class FakeIntakeUnitOfWork(IntakeUnitOfWork):
+    def __init__(self, intake: Intake, cause: Envelope | None = None) -> None:
+        super().__init__(source="intake", cause=cause)
+        self.intake = intake
+        self.registry = intake.registry
+        self.receipts = intake.receipts
+        self.repair_orders = intake.repair_orders
+        self.customers = intake.customers
+        self.shops = intake.shops
+        self.timers = intake.timers
+
+    async def _write_outbox(self, envelopes: list[Envelope]) -> None:
+        self.intake.outbox.extend(envelopes)

@@ -1,0 +1,340 @@
+"""intake's handlers at the unit-of-work seam: what a shop's system gets back, what is
+stored and which events go out, with every repository in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import pytest
+from regulars_intake import bootstrap, handlers
+from regulars_intake.domain.acceptance import Arrival, runs
+from regulars_intake.domain.postings import Posting, parse_posting
+from regulars_intake.domain.repair_orders import VisitStatus
+from regulars_intake.handlers import (
+    AcceptPostings,
+    ChangePolicy,
+    CreateShop,
+    IssueApiKey,
+    Outcome,
+)
+from regulars_shop.policy import Policy
+
+from services.intake.tests.fakes import Intake
+
+SHOP = uuid.UUID("00000000-0000-4000-8000-00000000beef")
+COMPLETED = "regulars.service.completed.v1"
+
+
+def customer(cid: str, client_id: str | None = None, **extra: Any) -> Posting:
+    return parse_posting(
+        {
+            "type": "customer.upserted",
+            "id": client_id or f"cust-{cid}",
+            "occurred_at": "2026-11-20T10:00:00-05:00",
+            "data": {"customer_id": cid, "name": "Dana Whitfield", **extra},
+        }
+    )
+
+
+def visit(ro: str, cid: str, client_id: str | None = "", **extra: Any) -> Posting:
+    raw: dict[str, Any] = {
+        "type": "service.completed",
+        "occurred_at": "2026-11-20T16:30:00-05:00",
+        "data": {
+            "repair_order_id": ro,
+            "customer_id": cid,
+            "completed_at": "2026-11-20T16:30:00-05:00",
+            **extra,
+        },
+    }
+    if client_id is not None:
+        raw["id"] = client_id or f"ro-{ro}"
+    return parse_posting(raw)
+
+
+def order_event(kind: str, ro: str, client_id: str | None = None) -> Posting:
+    raw: dict[str, Any] = {
+        "type": kind,
+        "occurred_at": "2026-11-21T09:00:00-05:00",
+        "data": {"repair_order_id": ro},
+    }
+    if client_id is not None:
+        raw["id"] = client_id
+    return parse_posting(raw)
+
+
+async def accept(intake: Intake, *postings: Posting) -> list[Outcome]:
+    """The postings in one committed unit of work, as POST /v1/events/batch does."""
+    uow = intake.unit_of_work()
+    outcomes = await handlers.accept_postings(
+        AcceptPostings([(SHOP, p) for p in postings]), uow, intake.deps
+    )
+    await uow.flush()
+    return outcomes
+
+
+async def accept_one(intake: Intake, posting: Posting) -> Outcome:
+    uow = intake.unit_of_work()
+    outcome = await handlers.accept(uow, SHOP, posting)
+    await uow.flush()
+    return outcome
+
+
+async def with_customer(cid: str = "c-1") -> Intake:
+    intake = Intake()
+    assert [o.status for o in await accept(intake, customer(cid))] == ["accepted"]
+    intake.outbox.clear()
+    return intake
+
+
+# -- accepting postings -----------------------------------------------------------------
+
+
+async def test_a_new_visit_is_accepted_stored_and_emitted_once() -> None:
+    intake = await with_customer()
+    (outcome,) = await accept(intake, visit("ro-1", "c-1"))
+    assert outcome.status == "accepted" and outcome.client_id == "ro-ro-1"
+    [envelope] = intake.outbox
+    assert envelope.type == COMPLETED
+    assert envelope.id == outcome.event_id
+    assert envelope.subject == "c-1" and envelope.shop_id == str(SHOP)
+    assert intake.repair_orders.orders[(SHOP, "ro-1")].status is VisitStatus.COMPLETED
+    assert (SHOP, "ro-ro-1") in intake.receipts.receipts
+
+
+async def test_the_same_id_and_body_again_is_a_duplicate_of_the_same_event() -> None:
+    intake = await with_customer()
+    (first,) = await accept(intake, visit("ro-1", "c-1"))
+    (again,) = await accept(intake, visit("ro-1", "c-1"))
+    assert again.status == "duplicate"
+    assert again.event_id == first.event_id
+    assert [e.id for e in intake.outbox] == [first.event_id]
+
+
+async def test_the_same_id_with_another_body_is_a_409_naming_the_id() -> None:
+    intake = await with_customer()
+    (first,) = await accept(intake, visit("ro-1", "c-1"))
+    (other,) = await accept(intake, visit("ro-1", "c-1", advisor="kim"))
+    assert other.status == "rejected" and other.rejection is not None
+    assert other.rejection.status == 409
+    assert [e.field for e in other.rejection.errors] == ["id"]
+    assert other.event_id == first.event_id
+    assert len(intake.outbox) == 1
+
+
+@pytest.mark.parametrize("client_id", ["ro-ro-9", None])
+async def test_a_visit_for_an_unknown_customer_is_a_404_naming_the_field(
+    client_id: str | None,
+) -> None:
+    intake = await with_customer()
+    (outcome,) = await accept(intake, visit("ro-9", "c-nobody", client_id=client_id))
+    assert outcome.status == "rejected" and outcome.rejection is not None
+    assert outcome.rejection.status == 404
+    assert [e.field for e in outcome.rejection.errors] == ["data.customer_id"]
+    assert "c-nobody" in outcome.rejection.message
+    assert intake.outbox == []
+    assert (SHOP, "ro-9") not in intake.repair_orders.orders
+    assert (SHOP, "ro-ro-9") not in intake.receipts.receipts
+
+
+async def test_a_referral_names_its_referrer_when_unknown() -> None:
+    intake = await with_customer()
+    referral = parse_posting(
+        {
+            "type": "referral.reported",
+            "id": "ref-1",
+            "occurred_at": "2026-11-20T10:00:00Z",
+            "data": {"referrer_customer_id": "c-nobody", "referred_customer_id": "c-1"},
+        }
+    )
+    (outcome,) = await accept(intake, referral)
+    assert outcome.rejection is not None and outcome.rejection.status == 404
+    assert [e.field for e in outcome.rejection.errors] == ["data.referrer_customer_id"]
+
+
+async def test_a_void_of_an_unknown_repair_order_is_a_404() -> None:
+    intake = await with_customer()
+    (outcome,) = await accept(intake, order_event("service.voided", "ro-404", "void-1"))
+    assert outcome.status == "rejected" and outcome.rejection is not None
+    assert outcome.rejection.status == 404
+    assert [e.field for e in outcome.rejection.errors] == ["data.repair_order_id"]
+    assert intake.outbox == []
+    assert (SHOP, "void-1") not in intake.receipts.receipts
+
+
+async def test_a_void_reaches_its_visits_customer_and_a_reopened_order_completes_again() -> None:
+    intake = await with_customer()
+    await accept(intake, visit("ro-1", "c-1"))
+    (voided,) = await accept(intake, order_event("service.voided", "ro-1", "void-1"))
+    assert voided.status == "accepted"
+    assert intake.outbox[-1].type == "regulars.service.voided.v1"
+    assert intake.outbox[-1].subject == "c-1"  # the void names no customer; its visit does
+    assert intake.repair_orders.orders[(SHOP, "ro-1")].status is VisitStatus.VOIDED
+    await accept(intake, order_event("service.reopened", "ro-1", "reopen-1"))
+    assert intake.repair_orders.orders[(SHOP, "ro-1")].status is VisitStatus.REOPENED
+    await accept(intake, visit("ro-1", "c-1", client_id="ro-1-again"))
+    assert intake.repair_orders.orders[(SHOP, "ro-1")].status is VisitStatus.COMPLETED
+
+
+async def test_a_run_of_visits_is_claimed_and_stored_with_one_statement_each() -> None:
+    intake = await with_customer()
+    intake.receipts.claim_calls.clear()
+    outcomes = await accept(intake, *(visit(f"ro-{i}", "c-1") for i in range(5)))
+    assert [o.status for o in outcomes] == ["accepted"] * 5
+    assert intake.receipts.claim_calls == [5]
+    assert intake.repair_orders.add_calls == [5]
+    assert len(intake.outbox) == 5
+
+
+def test_runs_keep_postings_that_see_each_other_apart() -> None:
+    postings = [
+        visit("ro-1", "c-1"),
+        visit("ro-2", "c-1"),
+        visit("ro-1", "c-1", client_id="ro-1-again"),  # the same order: a new run
+        customer("c-2"),  # must see what came before: alone
+        visit("ro-3", "c-1", client_id=None),  # no id: alone
+        visit("ro-4", "c-1"),
+        visit("ro-4", "c-1"),  # the same id: a new run
+    ]
+    arrivals = [Arrival.of(SHOP, p) for p in postings]
+    index = {id(a): i for i, a in enumerate(arrivals)}
+    cut = [[index[id(a)] for a in run] for run in runs(arrivals)]
+    assert cut == [[0, 1], [2], [3], [4], [5], [6]]
+
+
+def _answer(outcome: Outcome) -> dict[str, Any]:
+    body = outcome.as_dict()
+    if outcome.client_id is None:
+        body.pop("event_id", None)  # random without the shop's id
+    return body
+
+
+async def test_one_by_one_and_in_one_batch_give_the_same_answers() -> None:
+    first = visit("ro-seq-1", "c-seq", client_id="seq-visit")
+    postings = [
+        visit("ro-seq-0", "c-seq"),  # the customer is not in the directory yet
+        customer("c-seq", consent={"sms": True}),
+        first,
+        visit("ro-seq-1", "c-seq", client_id="seq-visit-again"),  # same order, new id
+        first,  # the same id and body: a duplicate
+        visit("ro-seq-1", "c-seq", client_id="seq-visit", advisor="kim"),  # another body
+        visit("ro-seq-2", "c-nobody"),
+        visit("ro-seq-3", "c-seq"),
+        visit("ro-seq-4", "c-seq", client_id=None),
+        order_event("service.voided", "ro-seq-3", "void-3"),
+        order_event("service.voided", "ro-seq-3", "void-3"),  # a repeated void
+        order_event("service.reopened", "ro-seq-3", "reopen-3"),
+        order_event("service.voided", "ro-nowhere", "void-x"),
+        visit("ro-seq-3", "c-seq", client_id="seq-3-again"),
+        customer("c-seq", client_id="cust-c-seq-2", consent={"email": False}),
+        parse_posting(
+            {
+                "type": "consent.changed",
+                "id": "consent-1",
+                "occurred_at": "2026-11-22T10:00:00Z",
+                "data": {"customer_id": "c-seq", "channel": "call", "granted": True},
+            }
+        ),
+    ]
+    batched, single = Intake(), Intake()
+    in_batch = await accept(batched, *postings)
+    one_by_one = [await accept_one(single, p) for p in postings]
+
+    assert [_answer(o) for o in in_batch] == [_answer(o) for o in one_by_one]
+    assert [(o.status, o.rejection and o.rejection.status) for o in in_batch] == [
+        ("rejected", 404),
+        ("accepted", None),
+        ("accepted", None),
+        ("accepted", None),
+        ("duplicate", None),
+        ("rejected", 409),
+        ("rejected", 404),
+        ("accepted", None),
+        ("accepted", None),
+        ("accepted", None),
+        ("duplicate", None),
+        ("accepted", None),
+        ("rejected", 404),
+        ("accepted", None),
+        ("accepted", None),
+        ("accepted", None),
+    ]
+    assert batched.repair_orders.orders == single.repair_orders.orders
+    assert batched.repair_orders.orders[(SHOP, "ro-seq-3")].status is VisitStatus.COMPLETED
+    assert batched.customers.customers == single.customers.customers
+    consent = batched.customers.customers[(SHOP, "c-seq")]["consent"]
+    assert consent == {"sms": True, "email": False, "call": True}
+    assert [e.type for e in batched.outbox] == [e.type for e in single.outbox]
+    accepted = [o.event_id for o in in_batch if o.status == "accepted"]
+    assert [e.id for e in batched.outbox if e.id in set(accepted)] == [
+        a for a in accepted if a is not None
+    ]
+    assert len(batched.outbox) == len(accepted)
+
+
+# -- shops and their policy ---------------------------------------------------------------
+
+
+async def test_create_shop_emits_its_policy_and_only_the_hash_of_its_key() -> None:
+    intake = Intake()
+    uow = intake.unit_of_work()
+    created = await handlers.open_shop(CreateShop("Quick Lube", "America/Denver"), uow, intake.deps)
+    await uow.flush()
+    policy_changed, key_issued = intake.outbox
+    assert policy_changed.type == "regulars.shop.policy_changed.v1"
+    assert policy_changed.shop_id == str(created.shop_id)
+    assert policy_changed.data["version"] == 1
+    assert policy_changed.data["policy"]["timezone"] == "America/Denver"
+    assert policy_changed.data["policy"]["contact"]["name"] == "Quick Lube"
+    assert key_issued.type == "regulars.shop.api_key_issued.v1"
+    secret = created.api_key.split("_", 2)[2]
+    assert key_issued.data["key_id"] == created.api_key.split("_", 2)[1]
+    assert key_issued.data["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in repr([e.data for e in intake.outbox])
+    stored = intake.registry.shops[created.shop_id]
+    assert stored.name == "Quick Lube"
+    assert [k.secret_sha256 for k in stored.keys] == [hashlib.sha256(secret.encode()).digest()]
+    assert [s["timezone"] for s in await handlers.list_shops(intake.unit_of_work())] == [
+        "America/Denver"
+    ]
+
+
+async def test_change_policy_bumps_the_version_and_emits_the_whole_policy() -> None:
+    intake = Intake()
+    uow = intake.unit_of_work()
+    created = await handlers.create_shop(uow, "Quick Lube", "UTC")
+    await uow.flush()
+    intake.outbox.clear()
+    policy = Policy.model_validate(
+        {**Policy.defaults().model_dump(mode="json"), "follow_up_max_attempts": 4}
+    )
+    versions = []
+    for _ in range(2):
+        uow = intake.unit_of_work()
+        versions.append(
+            await handlers.change_policy(ChangePolicy(created.shop_id, policy), uow, intake.deps)
+        )
+        await uow.flush()
+    assert versions == [2, 3]
+    assert [e.data["version"] for e in intake.outbox] == [2, 3]
+    assert intake.outbox[-1].data["policy"]["follow_up_max_attempts"] == 4
+    stored = intake.registry.shops[created.shop_id].policies
+    assert [p.version for p in stored] == [1, 2, 3]
+
+
+async def test_a_new_key_for_an_unknown_shop_is_refused() -> None:
+    intake = Intake()
+    with pytest.raises(LookupError):
+        await handlers.issue_api_key(IssueApiKey(SHOP), intake.unit_of_work(), intake.deps)
+
+
+def test_every_command_runs_through_the_bus() -> None:
+    bus = bootstrap.bus(Intake().deps)
+    assert bus.commands == {
+        CreateShop: handlers.open_shop,
+        ChangePolicy: handlers.change_policy,
+        IssueApiKey: handlers.issue_api_key,
+        AcceptPostings: handlers.accept_postings,
+    }

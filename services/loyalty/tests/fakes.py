@@ -1,0 +1,100 @@
+"""loyalty's unit of work in memory: the seam its handler tests stand on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from regulars_events.envelope import Envelope
+from regulars_loyalty.handlers import Deps, LoyaltyUnitOfWork
+from regulars_runtime.timers import NewTimer
+from regulars_runtime.unit_of_work import ShopPolicy
+
+
+class FakeClock:
+    def __init__(self, now: datetime = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by
+
+
+class FakeTimers:
+    def __init__(self) -> None:
+        self.scheduled: dict[str, NewTimer] = {}
+
+    async def schedule(self, timer: NewTimer, *, reschedule: bool = False) -> bool:
+        if timer.key in self.scheduled and not reschedule:
+            return False
+        self.scheduled[timer.key] = timer
+        return True
+
+    async def schedule_many(self, new: Sequence[NewTimer]) -> int:
+        return sum([await self.schedule(t) for t in new])
+
+    async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
+        return self.scheduled.pop(key, None) is not None
+
+
+class FakeShopBook:
+    def __init__(self) -> None:
+        self.applied: list[Envelope] = []
+
+    async def apply(self, envelope: Envelope) -> None:
+        self.applied.append(envelope)
+
+    async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
+        return None
+
+
+class FakeTimeline:
+    """Keeps each event once by id, as the timeline table does; ``added`` counts calls."""
+
+    def __init__(self) -> None:
+        self.added: list[uuid.UUID] = []
+        self.entries: dict[uuid.UUID, Envelope] = {}
+
+    async def add(self, envelope: Envelope) -> None:
+        assert envelope.subject is not None, "a timeline entry belongs to a customer"
+        self.added.append(envelope.id)
+        self.entries.setdefault(envelope.id, envelope)
+
+    def of(self, shop_id: str, customer_id: str) -> list[str]:
+        return [
+            e.type
+            for e in sorted(self.entries.values(), key=lambda e: e.time)
+            if e.shop_id == shop_id and e.subject == customer_id
+        ]
+
+
+class Loyalty:
+    """loyalty's state in memory, and what its units of work emitted."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.deps = Deps(clock=self.clock)
+        self.timeline = FakeTimeline()
+        self.shops = FakeShopBook()
+        self.timers = FakeTimers()
+        self.outbox: list[Envelope] = []
+
+    def unit_of_work(self, _conn: Any, cause: Envelope | None = None) -> FakeLoyaltyUnitOfWork:
+        """The bus's unit-of-work factory: the connection is not used."""
+        return FakeLoyaltyUnitOfWork(self, cause)
+
+
+class FakeLoyaltyUnitOfWork(LoyaltyUnitOfWork):
+    def __init__(self, loyalty: Loyalty, cause: Envelope | None = None) -> None:
+        super().__init__(source="loyalty", cause=cause)
+        self.loyalty = loyalty
+        self.timeline = loyalty.timeline
+        self.shops = loyalty.shops
+        self.timers = loyalty.timers
+
+    async def _write_outbox(self, envelopes: list[Envelope]) -> None:
+        self.loyalty.outbox.extend(envelopes)
