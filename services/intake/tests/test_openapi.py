@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from regulars_intake.bootstrap import DEFINITION, IntakeSettings
+from regulars_runtime.openapi import NO_NUL
 from regulars_runtime.service import create_app
 from regulars_shop.policy import Policy
 
@@ -70,11 +71,23 @@ def test_every_success_answer_of_the_api_has_a_schema(document: dict[str, Any]) 
     assert schemas["PolicyAnswer"]["properties"]["policy"] == {"$ref": COMPONENTS + "Policy"}
 
 
+def _without_nul_rule(node: Any) -> Any:
+    """The schema as the model wrote it: the platform adds to every text that it holds no
+    NUL (what RequestGuard refuses)."""
+    if isinstance(node, dict):
+        return {
+            k: _without_nul_rule(v) for k, v in node.items() if not (k == "pattern" and v == NO_NUL)
+        }
+    if isinstance(node, list):
+        return [_without_nul_rule(v) for v in node]
+    return node
+
+
 def test_the_policy_body_is_the_policy_models_schema(document: dict[str, Any]) -> None:
     body = document["paths"]["/v1/policy"]["put"]["requestBody"]["content"]["application/json"]
     expected = Policy.model_json_schema(ref_template=COMPONENTS + "{model}")
     nested = expected.pop("$defs")
-    assert body["schema"] == expected
+    assert _without_nul_rule(body["schema"]) == expected
     schemas = document["components"]["schemas"]
     for name, schema in nested.items():
-        assert schemas[name] == schema, name
+        assert _without_nul_rule(schemas[name]) == schema, name

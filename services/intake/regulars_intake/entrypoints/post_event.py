@@ -68,12 +68,14 @@ class PostEvent:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         ctx: ServiceContext[Any] = scope["app"].state.ctx
         try:
+            if scope["method"] != "POST":
+                raise Problem(405, "this path takes POST only", {"Allow": "POST"})
             status, body, headers = await _post(ctx, scope, receive)
             media = b"application/json"
         except Problem as problem:
