@@ -87,10 +87,16 @@ def problem_document(problem: Problem) -> dict[str, Any]:
         "type": "about:blank",
         "title": title,
         "status": problem.status,
-        "detail": problem.message,
-        "errors": problem.errors,
+        "detail": _shown(problem.message),
+        "errors": [{k: _shown(v) for k, v in e.items()} for e in problem.errors],
         **problem.extra,
     }
+
+
+def _shown(text: str) -> str:
+    """A message names what it refuses, and may quote a NUL the request held: spelled out,
+    so that no answer carries the character it refuses."""
+    return text.replace("\x00", "\\u0000")
 
 
 def problem_body(problem: Problem) -> bytes:

@@ -193,3 +193,10 @@ def test_a_cursor_names_where_the_next_page_starts() -> None:
             after_cursor(bad)
         assert refused.value.status == 422
         assert refused.value.errors[0]["field"] == "cursor"
+
+
+async def test_a_problem_never_carries_the_nul_it_refuses(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/notes", json={"text": "ok", "n\x00te": "x"})
+    body = _problem(r, 422)
+    assert "\x00" not in r.text
+    assert body["errors"] == [{"field": "n\\u0000te", "message": "NUL character"}]
