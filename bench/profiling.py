@@ -38,13 +38,15 @@ APP_MARKERS: list[tuple[str, str, str]] = [
     ("endpoint (ASGI, JSON parse, answer)", "*", "entrypoints/post_event.py"),
     ("group commit: queue and transaction", "*", "entrypoints/acceptance.py"),
     ("handler logic (accept_many)", "*", "regulars_intake/handlers.py"),
-    ("DB: idempotency records", "record_received_many", "adapters/repository.py"),
-    ("DB: visit rows", "record_visits", "adapters/repository.py"),
+    ("handler logic (accept_many)", "*", "regulars_intake/domain/acceptance.py"),
+    ("DB: idempotency records", "claim", "adapters/repository.py"),
+    ("DB: idempotency records", "stored", "adapters/repository.py"),
+    ("DB: visit rows", "add_completed", "adapters/repository.py"),
     ("DB: one-at-a-time path", "*", "adapters/repository.py"),
     ("envelope (emit: CloudEvent + value)", "emit", "regulars_runtime/unit_of_work.py"),
-    ("outbox: row encoding", "rows", "regulars_events/outbox.py"),
+    ("outbox: row encoding", "rows", "regulars_bus/outbox.py"),
     # The rows and the NOTIFY that wakes the relay: one statement or two, one category.
-    ("outbox: INSERT + NOTIFY", "write", "regulars_events/outbox.py"),
+    ("outbox: INSERT + NOTIFY", "write", "regulars_bus/outbox.py"),
     ("DB: pool acquire/release (+reset query)", "*", "asyncpg/pool.py"),
     ("DB: BEGIN/COMMIT", "*", "asyncpg/transaction.py"),
     ("endpoint (plain)", "post_event", "plain_app.py"),
@@ -57,7 +59,7 @@ LIBRARY_MARKERS: list[tuple[str, str, str]] = [
     (FRAMEWORK, "*", "starlette/"),
     (FRAMEWORK, "*", "fastapi/"),
 ]
-WORKER_PATHS = ("regulars_events/relay.py", "aiokafka/", "regulars_events/kafka.py")
+WORKER_PATHS = ("regulars_bus/relay.py", "aiokafka/", "regulars_bus/kafka.py")
 
 
 @dataclass(frozen=True)
