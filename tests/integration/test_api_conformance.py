@@ -12,7 +12,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from harness import System
 
@@ -69,3 +71,37 @@ def test_every_answer_is_the_documented_one(system: System, key: str, service: s
     report = run.stdout[-20000:] + run.stderr[-5000:]
     assert run.returncode == 0, report
     assert "No issues found" in run.stdout or " passed" in run.stdout, report
+
+
+@pytest.mark.parametrize("service", ["intake", "followup", "feedback", "loyalty"])
+def test_every_answer_has_a_schema_and_every_ref_resolves(
+    system: System, key: str, service: str
+) -> None:
+    doc = httpx.get(f"{system.services[service].url}/openapi.json", timeout=10).json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            for code, answer in operation["responses"].items():
+                content = answer.get("content")
+                assert content, f"{where} {code}: no content declared"
+                for media, body in content.items():
+                    assert body.get("schema"), f"{where} {code} {media}: no schema"
+                if code[0] in "45":
+                    assert "application/problem+json" in content, f"{where} {code}"
+            if path.startswith("/v1/") and operation.get("security") != []:
+                assert "401" in operation["responses"], f"{where}: no 401"
+
+    def refs(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return found + [r for v in node.values() for r in refs(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        return []
+
+    for ref in refs(doc):
+        target: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert part in target, f"{ref} resolves nowhere"
+            target = target[part]

@@ -238,7 +238,12 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         tags=["operations"],
         summary="Prometheus metrics",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+        responses={
+            200: {
+                "description": "the Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
     )
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

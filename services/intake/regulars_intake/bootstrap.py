@@ -48,6 +48,7 @@ def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[IntakeUnitOf
             handlers.ChangePolicy: handlers.change_policy,
             handlers.IssueApiKey: handlers.issue_api_key,
             handlers.AcceptPostings: handlers.accept_postings,
+            handlers.ListShops: handlers.list_shops,
         },
         pool=pool,
     )

@@ -53,13 +53,13 @@ __all__ = [
     "Deps",
     "IntakeUnitOfWork",
     "IssueApiKey",
+    "ListShops",
     "NewShop",
     "Outcome",
     "accept",
     "accept_many",
     "accept_postings",
     "change_policy",
-    "create_shop",
     "issue_api_key",
     "list_shops",
     "open_shop",
@@ -155,6 +155,11 @@ class CreateShop:
 
 
 @dataclass(frozen=True)
+class ListShops:
+    """Every shop (an operator's question, from the CLI)."""
+
+
+@dataclass(frozen=True)
 class ChangePolicy:
     shop_id: uuid.UUID
     policy: Policy
@@ -182,12 +187,8 @@ class NewShop:
 
 
 async def open_shop(command: CreateShop, uow: IntakeUnitOfWork, deps: Deps) -> NewShop:
-    return await create_shop(uow, command.name, command.timezone)
-
-
-async def create_shop(uow: IntakeUnitOfWork, name: str, timezone: str) -> NewShop:
     """A new shop on the default policy, with its first API key (shown only here)."""
-    shop, policy_changed = Shop.open(uuid.uuid4(), name, timezone)
+    shop, policy_changed = Shop.open(uuid.uuid4(), command.name, command.timezone)
     key = issue_key()
     key_issued = shop.issue_key(key.key_id, key.secret_sha256)
     await uow.registry.save(shop)
@@ -196,7 +197,7 @@ async def create_shop(uow: IntakeUnitOfWork, name: str, timezone: str) -> NewSho
     return NewShop(shop.id, key.api_key)
 
 
-async def list_shops(uow: IntakeUnitOfWork) -> list[ShopSummary]:
+async def list_shops(command: ListShops, uow: IntakeUnitOfWork, deps: Deps) -> list[ShopSummary]:
     """Every shop, oldest first (for the CLI)."""
     return await uow.registry.summaries()
 

@@ -17,6 +17,7 @@ from regulars_intake.handlers import (
     ChangePolicy,
     CreateShop,
     IssueApiKey,
+    ListShops,
     Outcome,
 )
 from regulars_shop.policy import Policy
@@ -296,15 +297,14 @@ async def test_create_shop_emits_its_policy_and_only_the_hash_of_its_key() -> No
     stored = intake.registry.shops[created.shop_id]
     assert stored.name == "Quick Lube"
     assert [k.secret_sha256 for k in stored.keys] == [hashlib.sha256(secret.encode()).digest()]
-    assert [s["timezone"] for s in await handlers.list_shops(intake.unit_of_work())] == [
-        "America/Denver"
-    ]
+    shops = await handlers.list_shops(ListShops(), intake.unit_of_work(), intake.deps)
+    assert [s["timezone"] for s in shops] == ["America/Denver"]
 
 
 async def test_change_policy_bumps_the_version_and_emits_the_whole_policy() -> None:
     intake = Intake()
     uow = intake.unit_of_work()
-    created = await handlers.create_shop(uow, "Quick Lube", "UTC")
+    created = await handlers.open_shop(CreateShop("Quick Lube", "UTC"), uow, intake.deps)
     await uow.flush()
     intake.outbox.clear()
     policy = Policy.model_validate(
@@ -337,4 +337,5 @@ def test_every_command_runs_through_the_bus() -> None:
         ChangePolicy: handlers.change_policy,
         IssueApiKey: handlers.issue_api_key,
         AcceptPostings: handlers.accept_postings,
+        ListShops: handlers.list_shops,
     }
