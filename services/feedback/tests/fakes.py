@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,17 +19,10 @@ from regulars_feedback.domain.verdicts import AskKind
 from regulars_feedback.domain.visits import Visit
 from regulars_feedback.handlers import Deps, FeedbackUnitOfWork
 from regulars_runtime.bus import MessageBus
+from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 from regulars_runtime.timers import NewTimer, Timer
 from regulars_runtime.unit_of_work import ShopPolicy
 from regulars_shop.policy import Policy
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class InMemoryRecoveryCases:
@@ -210,60 +202,6 @@ class InMemoryTimeline:
 
 
 @dataclass
-class BookedTimer:
-    timer: NewTimer
-    fired: bool = False
-    cancelled_at: datetime | None = None
-
-
-class FakeTimers:
-    """Idempotent by key like the real book; a cancelled or fired timer never fires."""
-
-    def __init__(self) -> None:
-        self.book: dict[str, BookedTimer] = {}
-
-    async def schedule(self, timer: NewTimer, *, reschedule: bool = False) -> bool:
-        if timer.key in self.book and not reschedule:
-            return False
-        self.book[timer.key] = BookedTimer(timer)
-        return True
-
-    async def schedule_many(self, new: Sequence[NewTimer]) -> int:
-        return sum([await self.schedule(t) for t in new])
-
-    async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
-        booked = self.book.get(key)
-        if booked is None or booked.fired or booked.cancelled_at is not None:
-            return False
-        booked.cancelled_at = at
-        return True
-
-    def pending(self, kind: str | None = None) -> list[NewTimer]:
-        return sorted(
-            (
-                b.timer
-                for b in self.book.values()
-                if not b.fired and b.cancelled_at is None and kind in (None, b.timer.kind)
-            ),
-            key=lambda t: (t.fire_at, t.key),
-        )
-
-    def cancelled(self) -> set[str]:
-        return {key for key, b in self.book.items() if b.cancelled_at is not None}
-
-
-class FakeShops:
-    def __init__(self) -> None:
-        self.policies: dict[uuid.UUID, ShopPolicy] = {}
-
-    async def apply(self, envelope: Envelope) -> None:
-        return None
-
-    async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
-        return self.policies.get(shop_id)
-
-
-@dataclass
 class World:
     """The stores one test's units of work share (what a database would hold)."""
 
@@ -272,8 +210,8 @@ class World:
     visits: InMemoryVisits = field(default_factory=InMemoryVisits)
     asks: InMemoryAsks = field(default_factory=InMemoryAsks)
     timeline: InMemoryTimeline = field(default_factory=InMemoryTimeline)
-    timers: FakeTimers = field(default_factory=FakeTimers)
-    shops: FakeShops = field(default_factory=FakeShops)
+    timers: TimersInMemory = field(default_factory=TimersInMemory)
+    shops: ShopsInMemory = field(default_factory=ShopsInMemory)
     outbox: list[Envelope] = field(default_factory=list)
 
 

@@ -10,7 +10,7 @@ import copy
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from regulars_events.base import Event
@@ -24,60 +24,10 @@ from regulars_followup.domain.outreach import BudgetFacts, Priority
 from regulars_followup.domain.sweep import CustomerHistory
 from regulars_followup.domain.visits import Visit, VisitStatus
 from regulars_followup.handlers import Deps, FollowUpUnitOfWork
-from regulars_runtime import timers
 from regulars_runtime.bus import Received
-from regulars_runtime.timers import Timer
+from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 from regulars_runtime.unit_of_work import ShopPolicy
 from regulars_shop.policy import Policy
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, by: timedelta) -> None:
-        self.now += by
-
-
-class FakeTimers:
-    def __init__(self) -> None:
-        self.pending: dict[str, timers.NewTimer] = {}
-        self.cancelled: list[str] = []
-
-    async def schedule(self, timer: timers.NewTimer, *, reschedule: bool = False) -> bool:
-        if timer.key in self.pending and not reschedule:
-            return False
-        self.pending[timer.key] = timer
-        return True
-
-    async def schedule_many(self, new: Sequence[timers.NewTimer]) -> int:
-        return sum([await self.schedule(t) for t in new])
-
-    async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
-        self.cancelled.append(key)
-        return self.pending.pop(key, None) is not None
-
-    def of_kind(self, kind: str) -> list[timers.NewTimer]:
-        return [t for t in self.pending.values() if t.kind == kind]
-
-    def fired(self, timer: timers.NewTimer) -> Timer:
-        """``timer`` as the scheduler hands it to its handler."""
-        self.pending.pop(timer.key, None)
-        return Timer(0, timer.key, timer.kind, timer.shop_id, timer.fire_at, timer.payload, 0)
-
-
-class FakeShops:
-    def __init__(self) -> None:
-        self.policies: dict[uuid.UUID, ShopPolicy] = {}
-
-    async def apply(self, envelope: Envelope) -> None:
-        raise AssertionError("shop facts are applied by the bus, not by followup's handlers")
-
-    async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
-        return self.policies.get(shop_id)
 
 
 class FakeTasks:
@@ -290,8 +240,8 @@ class FakeUnitOfWork(FollowUpUnitOfWork):
 
     def __init__(self) -> None:
         super().__init__(source="followup")
-        self.timers = FakeTimers()
-        self.shops = FakeShops()
+        self.timers = TimersInMemory()
+        self.shops = ShopsInMemory()
         self.tasks = FakeTasks()
         self.visits = FakeVisits()
         self.customers = FakeCustomers()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted
@@ -19,48 +19,7 @@ from regulars_intake.domain.acceptance import ClaimFirst, Receipt, ReceiptKey
 from regulars_intake.domain.repair_orders import RepairOrder
 from regulars_intake.domain.shop import ApiKey, PolicyVersion, Shop
 from regulars_intake.handlers import Deps, IntakeUnitOfWork, ShopSummary
-from regulars_runtime.timers import NewTimer
-from regulars_runtime.unit_of_work import ShopPolicy
-
-
-class FakeClock:
-    def __init__(self, now: datetime = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, by: timedelta) -> None:
-        self.now += by
-
-
-class FakeTimers:
-    def __init__(self) -> None:
-        self.scheduled: dict[str, NewTimer] = {}
-
-    async def schedule(self, timer: NewTimer, *, reschedule: bool = False) -> bool:
-        if timer.key in self.scheduled and not reschedule:
-            return False
-        self.scheduled[timer.key] = timer
-        return True
-
-    async def schedule_many(self, new: Sequence[NewTimer]) -> int:
-        return sum([await self.schedule(t) for t in new])
-
-    async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
-        return self.scheduled.pop(key, None) is not None
-
-
-class FakeShopBook:
-    def __init__(self) -> None:
-        self.applied: list[Envelope] = []
-        self.policies: dict[uuid.UUID, ShopPolicy] = {}
-
-    async def apply(self, envelope: Envelope) -> None:
-        self.applied.append(envelope)
-
-    async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
-        return self.policies.get(shop_id)
+from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 
 
 @dataclass
@@ -186,8 +145,8 @@ class Intake:
         self.customers = FakeCustomerDirectory()
         self.receipts = FakeReceipts(self.customers)
         self.repair_orders = FakeRepairOrders()
-        self.shops = FakeShopBook()
-        self.timers = FakeTimers()
+        self.shops = ShopsInMemory()
+        self.timers = TimersInMemory()
         self.outbox: list[Envelope] = []
 
     def unit_of_work(self, cause: Envelope | None = None) -> FakeIntakeUnitOfWork:

@@ -3,53 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from regulars_events.envelope import Envelope
 from regulars_loyalty.handlers import Deps, LoyaltyUnitOfWork
-from regulars_runtime.timers import NewTimer
-from regulars_runtime.unit_of_work import ShopPolicy
-
-
-class FakeClock:
-    def __init__(self, now: datetime = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, by: timedelta) -> None:
-        self.now += by
-
-
-class FakeTimers:
-    def __init__(self) -> None:
-        self.scheduled: dict[str, NewTimer] = {}
-
-    async def schedule(self, timer: NewTimer, *, reschedule: bool = False) -> bool:
-        if timer.key in self.scheduled and not reschedule:
-            return False
-        self.scheduled[timer.key] = timer
-        return True
-
-    async def schedule_many(self, new: Sequence[NewTimer]) -> int:
-        return sum([await self.schedule(t) for t in new])
-
-    async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
-        return self.scheduled.pop(key, None) is not None
-
-
-class FakeShopBook:
-    def __init__(self) -> None:
-        self.applied: list[Envelope] = []
-
-    async def apply(self, envelope: Envelope) -> None:
-        self.applied.append(envelope)
-
-    async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
-        return None
+from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 
 
 class FakeTimeline:
@@ -79,8 +37,8 @@ class Loyalty:
         self.clock = clock or FakeClock()
         self.deps = Deps(clock=self.clock)
         self.timeline = FakeTimeline()
-        self.shops = FakeShopBook()
-        self.timers = FakeTimers()
+        self.shops = ShopsInMemory()
+        self.timers = TimersInMemory()
         self.outbox: list[Envelope] = []
 
     def unit_of_work(self, _conn: Any, cause: Envelope | None = None) -> FakeLoyaltyUnitOfWork:
