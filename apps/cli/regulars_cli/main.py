@@ -38,7 +38,7 @@ async def _create_shop(database_url: str, name: str, timezone: str) -> tuple[uui
     pool = await create_pool(database_url, "intake", min_size=1, max_size=1)
     try:
         bus = bootstrap.bus(handlers.Deps(clock=system_clock), pool)
-        shop: handlers.NewShop = await bus.handle(handlers.CreateShop(name, timezone))
+        shop = await bus.handle(handlers.CreateShop(name, timezone))
         return shop.shop_id, shop.api_key
     finally:
         await pool.close()
@@ -77,8 +77,8 @@ def _cmd_shops_list(args: argparse.Namespace) -> int:
         pool = await create_pool(current().database_url, "intake", min_size=1, max_size=1)
         try:
             bus = bootstrap.bus(handlers.Deps(clock=system_clock), pool)
-            shops: list[Any] = await bus.handle(handlers.ListShops())
-            return shops
+            shops = await bus.handle(handlers.ListShops())
+            return list(shops)
         finally:
             await pool.close()
 

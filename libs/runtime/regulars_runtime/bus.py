@@ -65,6 +65,13 @@ class Received(Generic[E]):
         return Received(None, envelope)
 
 
+class Command(Generic[R]):
+    """A command whose handler answers with an ``R``: ``bus.handle(command)`` is typed by
+    it. Commands are frozen dataclasses naming what staff or a system asked for."""
+
+    __slots__ = ()
+
+
 #: ``async def handler(message, uow, deps) -> result``: the one handler signature
 Handler = Callable[[Any, U, D], Awaitable[Any]]
 
@@ -180,11 +187,11 @@ class MessageBus(Generic[U, D]):
 
     # -- commands (from the API and the CLI: a transaction of their own) ------------------
 
-    async def handle(self, command: Any) -> Any:
-        """Run ``command``'s handler in a new unit of work and commit; its result."""
+    async def handle(self, command: Command[R]) -> R:
+        """Run ``command``'s handler in a new unit of work and commit; its answer."""
         handler = self.commands[type(command)]
         async with self.unit_of_work() as uow:
-            return await handler(command, uow, self.deps)
+            return cast(R, await handler(command, uow, self.deps))
 
     def unit_of_work(self) -> AbstractAsyncContextManager[U]:
         """A new transaction on the pool, for a command's handler."""

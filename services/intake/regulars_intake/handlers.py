@@ -15,6 +15,7 @@ from typing import Protocol, TypedDict
 
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted
 from regulars_runtime.auth import issue_key
+from regulars_runtime.bus import Command
 from regulars_runtime.clock import Clock
 from regulars_runtime.unit_of_work import UnitOfWork
 from regulars_shop.policy import Policy
@@ -149,29 +150,29 @@ class Deps:
 
 
 @dataclass(frozen=True)
-class CreateShop:
+class CreateShop(Command["NewShop"]):
     name: str
     timezone: str
 
 
 @dataclass(frozen=True)
-class ListShops:
+class ListShops(Command[list[ShopSummary]]):
     """Every shop (an operator's question, from the CLI)."""
 
 
 @dataclass(frozen=True)
-class ChangePolicy:
+class ChangePolicy(Command[int]):
     shop_id: uuid.UUID
     policy: Policy
 
 
 @dataclass(frozen=True)
-class IssueApiKey:
+class IssueApiKey(Command[str]):
     shop_id: uuid.UUID
 
 
 @dataclass(frozen=True)
-class AcceptPostings:
+class AcceptPostings(Command[list[Outcome]]):
     """Postings, each for its shop, answered in order as if posted one by one."""
 
     postings: Sequence[tuple[uuid.UUID, Posting]]

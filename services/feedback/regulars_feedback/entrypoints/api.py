@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from regulars_runtime.bus import Command
 from regulars_runtime.http import (
     PageCursor,
     PageLimit,
@@ -29,7 +30,6 @@ from ..domain.surveys import InvalidAnswer, UnknownSurvey, answerable, survey_li
 from ..handlers import Deps
 from ..handlers.cases import UnknownCase
 from ..handlers.commands import AcknowledgeCase, AnswerSurvey, CommentOnCase, ResolveCase
-from ..handlers.surveys import Answered
 from . import pages
 
 router = APIRouter()
@@ -204,7 +204,7 @@ async def answer(request: Request, token: str) -> Response:
         raise Problem(415, f"send application/json or {FORM}, not {media[:60]!r}")
     pool = context(request).pool
     try:
-        done: Answered = await context(request).bus.handle(AnswerSurvey(token[:200], raw))
+        done = await context(request).bus.handle(AnswerSurvey(token[:200], raw))
     except UnknownSurvey as exc:
         if is_form:
             return pages.html_page(pages.not_found(), 404)
@@ -423,7 +423,7 @@ async def _command(
     request: Request,
     case_id: str,
     model: type[B],
-    make: Callable[[uuid.UUID, uuid.UUID, B], object],
+    make: Callable[[uuid.UUID, uuid.UUID, B], Command[Any]],
 ) -> dict[str, Any]:
     """Auth, the case id, the body; then the command ``make(shop, case id, body)`` through
     the bus, in a transaction of its own; answered with the case as it is now."""

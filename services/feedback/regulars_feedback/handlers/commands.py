@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+from regulars_runtime.bus import Command
 
 
 @dataclass(frozen=True)
-class AnswerSurvey:
+class Answered:
+    """What an answer came to: the result (the first one's, for a repeat), and the shop."""
+
+    result: dict[str, Any]
+    first: bool
+    shop_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class AnswerSurvey(Command[Answered]):
     """A customer's answer through the survey's public link (``raw``: the fields as posted)."""
 
     token: str
@@ -16,7 +28,7 @@ class AnswerSurvey:
 
 
 @dataclass(frozen=True)
-class AcknowledgeCase:
+class AcknowledgeCase(Command[bool]):
     shop_id: uuid.UUID
     case_id: uuid.UUID
     by: str | None = None
@@ -24,7 +36,7 @@ class AcknowledgeCase:
 
 
 @dataclass(frozen=True)
-class ResolveCase:
+class ResolveCase(Command[None]):
     shop_id: uuid.UUID
     case_id: uuid.UUID
     outcome: str
@@ -32,7 +44,7 @@ class ResolveCase:
 
 
 @dataclass(frozen=True)
-class CommentOnCase:
+class CommentOnCase(Command[None]):
     shop_id: uuid.UUID
     case_id: uuid.UUID
     text: str

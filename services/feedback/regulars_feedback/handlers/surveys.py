@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from regulars_events.catalogue import FeedbackSource, FollowUpCompleted, FollowUpMissed
 from regulars_runtime.bus import Received
@@ -20,16 +18,7 @@ from ..domain.verdicts import AskKind, ask, ask_subject, may_ask_for_review, pos
 from ..domain.verdicts import praise as praised
 from . import cases
 from .base import Deps, FeedbackUnitOfWork, policy_or_defaults, shop_policy
-from .commands import AnswerSurvey
-
-
-@dataclass(frozen=True)
-class Answered:
-    """What an answer came to: the result (the first one's, for a repeat), and the shop."""
-
-    result: dict[str, Any]
-    first: bool
-    shop_id: uuid.UUID
+from .commands import Answered, AnswerSurvey
 
 
 async def request_survey(

@@ -89,7 +89,7 @@ class MessageDispatcher:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
 
     async def dispatch_once(self) -> int:
-        claimed: list[Claimed] = await self.bus.handle(ClaimDueMessages(self.batch_size))
+        claimed = await self.bus.handle(ClaimDueMessages(self.batch_size))
         await asyncio.gather(*(self._deliver(c) for c in claimed))
         return len(claimed)
 

@@ -24,7 +24,7 @@ from regulars_events.catalogue import (
     SurveyRequested,
 )
 from regulars_runtime import timers
-from regulars_runtime.bus import Received
+from regulars_runtime.bus import Command, Received
 from regulars_runtime.clock import Clock
 from regulars_runtime.timers import Timer
 from regulars_runtime.unit_of_work import Waiting
@@ -230,7 +230,7 @@ async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> N
 
 
 @dataclass(frozen=True)
-class Unsubscribe:
+class Unsubscribe(Command[str | None]):
     """The email's unsubscribe link (or RFC 8058 one-click POST) was followed."""
 
     token: str
@@ -259,7 +259,7 @@ INTERRUPTED_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
-class ClaimDueMessages:
+class ClaimDueMessages(Command["list[Claimed]"]):
     """Take up to ``limit`` due messages to send (committed before anything leaves, so
     two dispatchers never send the same one)."""
 
@@ -287,7 +287,7 @@ async def claim_due_messages(
 
 
 @dataclass(frozen=True)
-class RecordDelivery:
+class RecordDelivery(Command[None]):
     """What came of handing a claimed message to its channel."""
 
     message_id: uuid.UUID
@@ -314,7 +314,7 @@ async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps
 
 
 @dataclass(frozen=True)
-class RecoverInterruptedMessages:
+class RecoverInterruptedMessages(Command[int]):
     """Messages a dispatcher claimed and then died while sending."""
 
 

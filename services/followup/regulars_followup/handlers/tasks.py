@@ -13,7 +13,7 @@ from datetime import datetime
 
 from regulars_events.catalogue import ServiceCompleted, ServiceReopened, ServiceVoided
 from regulars_runtime import timers
-from regulars_runtime.bus import Received
+from regulars_runtime.bus import Command, Received
 from regulars_runtime.timers import Timer
 from regulars_runtime.unit_of_work import ShopPolicy
 from regulars_shop.policy import parse_duration
@@ -136,7 +136,7 @@ class UnknownTask(LookupError):
 
 
 @dataclass(frozen=True)
-class RecordCallAttempt:
+class RecordCallAttempt(Command[AttemptResult]):
     """Staff recorded a call on a follow-up task."""
 
     shop_id: uuid.UUID

@@ -107,7 +107,7 @@ async def post_batch(request: Request) -> Response:
             results[i] = Outcome(
                 "rejected", None, client_id if isinstance(client_id, str) else None, rejected
             )
-    outcomes: list[Outcome] = await context(request).bus.handle(
+    outcomes = await context(request).bus.handle(
         AcceptPostings([(shop, posting) for _i, posting in postings])
     )
     for (i, _posting), outcome in zip(postings, outcomes, strict=True):
@@ -159,7 +159,7 @@ async def put_policy(request: Request) -> Response:
         errors = [{"field": e["key"], "message": e["message"]} for e in validation_errors(exc)]
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise Problem(422, message, errors=errors) from None
-    version: int = await context(request).bus.handle(ChangePolicy(shop, policy))
+    version = await context(request).bus.handle(ChangePolicy(shop, policy))
     return json_response({"version": version, "policy": policy.model_dump(mode="json")})
 
 
