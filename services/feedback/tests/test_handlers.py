@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from feedback_fakes import Feedback
 from regulars_events.catalogue import FollowUpCompleted, FollowUpMissed, ServiceCompleted
 from regulars_feedback.domain.cases import OutcomeRequired, timer_key
 from regulars_feedback.domain.surveys import InvalidAnswer
 from regulars_feedback.handlers.cases import RESURVEY, SLA
 from regulars_feedback.handlers.commands import AcknowledgeCase, AnswerSurvey, ResolveCase
 from regulars_shop.policy import Policy
+
+from services.feedback.tests.fakes import Feedback
 
 NY = ZoneInfo("America/New_York")
 STAFF = [

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from followup_fakes import FakeClock, World
 from regulars_events.catalogue import (
     ConsentChanged,
     CustomerUpserted,
@@ -39,6 +38,8 @@ from regulars_followup.handlers.outreach import (
     RecoverInterruptedMessages,
 )
 from regulars_followup.handlers.tasks import FOLLOW_UP_MISSED, RecordCallAttempt
+
+from services.followup.tests.fakes import FakeClock, World
 
 NY = ZoneInfo("America/New_York")
 MONDAY_2PM = datetime(2026, 11, 23, 14, 0, tzinfo=NY)
