@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from datetime import datetime
@@ -223,22 +224,6 @@ def _bad_text(raw: bytes) -> str | None:
     return None
 
 
-def _json_nul(value: Any, path: str = "") -> Iterator[str]:
-    """The dotted paths of the strings (and keys) in ``value`` that hold a NUL."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield path or "body"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                yield here.replace("\x00", "\\u0000")
-            yield from _json_nul(item, here)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _json_nul(item, f"{path}.{i}" if path else str(i))
-
-
 def check_text(scope: dict[str, Any], body: bytes) -> None:
     """422 for a NUL or invalid UTF-8 in the path, the query or the body, naming where."""
     raw_path = scope.get("raw_path") or scope.get("path", "").encode()
@@ -272,14 +257,41 @@ def _json_body_errors(body: bytes) -> list[dict[str, str]]:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        return [{"field": "body", "message": "not valid UTF-8"}]
+        return [{"field": f, "message": "not valid UTF-8"} for f in not_utf8_fields(body)]
     if b"\\u0000" not in body:
         return []  # JSON carries a NUL only as that escape: no need to parse
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         return []  # the route's parser names what is wrong with it
-    return [{"field": path, "message": "NUL character"} for path in _json_nul(document)]
+    nul = _json_paths(document, lambda s: "\x00" in s)
+    return [{"field": path, "message": "NUL character"} for path in nul]
+
+
+def not_utf8_fields(body: bytes) -> list[str]:
+    """Where a JSON body that is not valid UTF-8 goes wrong: the dotted paths of the
+    strings holding the bad bytes (``body`` when it cannot be read that far)."""
+    try:
+        document = json.loads(body.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        return ["body"]
+    found = list(_json_paths(document, lambda s: any("\udc80" <= c <= "\udcff" for c in s)))
+    return [f.encode("utf-8", "replace").decode() for f in found] or ["body"]
+
+
+def _json_paths(value: Any, bad: Callable[[str], bool], path: str = "") -> Iterator[str]:
+    if isinstance(value, str):
+        if bad(value):
+            yield path or "body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if bad(str(key)):
+                yield here
+            yield from _json_paths(item, bad, here)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _json_paths(item, bad, f"{path}.{i}" if path else str(i))
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes:

@@ -124,7 +124,14 @@ async def test_nul_and_bad_utf8_are_422_naming_where(client: httpx.AsyncClient) 
         ),
         422,
     )
-    assert raw["errors"] == [{"field": "body", "message": "not valid UTF-8"}]
+    assert raw["errors"] == [{"field": "text", "message": "not valid UTF-8"}]
+    broken = _problem(
+        await client.post(
+            "/v1/notes", content=b'{"text": \xff', headers={"content-type": "application/json"}
+        ),
+        422,
+    )
+    assert broken["errors"] == [{"field": "body", "message": "not valid UTF-8"}]
     # and what is fine still goes through, the body handed on whole
     ok = await client.post("/v1/notes", json={"text": "caf\u00e9"})
     assert ok.status_code == 200 and ok.json() == {"text": "caf\u00e9"}
@@ -200,3 +207,11 @@ async def test_a_problem_never_carries_the_nul_it_refuses(client: httpx.AsyncCli
     body = _problem(r, 422)
     assert "\x00" not in r.text
     assert body["errors"] == [{"field": "n\\u0000te", "message": "NUL character"}]
+
+
+async def test_bytes_that_are_not_utf8_are_named_by_their_field(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b'{"text": "ok", "tags": ["fine", "caf\xe9"]}'
+    r = await client.post("/v1/notes", content=body, headers={"content-type": "application/json"})
+    assert _problem(r, 422)["errors"] == [{"field": "tags.1", "message": "not valid UTF-8"}]

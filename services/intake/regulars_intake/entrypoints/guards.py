@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import orjson
-from regulars_runtime.http import Problem
+from regulars_runtime.http import Problem, not_utf8_fields
 
 from ..domain.postings import MAX_REQUEST_BYTES
 from ..domain.rate_limit import ShopRateLimits
@@ -49,4 +49,13 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc):
+            # Well-formed JSON whose text is not UTF-8: the fields it is in are named,
+            # as every other service does for a body (RequestGuard).
+            fields = not_utf8_fields(body)
+            raise Problem(
+                422,
+                "; ".join(f"{f}: not valid UTF-8" for f in fields),
+                errors=[{"field": f, "message": "not valid UTF-8"} for f in fields],
+            ) from None
         raise Problem(400, f"request body is not valid JSON: {exc}") from None
