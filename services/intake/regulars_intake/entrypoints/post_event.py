@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from regulars_runtime import metrics
-from regulars_runtime.http import PROBLEM_JSON, Problem, problem_body
+from regulars_runtime.http import PROBLEM_JSON, Problem, check_text, problem_body
 from regulars_runtime.service import ServiceContext, authorized_shop
 
 from ..domain.postings import Rejected, parse_posting
@@ -76,6 +76,8 @@ class PostEvent:
         try:
             if scope["method"] != "POST":
                 raise Problem(405, "this path takes POST only", {"Allow": "POST"})
+            if scope.get("query_string"):
+                check_text(scope, b"")  # the body's own text is checked as it is parsed
             status, body, headers = await _post(ctx, scope, receive)
             media = b"application/json"
         except Problem as problem:
