@@ -12,6 +12,7 @@ from regulars_runtime.unit_of_work import UnitOfWorkFactory
 
 from . import handlers
 from .adapters.unit_of_work import PostgresLoyaltyUnitOfWork
+from .entrypoints import api
 
 NAME = "loyalty"
 
@@ -53,6 +54,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[LoyaltySettings
         ),
         settings=LoyaltySettings,
         wire=wire,
+        routers=[api.router],
         consumes=handlers.TOPICS,
         clock=clock,
     )
