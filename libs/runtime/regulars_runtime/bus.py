@@ -27,7 +27,7 @@ from regulars_events.envelope import Envelope
 
 from .shop_directory import is_shop_event
 from .timers import Timer
-from .unit_of_work import UnitOfWork, unit_of_work
+from .unit_of_work import UnitOfWork, UnitOfWorkFactory, unit_of_work
 
 U = TypeVar("U", bound=UnitOfWork)
 D = TypeVar("D")
@@ -94,14 +94,13 @@ class MessageBus(Generic[U, D]):
     def __init__(
         self,
         *,
-        unit_of_work: Callable[[asyncpg.Connection, Envelope | None], U],
+        unit_of_work: UnitOfWorkFactory[U],
         deps: D,
         events: Mapping[str, Handler[U, D]] | None = None,
         batches: Mapping[str, Batch[U, D]] | None = None,
         timers: Mapping[str, Handler[U, D]] | None = None,
         commands: Mapping[type, Handler[U, D]] | None = None,
         every_event: Handler[U, D] | None = None,
-        wants_every_event: bool = False,
         pool: asyncpg.Pool | None = None,
         transaction: Callable[[], AbstractAsyncContextManager[U]] | None = None,
     ) -> None:
@@ -114,7 +113,6 @@ class MessageBus(Generic[U, D]):
         self.timers = dict(timers or {})
         self.commands = dict(commands or {})
         self.every_event = every_event
-        self.wants_every_event = wants_every_event or every_event is not None
         self.pool = pool
         self.transaction = transaction
 
@@ -122,7 +120,7 @@ class MessageBus(Generic[U, D]):
 
     def handles(self, event_type: str) -> bool:
         return (
-            self.wants_every_event
+            self.every_event is not None
             or is_shop_event(event_type)
             or event_type in self.events
             or event_type in self.batches

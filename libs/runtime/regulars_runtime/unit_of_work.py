@@ -174,9 +174,7 @@ UnitOfWorkFactory = Callable[[asyncpg.Connection, Envelope | None], U]
 
 
 @asynccontextmanager
-async def unit_of_work(
-    pool: asyncpg.Pool, make: Callable[[asyncpg.Connection, Envelope | None], U]
-) -> AsyncIterator[U]:
+async def unit_of_work(pool: asyncpg.Pool, make: UnitOfWorkFactory[U]) -> AsyncIterator[U]:
     """A transaction for a command: commits state and outbox rows together."""
     async with pool.acquire() as conn, conn.transaction():
         uow = make(conn, None)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from regulars_runtime.clock import Clock
-from regulars_runtime.unit_of_work import ShopPolicy, UnitOfWork
+from regulars_runtime.unit_of_work import UnitOfWork
 
 from ..domain.consent import ConsentChange
 from ..domain.customers import Customer
@@ -140,8 +140,3 @@ class Deps:
     """What handlers need besides the unit of work."""
 
     clock: Clock
-
-
-async def shop_policy(uow: FollowUpUnitOfWork, shop_id: uuid.UUID) -> ShopPolicy:
-    """The shop's policy; the consumer waits for it while it has not arrived."""
-    return await uow.policy(shop_id)

@@ -34,7 +34,7 @@ from ..domain.consent import ConsentChange, from_customer_record, from_reply
 from ..domain.customers import Customer
 from ..domain.messages import MessageStatus, OutboundMessage
 from ..domain.outreach import Decision, best_channel
-from .base import Deps, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork
 
 MESSAGE_DUE = "message.due"
 
@@ -161,7 +161,7 @@ async def request_message(
     ``unavailable`` records the message as suppressed with that reason (something it
     needs is missing), so staff can see why it did not go.
     """
-    _version, policy = await shop_policy(uow, shop_id)
+    _version, policy = await uow.policy(shop_id)
     customer = await _known_customer(uow, shop_id, customer_id)
     now = clock()
     channel, decision = await _best_channel(uow, kind, channels, customer, shop_id, policy, now)
@@ -214,7 +214,7 @@ async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> N
         # To staff, about work: the customer's consent and quiet hours do not apply.
         message.release(clock())
     else:
-        _version, policy = await shop_policy(uow, message.shop_id)
+        _version, policy = await uow.policy(message.shop_id)
         customer = await uow.customers.get(message.shop_id, message.customer_id)
         assert customer is not None
         now = clock()
@@ -247,7 +247,7 @@ async def unsubscribe(command: Unsubscribe, uow: FollowUpUnitOfWork, deps: Deps)
     if customer is not None and customer.consents_to("email") is not False:
         change = ConsentChange("email", False, "unsubscribe_link", f"message {message.id}")
         await uow.customers.record_consent(shop_id, customer_id, change, None, deps.clock())
-    known = await shop_policy(uow, shop_id)
+    known = await uow.policy(shop_id)
     return known[1].contact.name or "the shop"
 
 

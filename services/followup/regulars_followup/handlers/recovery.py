@@ -25,7 +25,7 @@ from regulars_shop.policy import Policy, StaffMember, parse_duration
 
 from ..domain.follow_up import FollowUpTask
 from ..domain.messages import OutboundMessage
-from .base import Deps, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork
 from .outreach import request_message, wake_at
 
 RECOVERY_CHECK_IN = "followup.recovery_check_in"
@@ -52,7 +52,7 @@ async def notify_staff(
     summary: str,
 ) -> None:
     """An email to a staff member (not the customer): no consent or quiet hours apply."""
-    _version, policy = await shop_policy(uow, shop_id)
+    _version, policy = await uow.policy(shop_id)
     member = staff_member(policy, ref)
     message = OutboundMessage.to_staff_member(
         id=uuid.uuid4(),
@@ -79,7 +79,7 @@ async def on_case_opened(
     event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     await uow.cases.open(shop_id, event.customer_id, event.case_id, envelope.time)
-    _v, policy = await shop_policy(uow, shop_id)
+    _v, policy = await uow.policy(shop_id)
     await notify_staff(
         uow,
         clock,
@@ -97,7 +97,7 @@ async def on_case_at_risk(
 ) -> None:
     event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
-    _v, policy = await shop_policy(uow, shop_id)
+    _v, policy = await uow.policy(shop_id)
     await notify_staff(
         uow,
         clock,
@@ -134,7 +134,7 @@ async def on_case_resolved(
     event, envelope = message.event, message.envelope
     shop_id = uuid.UUID(envelope.shop_id)
     await uow.cases.close(shop_id, event.case_id)
-    _v, policy = await shop_policy(uow, shop_id)
+    _v, policy = await uow.policy(shop_id)
     at = event.resolved_at + parse_duration(policy.recovery_check_in_after)
     repair_order = envelope.data.get("repair_order_id") or f"case:{event.case_id}"
     await uow.timers.schedule(
@@ -158,7 +158,7 @@ async def on_check_in_timer(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -
     """A week after resolution: a call to make sure the fix held."""
     payload, clock = timer.payload, deps.clock
     shop_id = uuid.UUID(payload["shop_id"])
-    version, _policy = await shop_policy(uow, shop_id)
+    version, _policy = await uow.policy(shop_id)
     await uow.tasks.add(
         FollowUpTask.check_in(
             uuid.uuid4(),
@@ -177,7 +177,7 @@ async def on_review_requested(
 ) -> None:
     event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
-    _v, policy = await shop_policy(uow, shop_id)
+    _v, policy = await uow.policy(shop_id)
     link = policy.contact.review_url
     await request_message(
         uow,

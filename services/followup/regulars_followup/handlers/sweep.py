@@ -14,7 +14,7 @@ from regulars_runtime.timers import Timer
 from regulars_shop.policy import Policy, parse_duration
 
 from ..domain.sweep import first_of_next_month, monthly_check
-from .base import Deps, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork
 from .outreach import request_message
 
 MONTHLY_CHECK = "followup.monthly_check"
@@ -27,7 +27,7 @@ def _moment(month: date, policy: Policy) -> datetime:
 
 async def plan_next_check(uow: FollowUpUnitOfWork, shop_id: uuid.UUID, now: datetime) -> None:
     """Make sure the shop's next monthly check is on the calendar (idempotent per month)."""
-    _version, policy = await shop_policy(uow, shop_id)
+    _version, policy = await uow.policy(shop_id)
     local_today = now.astimezone(ZoneInfo(policy.timezone)).date()
     month = first_of_next_month(local_today)
     await uow.timers.schedule(
@@ -54,7 +54,7 @@ async def run_monthly_check(
     """Ask for every reminder, birthday, thank-you and win-back the shop's customers are
     owed this month; each goes through the one message budget (and a second run of the
     same month asks for nothing new: each has its purpose key)."""
-    _version, policy = await shop_policy(uow, shop_id)
+    _version, policy = await uow.policy(shop_id)
     now = clock()
     counts: dict[str, int] = defaultdict(int)
     lapsed, lost = parse_duration(policy.lapsed_after), parse_duration(policy.lost_after)

@@ -21,7 +21,7 @@ from regulars_shop.policy import parse_duration
 from ..domain.attempts import Attempt, AttemptResult
 from ..domain.follow_up import CompletedVisit, FollowUpTask, FollowUpTerms, MissCheck, Scheduled
 from ..domain.visits import VisitStatus
-from .base import Deps, FollowUpUnitOfWork, shop_policy
+from .base import Deps, FollowUpUnitOfWork
 
 FOLLOW_UP_MISSED = "followup.missed"
 
@@ -60,7 +60,7 @@ async def on_services_completed(
     New visits' tasks and miss timers are written with one statement per table.
     """
     shops = {m.shop_id for m in messages}
-    policies = {shop: terms(await shop_policy(uow, shop)) for shop in shops}
+    policies = {shop: terms(await uow.policy(shop)) for shop in shops}
     visits = [completed_visit(m) for m in messages]
     added = await uow.visits.add_new(visits)
     now = deps.clock()
