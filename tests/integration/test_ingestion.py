@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from harness import System, auth
+from harness import System, auth, wait_for
 
 
 def customer(cid: str, **extra: Any) -> dict[str, Any]:
@@ -330,3 +331,70 @@ async def test_one_failing_posting_fails_alone_not_its_batch(
         shop_id,
     )
     assert stored[0]["n"] == 5
+
+
+async def _record_on_kafka(bootstrap: str, topic: str, event_id: str) -> Any:
+    """The record on ``topic`` whose ce_id is ``event_id``, read from the broker itself
+    (from the start of every partition to its end), or None."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # the metadata that names the topic's partitions
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return None
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    if dict(record.headers).get("ce_id") == event_id.encode():
+                        return record
+            if all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
+                return None
+    finally:
+        await consumer.stop()
+
+
+async def test_an_issued_invoice_is_taken_and_reaches_kafka_under_its_name(
+    intake: httpx.AsyncClient, running: System, shop: tuple[str, str]
+) -> None:
+    assert (await intake.post("/v1/events", json=customer("c-inv"))).status_code == 202
+    issued = {
+        "type": "invoice.issued",
+        "id": f"inv-{uuid.uuid4().hex[:8]}-issued",
+        "occurred_at": "2026-11-20T17:00:00-05:00",
+        "data": {
+            "invoice_id": "inv-1",
+            "customer_id": "c-inv",
+            "amount_cents": 18_950,
+            "due_at": "2026-12-20T00:00:00-05:00",
+        },
+    }
+    incomplete = {
+        **issued,
+        "id": issued["id"] + "-bad",
+        "data": {k: v for k, v in issued["data"].items() if k != "amount_cents"},
+    }
+    r = await intake.post("/v1/events", json=incomplete)
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["data.amount_cents"]
+
+    r = await intake.post("/v1/events", json=issued)
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "accepted"
+    event_id = r.json()["event_id"]
+    record = await wait_for(
+        lambda: _record_on_kafka(running.bootstrap, "regulars.invoice", event_id), timeout=30
+    )
+    headers = dict(record.headers)
+    assert headers["ce_type"] == b"regulars.invoice.issued.v1"
+    assert headers["ce_source"] == b"intake"
+    assert record.key == f"{shop[0]}:c-inv".encode()
+    assert json.loads(record.value) == issued["data"]

@@ -71,6 +71,14 @@ class AppointmentBooked(Event):
     starts_at: AwareDatetime
 
 
+class InvoiceIssued(Event):
+    type = "regulars.invoice.issued.v1"
+    invoice_id: Id = Field(min_length=1, max_length=200)
+    customer_id: Id = Field(min_length=1, max_length=200)
+    amount_cents: int
+    due_at: AwareDatetime
+
+
 class InvoicePaid(Event):
     type = "regulars.invoice.paid.v1"
     invoice_id: Id = Field(min_length=1, max_length=200)
@@ -151,6 +159,7 @@ SHOP_EVENTS: dict[str, type[Event]] = {
     "service.voided": ServiceVoided,
     "service.reopened": ServiceReopened,
     "appointment.booked": AppointmentBooked,
+    "invoice.issued": InvoiceIssued,
     "invoice.paid": InvoicePaid,
     "invoice.overdue": InvoiceOverdue,
     "service_plan.renewed": ServicePlanRenewed,
@@ -499,3 +508,9 @@ class CustomerAtRisk(Event):
     customer_id: Id = Field(min_length=1, max_length=200)
     #: e.g. open_negative_feedback, missed_follow_up, overdue_maintenance
     reasons: list[str] = Field(min_length=1)
+    #: the churn-risk score that crossed the threshold (1 = certain to churn)
+    score: float | None = Field(default=None, ge=0, le=1)
+    #: the estimated probability that the customer is still "alive" (will come back)
+    p_alive: float | None = Field(default=None, ge=0, le=1)
+    #: the shop's at_risk_threshold the score crossed from below
+    threshold: float | None = Field(default=None, ge=0, le=1)

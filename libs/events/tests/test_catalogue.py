@@ -9,10 +9,13 @@ import pytest
 from pydantic import ValidationError
 from regulars_events.base import EVENT_TYPES, family_of
 from regulars_events.catalogue import (
+    SHOP_EVENTS,
     CustomerAtRisk,
     FeedbackReceived,
     FollowUpAttempted,
     FollowUpCompleted,
+    InvoiceIssued,
+    InvoicePaid,
     LifecycleStageChanged,
     NegativeFeedback,
     RecoveryCaseEscalated,
@@ -181,6 +184,36 @@ def test_staff_praised_names_someone() -> None:
 def test_customer_at_risk_needs_a_reason() -> None:
     with pytest.raises(ValidationError, match="reasons"):
         CustomerAtRisk(customer_id="c1", reasons=[])
+
+
+def test_customer_at_risk_without_a_score_still_validates() -> None:
+    # score, p_alive and threshold came later (additive): what loyalty sent before stays valid
+    old = CustomerAtRisk.model_validate({"customer_id": "c1", "reasons": ["missed_follow_up"]})
+    assert (old.score, old.p_alive, old.threshold) == (None, None, None)
+    scored = CustomerAtRisk(
+        customer_id="c1", reasons=["missed_follow_up"], score=0.72, p_alive=0.31, threshold=0.6
+    )
+    assert scored.model_dump(mode="json")["score"] == 0.72
+
+
+@pytest.mark.parametrize("field", ["score", "p_alive", "threshold"])
+@pytest.mark.parametrize("value", [-0.01, 1.01])
+def test_customer_at_risk_numbers_are_between_zero_and_one(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        CustomerAtRisk.model_validate({"customer_id": "c1", "reasons": ["x"], field: value})
+
+
+def test_an_issued_invoice_has_the_paid_ones_fields_and_constraints() -> None:
+    assert SHOP_EVENTS["invoice.issued"] is InvoiceIssued
+    assert InvoiceIssued.type == "regulars.invoice.issued.v1"
+    issued = InvoiceIssued.model_json_schema()
+    paid = InvoicePaid.model_json_schema()
+    assert issued["properties"] == paid["properties"]
+    assert issued["required"] == paid["required"]
+    with pytest.raises(ValidationError, match="invoice_id"):
+        InvoiceIssued.model_validate(
+            {"invoice_id": "", "customer_id": "c1", "amount_cents": 1, "due_at": NOW.isoformat()}
+        )
 
 
 def test_events_are_frozen() -> None:

@@ -155,6 +155,47 @@ async def test_a_referral_names_its_referrer_when_unknown() -> None:
     assert [e.field for e in outcome.rejection.errors] == ["data.referrer_customer_id"]
 
 
+def invoice(kind: str, cid: str, client_id: str) -> Posting:
+    return parse_posting(
+        {
+            "type": kind,
+            "id": client_id,
+            "occurred_at": "2026-11-20T17:00:00-05:00",
+            "data": {
+                "invoice_id": "inv-1",
+                "customer_id": cid,
+                "amount_cents": 18_950,
+                "due_at": "2026-12-20T00:00:00-05:00",
+            },
+        }
+    )
+
+
+async def test_an_issued_invoice_is_accepted_and_emitted_as_a_paid_one_is() -> None:
+    intake = await with_customer()
+    issued, paid = await accept(
+        intake,
+        invoice("invoice.issued", "c-1", "inv-1-issued"),
+        invoice("invoice.paid", "c-1", "inv-1-paid"),
+    )
+    assert (issued.status, paid.status) == ("accepted", "accepted")
+    assert [(e.type, e.id, e.subject) for e in intake.outbox] == [
+        ("regulars.invoice.issued.v1", issued.event_id, "c-1"),
+        ("regulars.invoice.paid.v1", paid.event_id, "c-1"),
+    ]
+    assert intake.outbox[0].data["amount_cents"] == 18_950
+    (again,) = await accept(intake, invoice("invoice.issued", "c-1", "inv-1-issued"))
+    assert (again.status, again.event_id) == ("duplicate", issued.event_id)
+
+
+async def test_an_issued_invoice_for_an_unknown_customer_is_a_404_naming_the_field() -> None:
+    intake = await with_customer()
+    (outcome,) = await accept(intake, invoice("invoice.issued", "c-nobody", "inv-x"))
+    assert outcome.rejection is not None and outcome.rejection.status == 404
+    assert [e.field for e in outcome.rejection.errors] == ["data.customer_id"]
+    assert intake.outbox == []
+
+
 async def test_a_void_of_an_unknown_repair_order_is_a_404() -> None:
     intake = await with_customer()
     (outcome,) = await accept(intake, order_event("service.voided", "ro-404", "void-1"))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from regulars_events.catalogue import SHOP_EVENTS
 from regulars_intake.bootstrap import DEFINITION, IntakeSettings
 from regulars_runtime.openapi import NO_NUL
 from regulars_runtime.service import create_app
@@ -91,3 +92,13 @@ def test_the_policy_body_is_the_policy_models_schema(document: dict[str, Any]) -
     schemas = document["components"]["schemas"]
     for name, schema in nested.items():
         assert _without_nul_rule(schemas[name]) == schema, name
+
+
+def test_an_events_type_is_one_of_the_shop_events(document: dict[str, Any]) -> None:
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    schema = body["schema"]
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].removeprefix(COMPONENTS)]
+    types = schema["properties"]["type"]["enum"]
+    assert types == list(SHOP_EVENTS)
+    assert {"invoice.issued", "invoice.paid", "invoice.overdue"} <= set(types)

@@ -4,7 +4,7 @@ import uuid
 
 import orjson
 import pytest
-from regulars_events.catalogue import ServiceCompleted
+from regulars_events.catalogue import InvoiceIssued, InvoicePaid, ServiceCompleted
 from regulars_intake.domain.postings import MAX_EVENT_BYTES, Rejected, body_hash, parse_posting
 from regulars_intake.domain.rate_limit import ShopRateLimits, TokenBucket
 
@@ -26,6 +26,43 @@ def test_a_good_posting_becomes_its_event_with_unknown_fields_kept() -> None:
     assert isinstance(posting.event, ServiceCompleted)
     assert posting.event.model_dump()["shop_field"] == {"kept": True}
     assert posting.client_id == "ro-1-done"
+
+
+INVOICE_DATA = {
+    "invoice_id": "inv-7",
+    "customer_id": "42",
+    "amount_cents": 18_950,
+    "due_at": "2026-12-20T00:00:00-05:00",
+}
+
+
+@pytest.mark.parametrize(
+    ("short_type", "cls"), [("invoice.issued", InvoiceIssued), ("invoice.paid", InvoicePaid)]
+)
+def test_an_invoice_is_taken_issued_or_paid_alike(short_type: str, cls: type) -> None:
+    raw = {"type": short_type, "occurred_at": "2026-11-20T10:00:00Z", "data": INVOICE_DATA}
+    posting = parse_posting(raw)
+    assert isinstance(posting.event, cls)
+    assert posting.event.type == f"regulars.{short_type}.v1"
+    assert posting.event.subject() == "42"
+
+
+@pytest.mark.parametrize("missing", ["invoice_id", "customer_id", "amount_cents", "due_at"])
+def test_an_issued_invoice_without_a_field_is_422_naming_it(missing: str) -> None:
+    data = {k: v for k, v in INVOICE_DATA.items() if k != missing}
+    raw = {"type": "invoice.issued", "occurred_at": "2026-11-20T10:00:00Z", "data": data}
+    with pytest.raises(Rejected) as caught:
+        parse_posting(raw)
+    assert caught.value.status == 422
+    assert [e.field for e in caught.value.errors] == [f"data.{missing}"]
+
+
+def test_an_issued_invoices_due_time_needs_an_offset() -> None:
+    data = {**INVOICE_DATA, "due_at": "2026-12-20T00:00:00"}
+    raw = {"type": "invoice.issued", "occurred_at": "2026-11-20T10:00:00Z", "data": data}
+    with pytest.raises(Rejected) as caught:
+        parse_posting(raw)
+    assert [e.field for e in caught.value.errors] == ["data.due_at"]
 
 
 def test_event_id_is_stable_per_shop_and_distinct_across_shops() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from regulars_events.catalogue import SHOP_EVENTS
 from regulars_runtime.http import Problem, json_response
 from regulars_runtime.service import context, shop_of
 from regulars_shop.policy import Policy, validation_errors
@@ -32,7 +33,13 @@ EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["type", "occurred_at", "data"],
     "properties": {
-        "type": {"type": "string", "example": "service.completed"},
+        "type": {
+            "type": "string",
+            "enum": list(SHOP_EVENTS),
+            "description": "the event type; each maps to the Kafka event of the same name"
+            " (invoice.issued -> regulars.invoice.issued.v1)",
+            "example": "service.completed",
+        },
         "id": {"type": "string", "description": "your idempotency key for this event"},
         "occurred_at": {"type": "string", "format": "date-time"},
         "data": {"type": "object"},
