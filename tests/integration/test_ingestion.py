@@ -183,6 +183,23 @@ async def test_policy_is_validated_and_versioned(intake: httpx.AsyncClient) -> N
     assert (await intake.get("/v1/policy")).json()["policy"]["follow_up_max_attempts"] == 4
 
 
+async def test_the_at_risk_threshold_is_a_policy_key_validated_by_name(
+    running: System,
+) -> None:
+    _shop_id, key = await running.create_shop("Threshold Garage")
+    async with httpx.AsyncClient(
+        base_url=running.services["intake"].url, headers=auth(key), timeout=10
+    ) as http:
+        current = (await http.get("/v1/policy")).json()
+        assert current["policy"]["at_risk_threshold"] == 0.6
+        r = await http.put("/v1/policy", json={**current["policy"], "at_risk_threshold": 1.5})
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["at_risk_threshold"]
+        r = await http.put("/v1/policy", json={**current["policy"], "at_risk_threshold": 0.75})
+        assert r.status_code == 200, r.text
+        assert (await http.get("/v1/policy")).json()["policy"]["at_risk_threshold"] == 0.75
+
+
 async def test_rate_limit_is_429_with_retry_after(running: System, shop: tuple[str, str]) -> None:
     from harness import ServiceProcess, free_port
 

@@ -16,6 +16,9 @@ Mon-Sat 09:00-18:00), and a week is ``7`` such days. ``Policy.business_duration`
 ``ack_sla_business`` and friends are the results, ready for
 ``BusinessCalendar.add(start, duration)``.
 
+``at_risk_threshold`` (0 to 1, default 0.6) is where loyalty calls a customer at risk: when
+their churn-risk score crosses it from below (``CustomerAtRisk``).
+
 Quiet hours: the law's tables live in ``regulars_shop.compliance``; the policy holds a
 copy a shop may tighten (``quiet_hours``). The effective window is always the intersection
 of the two (``Policy.quiet_hours_window``), so a shop can never loosen the law and a policy
@@ -559,6 +562,11 @@ class Policy(BaseModel):
     comeback_window: Duration = "P30D"
     lapsed_after: Duration = "P365D"
     lost_after: Duration = "P730D"
+    at_risk_threshold: Annotated[StrictFloat, Field(ge=0, le=1)] = Field(
+        default=0.6,
+        description="a customer is at risk when their churn-risk score (0-1) crosses this"
+        " from below",
+    )
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
     channels: Channels = Field(default_factory=Channels)
     staff: list[StaffMember] = Field(default_factory=list)

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "comeback_window": "P30D",
     "lapsed_after": "P365D",
     "lost_after": "P730D",
+    "at_risk_threshold": 0.6,
     "channels": {"sms": "on", "email": "on"},
     "staff": [],
     "contact": {
@@ -267,6 +268,30 @@ def test_bad_holidays_name_the_index() -> None:
 @pytest.mark.parametrize("value", [0, 1, 0.0, 1.0, -0.1, 1.5, "0.25", True])
 def test_bad_sla_at_risk_fraction(value: Any) -> None:
     assert keys_of(with_(sla_at_risk_fraction=value)) == {"sla_at_risk_fraction"}
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.01, 60, "0.6", True, None, float("nan")])
+def test_bad_at_risk_threshold(value: Any) -> None:
+    assert keys_of(with_(at_risk_threshold=value)) == {"at_risk_threshold"}
+
+
+def test_at_risk_threshold_bad_value_is_named_with_its_range() -> None:
+    assert errors_for(with_(at_risk_threshold=1.5)) == [
+        {"key": "at_risk_threshold", "message": "Input should be less than or equal to 1"}
+    ]
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.35, 1, 1.0])
+def test_at_risk_threshold_takes_zero_to_one_inclusive(value: float) -> None:
+    policy = Policy.model_validate(with_(at_risk_threshold=value))
+    assert policy.at_risk_threshold == value
+    assert Policy.model_validate(policy.model_dump(mode="json")) == policy
+
+
+def test_a_policy_stored_before_at_risk_threshold_existed_takes_the_default() -> None:
+    stored = Policy.defaults().model_dump(mode="json")
+    del stored["at_risk_threshold"]
+    assert Policy.model_validate(stored).at_risk_threshold == 0.6
 
 
 @pytest.mark.parametrize("value", [0, -1, 21, "3", 2.5, True])

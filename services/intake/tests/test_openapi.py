@@ -102,3 +102,9 @@ def test_an_events_type_is_one_of_the_shop_events(document: dict[str, Any]) -> N
     types = schema["properties"]["type"]["enum"]
     assert types == list(SHOP_EVENTS)
     assert {"invoice.issued", "invoice.paid", "invoice.overdue"} <= set(types)
+
+
+def test_the_policy_documents_the_at_risk_threshold(document: dict[str, Any]) -> None:
+    schema = document["components"]["schemas"]["Policy"]["properties"]["at_risk_threshold"]
+    assert (schema["minimum"], schema["maximum"], schema["default"]) == (0, 1, 0.6)
+    assert "churn-risk" in schema["description"]
