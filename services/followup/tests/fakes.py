@@ -10,7 +10,7 @@ import copy
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from regulars_events.base import Event
@@ -21,7 +21,7 @@ from regulars_followup.domain.customers import Customer
 from regulars_followup.domain.follow_up import CompletedVisit, FollowUpTask
 from regulars_followup.domain.messages import MessageStatus, OutboundMessage
 from regulars_followup.domain.outreach import BudgetFacts, Priority
-from regulars_followup.domain.sweep import CustomerHistory
+from regulars_followup.domain.sweep import CustomerHistory, VisitFact
 from regulars_followup.domain.visits import Visit, VisitStatus
 from regulars_followup.handlers import Deps, FollowUpUnitOfWork
 from regulars_runtime.bus import Received
@@ -59,6 +59,15 @@ class FakeTasks:
     async def by_id(self, task_id: uuid.UUID) -> FollowUpTask | None:
         return copy.deepcopy(self.rows.get(task_id))
 
+    async def open_calls(
+        self, shop_id: uuid.UUID, customer_id: str, kind: str
+    ) -> list[FollowUpTask]:
+        return [
+            copy.deepcopy(t)
+            for t in self.rows.values()
+            if (t.shop_id, t.customer_id, t.kind) == (shop_id, customer_id, kind) and t.is_open
+        ]
+
     async def for_visit(self, shop_id: uuid.UUID, repair_order_id: str) -> FollowUpTask | None:
         for task in self.rows.values():
             if (task.shop_id, task.repair_order_id, task.kind) == (
@@ -77,8 +86,9 @@ class FakeTasks:
 
 
 class FakeVisits:
-    def __init__(self) -> None:
+    def __init__(self, customers: FakeCustomers) -> None:
         self.rows: dict[tuple[uuid.UUID, str], Visit] = {}
+        self.customers = customers
 
     async def add_new(self, visits: Sequence[CompletedVisit]) -> set[tuple[uuid.UUID, str]]:
         added = set()
@@ -102,8 +112,38 @@ class FakeVisits:
     async def save(self, visit: Visit) -> None:
         self.rows[(visit.shop_id, visit.repair_order_id)] = copy.deepcopy(visit)
 
+    async def last_of(self, shop_id: uuid.UUID, customer_id: str) -> Visit | None:
+        theirs = [
+            v
+            for v in self.rows.values()
+            if (v.shop_id, v.customer_id) == (shop_id, customer_id)
+            and v.status is VisitStatus.COMPLETED
+        ]
+        last = max(theirs, key=lambda v: (v.completed_at, v.repair_order_id), default=None)
+        return copy.deepcopy(last)
+
     async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
-        raise NotImplementedError
+        out = []
+        for (shop, cid), customer in sorted(self.customers.rows.items()):
+            if shop != shop_id:
+                continue
+            visits = sorted(
+                (
+                    VisitFact(
+                        v.repair_order_id,
+                        v.completed_at,
+                        v.data.get("asset_id"),
+                        v.data.get("mileage"),
+                        " ".join(str(v.data.get(k) or "") for k in ("work_performed", "concern")),
+                    )
+                    for v in self.rows.values()
+                    if (v.shop_id, v.customer_id) == (shop_id, cid)
+                    and v.status is VisitStatus.COMPLETED
+                ),
+                key=lambda f: f.completed_at,
+            )
+            out.append(CustomerHistory(cid, customer.birthday, visits, customer.stage))
+        return out
 
 
 class FakeCustomers:
@@ -121,6 +161,7 @@ class FakeCustomers:
             email=record.get("email"),
             state=record.get("state"),
             timezone=record.get("timezone"),
+            birthday=date.fromisoformat(record["birthday"]) if record.get("birthday") else None,
         )
 
     async def get(self, shop_id: uuid.UUID, customer_id: str) -> Customer | None:
@@ -147,6 +188,10 @@ class FakeCustomers:
             sms_opted_out_at=at if sms and not change.granted else c.sms_opted_out_at,
             awaiting_opt_out_answer=(not change.granted) if sms else c.awaiting_opt_out_answer,
         )
+
+    async def save_stage(self, shop_id: uuid.UUID, customer: Customer) -> None:
+        key = (shop_id, customer.customer_id)
+        self.rows[key] = replace(self.rows[key], stage=customer.stage, stage_at=customer.stage_at)
 
 
 class FakeMessages:
@@ -234,6 +279,9 @@ class FakeCases:
         }:
             self.messages.open_cases.discard((shop_id, customer))
 
+    async def has_open(self, shop_id: uuid.UUID, customer_id: str) -> bool:
+        return (shop_id, customer_id) in self.messages.open_cases
+
 
 class FakeUnitOfWork(FollowUpUnitOfWork):
     """One in-memory "database" shared by every unit of work a test opens on it."""
@@ -243,8 +291,8 @@ class FakeUnitOfWork(FollowUpUnitOfWork):
         self.timers = TimersInMemory()
         self.shops = ShopsInMemory()
         self.tasks = FakeTasks()
-        self.visits = FakeVisits()
         self.customers = FakeCustomers()
+        self.visits = FakeVisits(self.customers)
         self.messages = FakeMessages(self.visits)
         self.cases = FakeCases(self.messages)
         self.outbox: list[Envelope] = []

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
-from regulars_followup.domain.tasks import call_script
+from regulars_followup.domain.tasks import at_risk_script, call_script
 from regulars_followup.entrypoints import api
 from regulars_runtime.http import after_cursor, page_cursor
 
@@ -40,6 +40,29 @@ def test_a_page_of_follow_ups_fits_its_model() -> None:
     page = api.FollowUpPage.model_validate(body)
     assert page.items[0].script.customer == "Dana Reyes"
     assert page.items[0].script.lines[0].startswith("Hi Dana")
+
+
+def test_an_at_risk_call_fits_the_same_model() -> None:
+    script = at_risk_script(
+        {"repair_order_id": "ro-1", "work_performed": "brakes", "asset_id": "2019 CR-V"},
+        ["missed_follow_up", "a_reason_added_later"],
+        "Main St",
+        0.7,
+    )
+    row = task_row(repair_order_id=f"at_risk:{uuid.uuid4()}", script=script)
+    page = api.FollowUpPage.model_validate(
+        as_json({"items": [api._task(row)], "next_cursor": None})
+    )
+    call = page.items[0].script
+    assert call.lines[0] == "Hi Dana, this is {advisor} from Main St."
+    assert (
+        call.lines[1]
+        == "I'm calling to check in after your last visit for brakes on your 2019 CR-V."
+    )
+    assert call.model_dump()["why"] == [
+        "we could not reach them after a visit",
+        "a reason added later",
+    ]
 
 
 def test_a_recorded_attempt_fits_its_model() -> None:

@@ -13,7 +13,6 @@ from regulars_followup.domain.sweep import (
 
 NOW = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
 DEC = date(2026, 12, 1)
-LAPSED, LOST = timedelta(days=365), timedelta(days=730)
 
 
 def visit(
@@ -35,14 +34,10 @@ def test_service_kinds_are_read_from_the_work_done() -> None:
 
 
 def test_oil_change_due_by_time() -> None:
-    out = monthly_check(
-        CustomerHistory("c", None, [visit(200, "oil change")]), DEC, NOW, LAPSED, LOST
-    )
+    out = monthly_check(CustomerHistory("c", None, [visit(200, "oil change")]), DEC, NOW)
     assert kinds(out) == [("reminder", "reminder:oil change:2026-12")]
     assert out[0].context["service_due"] == "oil change"
-    fresh = monthly_check(
-        CustomerHistory("c", None, [visit(60, "oil change")]), DEC, NOW, LAPSED, LOST
-    )
+    fresh = monthly_check(CustomerHistory("c", None, [visit(60, "oil change")]), DEC, NOW)
     assert fresh == []
 
 
@@ -52,30 +47,63 @@ def test_oil_change_due_by_estimated_mileage_before_time() -> None:
         "c", None, [visit(90, "inspection", 40_000), visit(60, "oil change", 43_000)]
     )
     assert estimated_mileage(history.visits, "2019 CR-V", DEC) == 49_000
-    assert ("reminder", "reminder:oil change:2026-12") in kinds(
-        monthly_check(history, DEC, NOW, LAPSED, LOST)
-    )
+    assert ("reminder", "reminder:oil change:2026-12") in kinds(monthly_check(history, DEC, NOW))
 
 
 def test_birthday_this_month() -> None:
-    out = monthly_check(CustomerHistory("c", date(1980, 12, 24), []), DEC, NOW, LAPSED, LOST)
+    out = monthly_check(CustomerHistory("c", date(1980, 12, 24), []), DEC, NOW)
     assert kinds(out) == [("birthday", "birthday:2026")]
-    assert monthly_check(CustomerHistory("c", date(1980, 11, 24), []), DEC, NOW, LAPSED, LOST) == []
+    assert monthly_check(CustomerHistory("c", date(1980, 11, 24), []), DEC, NOW) == []
 
 
 def test_loyal_customer_is_thanked_once_a_year() -> None:
     history = CustomerHistory("c", None, [visit(20), visit(200), visit(400)])
-    assert ("thank_you", "thank_you:2026") in kinds(monthly_check(history, DEC, NOW, LAPSED, LOST))
+    assert ("thank_you", "thank_you:2026") in kinds(monthly_check(history, DEC, NOW))
     two = CustomerHistory("c", None, [visit(20), visit(200), visit(800)])
-    assert "thank_you" not in [o.kind for o in monthly_check(two, DEC, NOW, LAPSED, LOST)]
+    assert "thank_you" not in [o.kind for o in monthly_check(two, DEC, NOW)]
 
 
-def test_lapsed_customer_gets_a_win_back_and_a_lost_one_nothing() -> None:
-    lapsed = monthly_check(
-        CustomerHistory("c", None, [visit(400, "oil change", ro="ro-9")]), DEC, NOW, LAPSED, LOST
+def test_a_lapsed_customer_gets_only_the_win_back() -> None:
+    # A birthday this month and an oil change long due: still only the win-back.
+    history = CustomerHistory(
+        "c", date(1980, 12, 24), [visit(400, "oil change", ro="ro-9")], stage="lapsed"
     )
-    assert kinds(lapsed) == [("win_back", "win_back:ro-9")]
-    assert monthly_check(CustomerHistory("c", None, [visit(800)]), DEC, NOW, LAPSED, LOST) == []
+    out = monthly_check(history, DEC, NOW)
+    assert kinds(out) == [("win_back", "win_back:ro-9")]
+    assert out[0].context == {"last_visit": "October 2025"}
+
+
+def test_a_lost_customer_gets_nothing_at_all() -> None:
+    history = CustomerHistory(
+        "c", date(1980, 12, 24), [visit(800, "oil change"), visit(900)], stage="lost"
+    )
+    assert monthly_check(history, DEC, NOW) == []
+
+
+def test_lapsed_is_loyaltys_word_not_the_time_since_the_last_visit() -> None:
+    # 400 days without a visit, but loyalty has not called them lapsed: no win-back, and
+    # what they are due stays due.
+    for stage in (None, "customer", "at_risk"):
+        history = CustomerHistory("c", None, [visit(400, "oil change", ro="ro-9")], stage=stage)
+        assert kinds(monthly_check(history, DEC, NOW)) == [
+            ("reminder", "reminder:oil change:2026-12")
+        ]
+    # and lapsed after only 100 days (a shop with a short lapsed_after, in loyalty) is lapsed
+    recent = CustomerHistory("c", None, [visit(100, ro="ro-3")], stage="lapsed")
+    assert kinds(monthly_check(recent, DEC, NOW)) == [("win_back", "win_back:ro-3")]
+
+
+def test_each_lapse_has_its_own_win_back() -> None:
+    first = CustomerHistory("c", None, [visit(800, ro="ro-1")], stage="lapsed")
+    back_and_gone_again = CustomerHistory(
+        "c", None, [visit(800, ro="ro-1"), visit(400, ro="ro-2")], stage="lapsed"
+    )
+    assert kinds(monthly_check(first, DEC, NOW)) == [("win_back", "win_back:ro-1")]
+    assert kinds(monthly_check(back_and_gone_again, DEC, NOW)) == [("win_back", "win_back:ro-2")]
+
+
+def test_a_lapsed_customer_with_no_visit_here_gets_no_win_back() -> None:
+    assert monthly_check(CustomerHistory("c", None, [], stage="lapsed"), DEC, NOW) == []
 
 
 def test_next_month() -> None:

@@ -118,6 +118,19 @@ class PostgresFollowUpTasks:
         )
         return None if row is None else _task(row)
 
+    async def open_calls(
+        self, shop_id: uuid.UUID, customer_id: str, kind: str
+    ) -> list[FollowUpTask]:
+        rows = await self.conn.fetch(
+            f"SELECT {_TASK_COLUMNS} FROM follow_up_tasks WHERE shop_id = $1"
+            " AND customer_id = $2 AND kind = $3 AND status = 'scheduled' ORDER BY id"
+            " FOR UPDATE",
+            shop_id,
+            customer_id,
+            kind,
+        )
+        return [_task(r) for r in rows]
+
     async def save(self, task: FollowUpTask) -> None:
         for number, attempt in task.new_attempts:
             await self._add_attempt(task, number, attempt)
@@ -203,9 +216,20 @@ class PostgresVisits:
             visit.completed_at,
         )
 
+    async def last_of(self, shop_id: uuid.UUID, customer_id: str) -> Visit | None:
+        row = await self.conn.fetchrow(
+            "SELECT shop_id, repair_order_id, customer_id, completed_at, status, data"
+            " FROM visits WHERE shop_id = $1 AND customer_id = $2 AND status = 'completed'"
+            " ORDER BY completed_at DESC, repair_order_id DESC LIMIT 1",
+            shop_id,
+            customer_id,
+        )
+        return None if row is None else _visit(row)
+
     async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
         customers = await self.conn.fetch(
-            "SELECT customer_id, birthday FROM customers WHERE shop_id = $1 ORDER BY customer_id",
+            "SELECT customer_id, birthday, stage FROM customers WHERE shop_id = $1"
+            " ORDER BY customer_id",
             shop_id,
         )
         visits = await self.conn.fetch(
@@ -226,7 +250,9 @@ class PostgresVisits:
                 )
             )
         return [
-            CustomerHistory(c["customer_id"], c["birthday"], by_customer.get(c["customer_id"], []))
+            CustomerHistory(
+                c["customer_id"], c["birthday"], by_customer.get(c["customer_id"], []), c["stage"]
+            )
             for c in customers
         ]
 
@@ -243,12 +269,14 @@ def _customer(row: asyncpg.Record) -> Customer:
         consent=dict(row["consent"] or {}),
         sms_opted_out_at=row["sms_opted_out_at"],
         awaiting_opt_out_answer=bool(row["awaiting_opt_out_answer"]),
+        stage=row["stage"],
+        stage_at=row["stage_at"],
     )
 
 
 _CUSTOMER_COLUMNS = (
     "customer_id, name, phone, email, state, timezone, birthday, consent, sms_opted_out_at,"
-    " awaiting_opt_out_answer"
+    " awaiting_opt_out_answer, stage, stage_at"
 )
 
 
@@ -322,6 +350,16 @@ class PostgresCustomers:
             change.channel,
             change.granted,
             at,
+        )
+
+    async def save_stage(self, shop_id: uuid.UUID, customer: Customer) -> None:
+        await self.conn.execute(
+            "UPDATE customers SET stage = $3, stage_at = $4"
+            " WHERE shop_id = $1 AND customer_id = $2",
+            shop_id,
+            customer.customer_id,
+            customer.stage,
+            customer.stage_at,
         )
 
 
@@ -476,4 +514,14 @@ class PostgresOpenCases:
     async def close(self, shop_id: uuid.UUID, case_id: str) -> None:
         await self.conn.execute(
             "DELETE FROM open_recovery_cases WHERE shop_id = $1 AND case_id = $2", shop_id, case_id
+        )
+
+    async def has_open(self, shop_id: uuid.UUID, customer_id: str) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM open_recovery_cases"
+                " WHERE shop_id = $1 AND customer_id = $2)",
+                shop_id,
+                customer_id,
+            )
         )

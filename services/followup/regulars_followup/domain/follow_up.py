@@ -19,10 +19,22 @@ from regulars_events.catalogue import (
     FollowUpMissed,
     FollowUpScheduled,
 )
-from regulars_shop.calendar import BusinessCalendar
+from regulars_shop.calendar import BusinessCalendar, due_after
 
 from .attempts import Attempt, AttemptResult, record_attempt
-from .tasks import OPEN_STATUSES, TaskStatus, call_script, plan_follow_up
+from .tasks import OPEN_STATUSES, TaskStatus, at_risk_script, call_script, plan_follow_up
+from .visits import Visit
+
+#: the kinds of call a task is: after a visit, after a resolved case, to an at-risk customer
+VISIT_CALL = "visit"
+CHECK_IN_CALL = "recovery_check_in"
+AT_RISK_CALL = "at_risk"
+
+
+def at_risk_key(crossing: uuid.UUID) -> str:
+    """What an at-risk call is keyed by in place of a repair order: the CustomerAtRisk
+    event (one per crossing of the threshold), so a redelivered one finds its call."""
+    return f"at_risk:{crossing}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,7 @@ class FollowUpTask:
     policy_version: int
     attempts: int = 0
     status_reason: str | None = None
-    kind: str = "visit"
+    kind: str = VISIT_CALL
     #: attempts recorded since the task was loaded, for its repository to keep
     new_attempts: list[tuple[int, Attempt]] = field(default_factory=list)
 
@@ -148,7 +160,7 @@ class FollowUpTask:
             status=TaskStatus.SCHEDULED,
             due_at=due_at,
             policy_version=policy_version,
-            kind="recovery_check_in",
+            kind=CHECK_IN_CALL,
             script={
                 "lines": [
                     "Hi, this is {advisor}; we resolved a problem with your recent "
@@ -158,6 +170,49 @@ class FollowUpTask:
                 "ask": ["satisfied (yes/no)", "notes"],
             },
         )
+
+    @classmethod
+    def at_risk_call(
+        cls,
+        task_id: uuid.UUID,
+        crossing: uuid.UUID,
+        last_visit: Visit,
+        reasons: list[str],
+        score: float | None,
+        terms: FollowUpTerms,
+        now: datetime,
+    ) -> Scheduled:
+        """The customer's churn risk crossed the shop's threshold: the advisor of their last
+        visit calls them, at the first business moment from now."""
+        due = due_after(terms.calendar, now, timedelta(0))
+        key = at_risk_key(crossing)
+        advisor = last_visit.data.get("advisor")
+        assignee = advisor if isinstance(advisor, str) and advisor else None
+        task = cls(
+            id=task_id,
+            shop_id=last_visit.shop_id,
+            customer_id=last_visit.customer_id,
+            repair_order_id=key,
+            assignee=assignee,
+            status=TaskStatus.SCHEDULED,
+            due_at=due,
+            script=at_risk_script(
+                {"repair_order_id": last_visit.repair_order_id, **last_visit.data},
+                reasons,
+                terms.shop_name,
+                score,
+            ),
+            policy_version=terms.policy_version,
+            kind=AT_RISK_CALL,
+        )
+        event = FollowUpScheduled(
+            task_id=str(task_id),
+            customer_id=task.customer_id,
+            repair_order_id=key,
+            assignee=assignee,
+            due_at=due,
+        )
+        return Scheduled(task, event, task.miss_check(due + terms.missed_after))
 
     @property
     def is_open(self) -> bool:
@@ -175,7 +230,8 @@ class FollowUpTask:
         )
 
     def cancel(self, reason: str) -> FollowUpCancelled | None:
-        """The visit was voided or reopened: an open call is off; a finished one stands."""
+        """The call is off (its visit voided or reopened, a case opened before an at-risk
+        call): an open call is cancelled; a finished one stands."""
         if not self.is_open:
             return None
         self.status, self.status_reason = TaskStatus.CANCELLED, reason

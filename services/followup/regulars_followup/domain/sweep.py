@@ -1,6 +1,9 @@
 """The monthly database check: who is owed a reminder, a birthday note, a thank-you or a
 win-back. Pure: the customer's history in, the messages to ask for out.
 
+Whether a customer is lapsed or lost is loyalty's call (their lifecycle stage, which the
+history carries), not worked out here from the time since their last visit.
+
 Maintenance is due by time since the last service of that kind, or by mileage, estimated
 from the odometer readings of earlier visits (miles per day between the first and last
 reading) when the shop sends mileage.
@@ -11,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+
+from regulars_events.catalogue import LifecycleStage
 
 #: service kinds we remind about: (words that name it, every how long, every how many miles)
 MAINTENANCE: dict[str, tuple[tuple[str, ...], timedelta, int | None]] = {
@@ -51,6 +56,8 @@ class CustomerHistory:
     customer_id: str
     birthday: date | None
     visits: list[VisitFact] = field(default_factory=list)
+    #: the lifecycle stage loyalty last gave the customer (None: none received yet)
+    stage: LifecycleStage | None = None
 
 
 @dataclass(frozen=True)
@@ -83,33 +90,33 @@ def estimated_mileage(visits: list[VisitFact], asset: str | None, on: date) -> f
     return m1 + per_day * max(0.0, (on - t1.date()).days)
 
 
-def monthly_check(
-    history: CustomerHistory,
-    month: date,
-    now: datetime,
-    lapsed_after: timedelta,
-    lost_after: timedelta,
-) -> list[Outreach]:
-    """What this customer is owed in the month that starts on ``month``."""
-    out: list[Outreach] = []
-    period = f"{month:%Y-%m}"
+def monthly_check(history: CustomerHistory, month: date, now: datetime) -> list[Outreach]:
+    """What this customer is owed in the month that starts on ``month``.
 
-    if history.birthday is not None and history.birthday.month == month.month:
-        out.append(Outreach("birthday", f"birthday:{month.year}", {}))
+    Lapsed and lost are loyalty's stages (``history.stage``), never worked out here: the
+    product has one definition of each. A lost customer is owed nothing more; a lapsed one
+    only the win-back, one per lapse (keyed by the last visit).
+    """
+    if history.stage == "lost":
+        return []
     visits = sorted(history.visits, key=lambda v: v.completed_at)
-    if not visits:
-        return out
-    last = visits[-1]
-    since_last = now - last.completed_at
-    if lapsed_after <= since_last < lost_after:
-        out.append(
+    if history.stage == "lapsed":
+        if not visits:
+            return []  # no visit of theirs here to key the one win-back by
+        last = visits[-1]
+        return [
             Outreach(
                 "win_back",
                 f"win_back:{last.repair_order_id}",
                 {"last_visit": f"{last.completed_at:%B %Y}"},
             )
-        )
-        return out  # a lapsed customer gets the win-back, not maintenance nags
+        ]
+    out: list[Outreach] = []
+    period = f"{month:%Y-%m}"
+    if history.birthday is not None and history.birthday.month == month.month:
+        out.append(Outreach("birthday", f"birthday:{month.year}", {}))
+    if not visits:
+        return out
     recent = [v for v in visits if now - v.completed_at <= LOYAL_WINDOW]
     if len(recent) >= LOYAL_VISITS:
         out.append(Outreach("thank_you", f"thank_you:{month.year}", {"visits": str(len(recent))}))

@@ -74,6 +74,41 @@ def call_script(visit: dict[str, Any], shop_name: str | None = None) -> dict[str
     }
 
 
+#: loyalty's reasons for a customer at risk, as the advisor reads them before the call
+AT_RISK_REASONS = {
+    "open_negative_feedback": "they told us about a bad experience",
+    "missed_follow_up": "we could not reach them after a visit",
+    "overdue_maintenance": "their maintenance is overdue",
+}
+
+
+def at_risk_script(
+    last_visit: dict[str, Any],
+    reasons: list[str],
+    shop_name: str | None = None,
+    score: float | None = None,
+) -> dict[str, Any]:
+    """The call to a customer whose churn risk crossed the shop's threshold: why they are
+    at risk, and their last visit to open with. No offer: the call is to listen."""
+    work = last_visit.get("work_performed") or last_visit.get("concern")
+    unit = last_visit.get("asset_id")
+    since = "I'm calling to check in after your last visit" + (f" for {work}" if work else "")
+    return {
+        "vehicle_or_unit": unit,
+        "work_performed": work,
+        "last_repair_order_id": last_visit.get("repair_order_id"),
+        "why": [AT_RISK_REASONS.get(r, r.replace("_", " ")) for r in reasons],
+        "churn_risk": score,
+        "lines": [
+            f"Hi {FIRST_NAME}, this is {{advisor}} from {shop_name or 'the shop'}.",
+            since + (f" on your {unit}" if unit else "") + ".",
+            "How has everything been since then?",
+            "Is there anything we could have done better, or anything you need from us?",
+        ],
+        "ask": ["satisfied (yes/no)", "score 0-10 (optional)", "notes"],
+    }
+
+
 def addressed(script: dict[str, Any], customer_name: str | None) -> dict[str, Any]:
     """The script as the advisor reads it, with the customer's name as it is now.
 

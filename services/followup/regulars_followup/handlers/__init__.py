@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from regulars_events.catalogue import (
     ConsentChanged,
+    CustomerAtRisk,
     CustomerReplied,
     CustomerUpserted,
+    LifecycleStageChanged,
     RecoveryCaseEscalated,
     RecoveryCaseOpened,
     RecoveryCaseResolved,
@@ -21,7 +23,7 @@ from regulars_events.catalogue import (
 )
 from regulars_runtime.bus import Batch, Handler, Received
 
-from . import outreach, recovery, sweep, tasks
+from . import lifecycle, outreach, recovery, sweep, tasks
 from .base import SCHEMA, Deps, FollowUpUnitOfWork
 
 EVENTS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
@@ -38,6 +40,8 @@ EVENTS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
     ReviewRequested.type: recovery.on_review_requested,
     ReferralRequested.type: recovery.on_referral_requested,
     StaffPraised.type: recovery.on_staff_praised,
+    LifecycleStageChanged.type: lifecycle.on_stage_changed,
+    CustomerAtRisk.type: lifecycle.on_customer_at_risk,
 }
 
 TOPICS = [
@@ -50,6 +54,7 @@ TOPICS = [
     "regulars.review",
     "regulars.referral",
     "regulars.staff",
+    "regulars.lifecycle",
 ]
 
 

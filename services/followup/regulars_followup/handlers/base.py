@@ -44,6 +44,12 @@ class FollowUpTasks(Protocol):
         """The visit's call task (not a recovery check-in), locked."""
         ...
 
+    async def open_calls(
+        self, shop_id: uuid.UUID, customer_id: str, kind: str
+    ) -> list[FollowUpTask]:
+        """The customer's calls of ``kind`` still to make, locked."""
+        ...
+
     async def save(self, task: FollowUpTask) -> None:
         """Its status, due time, script and the attempts recorded since it was loaded."""
         ...
@@ -58,8 +64,13 @@ class Visits(Protocol):
 
     async def save(self, visit: Visit) -> None: ...
 
+    async def last_of(self, shop_id: uuid.UUID, customer_id: str) -> Visit | None:
+        """The customer's latest completed visit (not a voided or reopened one)."""
+        ...
+
     async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
-        """Every customer of the shop with their completed visits, for the monthly check."""
+        """Every customer of the shop with their completed visits and their lifecycle
+        stage, for the monthly check."""
         ...
 
 
@@ -85,6 +96,10 @@ class Customers(Protocol):
         at: datetime,
     ) -> None:
         """Append to the ledger (the audit) and update the customer's current consent."""
+        ...
+
+    async def save_stage(self, shop_id: uuid.UUID, customer: Customer) -> None:
+        """The customer's lifecycle stage and its time (``stage``, ``stage_at``)."""
         ...
 
 
@@ -125,6 +140,8 @@ class OpenCases(Protocol):
     ) -> None: ...
 
     async def close(self, shop_id: uuid.UUID, case_id: str) -> None: ...
+
+    async def has_open(self, shop_id: uuid.UUID, customer_id: str) -> bool: ...
 
 
 class FollowUpUnitOfWork(UnitOfWork):

@@ -54,9 +54,7 @@ async def on_customer_upserted(
         )
 
 
-async def _known_customer(
-    uow: FollowUpUnitOfWork, shop_id: uuid.UUID, customer_id: str
-) -> Customer:
+async def known_customer(uow: FollowUpUnitOfWork, shop_id: uuid.UUID, customer_id: str) -> Customer:
     customer = await uow.customers.get(shop_id, customer_id)
     if customer is None:
         # The customer's record travels on its own topic: wait for it.
@@ -68,7 +66,7 @@ async def on_consent_changed(
     message: Received[ConsentChanged], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
     event, envelope = message.event, message.envelope
-    await _known_customer(uow, message.shop_id, event.customer_id)
+    await known_customer(uow, message.shop_id, event.customer_id)
     change = ConsentChange(event.channel, event.granted, "consent.changed")
     await uow.customers.record_consent(
         message.shop_id, event.customer_id, change, envelope.id, envelope.time
@@ -85,7 +83,7 @@ async def on_customer_replied(
     """
     event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = message.shop_id
-    customer = await _known_customer(uow, shop_id, event.customer_id)
+    customer = await known_customer(uow, shop_id, event.customer_id)
     meaning = from_reply(
         event.text, event.channel, after_confirmation=customer.awaiting_opt_out_answer
     )
@@ -162,7 +160,7 @@ async def request_message(
     needs is missing), so staff can see why it did not go.
     """
     _version, policy = await uow.policy(shop_id)
-    customer = await _known_customer(uow, shop_id, customer_id)
+    customer = await known_customer(uow, shop_id, customer_id)
     now = clock()
     channel, decision = await _best_channel(uow, kind, channels, customer, shop_id, policy, now)
     if unavailable is not None:

@@ -26,6 +26,7 @@ from regulars_shop.policy import Policy, StaffMember, parse_duration
 from ..domain.follow_up import FollowUpTask
 from ..domain.messages import OutboundMessage
 from .base import Deps, FollowUpUnitOfWork
+from .lifecycle import withdraw_at_risk_calls
 from .outreach import request_message, wake_at
 
 RECOVERY_CHECK_IN = "followup.recovery_check_in"
@@ -79,6 +80,7 @@ async def on_case_opened(
     event, envelope, clock = message.event, message.envelope, deps.clock
     shop_id = uuid.UUID(envelope.shop_id)
     await uow.cases.open(shop_id, event.customer_id, event.case_id, envelope.time)
+    await withdraw_at_risk_calls(uow, shop_id, event.customer_id, "recovery case opened")
     _v, policy = await uow.policy(shop_id)
     await notify_staff(
         uow,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from regulars_runtime import timers
 from regulars_runtime.clock import Clock
 from regulars_runtime.timers import Timer
-from regulars_shop.policy import Policy, parse_duration
+from regulars_shop.policy import Policy
 
 from ..domain.sweep import first_of_next_month, monthly_check
 from .base import Deps, FollowUpUnitOfWork
@@ -52,14 +52,13 @@ async def run_monthly_check(
     uow: FollowUpUnitOfWork, clock: Clock, shop_id: uuid.UUID, month: date
 ) -> dict[str, int]:
     """Ask for every reminder, birthday, thank-you and win-back the shop's customers are
-    owed this month; each goes through the one message budget (and a second run of the
-    same month asks for nothing new: each has its purpose key)."""
-    _version, policy = await uow.policy(shop_id)
+    owed this month (a win-back to each customer loyalty has as lapsed); each goes through
+    the one message budget (and a second run of the same month asks for nothing new: each
+    has its purpose key)."""
     now = clock()
     counts: dict[str, int] = defaultdict(int)
-    lapsed, lost = parse_duration(policy.lapsed_after), parse_duration(policy.lost_after)
     for history in await uow.visits.histories(shop_id):
-        for item in monthly_check(history, month, now, lapsed, lost):
+        for item in monthly_check(history, month, now):
             asked = await request_message(
                 uow,
                 clock,
