@@ -28,6 +28,7 @@ import asyncpg
 import cpu
 import e2e
 import httpx
+import loyalty_bench
 import profiling
 import recovery_bench
 import smtp_bench
@@ -403,6 +404,49 @@ def followup_drain(bench: Bench) -> dict[str, Any]:
     return {"backlog": visits - before, "drained": tasks - before, "seconds": seconds, "rate": rate}
 
 
+def loyalty_drain(bench: Bench) -> dict[str, Any]:
+    """loyalty started against everything the run posted so far: visits applied per second
+    (it applies every other family's events on the way, as it would in production)."""
+    db = bench.system.database_url
+    visits = _count(db, "SELECT count(*) FROM intake.repair_orders")
+    bench.system.start("loyalty", **SERVICE_ENV)
+    start = time.monotonic()
+    applied = 0
+    while applied < visits and time.monotonic() - start < DRAIN_TIMEOUT:
+        time.sleep(0.2)
+        applied = _count(db, "SELECT count(*) FROM loyalty.visits")
+    seconds = time.monotonic() - start
+    rate = applied / seconds
+    print(
+        f"detail: loyalty drained {applied} visits in {seconds:.1f} s ({rate:.0f}/s);"
+        f" visits={applied}/{visits}",
+        flush=True,
+    )
+    return {"backlog": visits, "drained": applied, "seconds": seconds, "rate": rate}
+
+
+def loyalty_reads(bench: Bench) -> dict[str, Any]:
+    """A 100,000-customer shop loaded into loyalty, then read through its API."""
+    shop_id, key = asyncio.run(bench.system.create_shop("Bench Loyalty Shop"))
+    url = bench.url("loyalty")
+
+    def knows_the_key() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            r = httpx.get(f"{url}/v1/customers", headers={"Authorization": f"Bearer {key}"})
+            return r.status_code == 200
+        return False
+
+    _wait_until("loyalty to know the bench shop", knows_the_key, 60)
+    now = loyalty_bench.now()
+    loaded = asyncio.run(loyalty_bench.load(bench.system.database_url, shop_id, now))
+    print(
+        f"detail: loyalty loaded customers={loaded['customers']} events={loaded['events']}"
+        f" in {loaded['seconds']:.1f} s",
+        flush=True,
+    )
+    return {"loaded": loaded, "reads": asyncio.run(loyalty_bench.measure(url, key, now))}
+
+
 # --- latency and profiles ------------------------------------------------------------
 
 
@@ -459,7 +503,10 @@ def measure(wrk: str, bench: Bench) -> dict[str, Any]:
     report["durable_solo"] = measure_durable(wrk, bench, "solo")
     # followup back to that backlog: how fast it turns visits into tasks, against intake.
     report["drain"] = followup_drain(bench)
-    for name in ("followup", "intake"):  # the profiles below run alone
+    # loyalty, down until now, to the whole backlog; then at a large shop's scale.
+    report["loyalty_drain"] = loyalty_drain(bench)
+    report["loyalty"] = loyalty_reads(bench)
+    for name in ("followup", "intake", "loyalty"):  # the profiles below run alone
         bench.system.services[name].kill(signal.SIGTERM)
     report["profile"] = {name: profile(wrk, bench, name) for name in ("intake", "plain")}
     # With the services stopped: the durable timers and the SMTP adapter, on their own.
@@ -483,6 +530,23 @@ def measure_intake_only(wrk: str, bench: Bench) -> None:
         bench.system.services["intake"].kill(signal.SIGTERM)
         profile(wrk, bench, "intake")
         print((RESULTS / "intake-profile.txt").read_text())
+
+
+def measure_loyalty_only(wrk: str, bench: Bench) -> None:
+    """`--loyalty`: intake's durable rate, loyalty's drain of it, and loyalty's reads."""
+    bench.system.start("intake", **SERVICE_ENV)
+    _shop, bench.api_key = asyncio.run(bench.system.create_shop("Bench Auto"))
+    asyncio.run(_post_customers(bench.url("intake"), bench.api_key, BENCH_CUSTOMERS))
+    solo = measure_durable(wrk, bench, "solo")
+    drain = loyalty_drain(bench)
+    print(
+        f"loyalty.drain_vs_intake ratio={drain['rate'] / (solo['rps'] or float('nan')):.3f}"
+        f" visits_per_s={drain['rate']:.0f} intake_rps={solo['rps']:.0f}"
+        f" backlog={drain['backlog']}"
+    )
+    if "--drain" not in sys.argv[1:]:
+        for line in loyalty_bench.lines(loyalty_reads(bench)):
+            print(line)
 
 
 def print_lines(report: dict[str, Any]) -> None:
@@ -510,6 +574,13 @@ def print_lines(report: dict[str, Any]) -> None:
         f"followup.drain_vs_intake ratio={d['rate'] / (solo['rps'] or float('nan')):.3f}"
         f" tasks_per_s={d['rate']:.0f} intake_rps={solo['rps']:.0f} backlog={d['backlog']}"
     )
+    ld = report["loyalty_drain"]
+    print(
+        f"loyalty.drain_vs_intake ratio={ld['rate'] / (solo['rps'] or float('nan')):.3f}"
+        f" visits_per_s={ld['rate']:.0f} intake_rps={solo['rps']:.0f} backlog={ld['backlog']}"
+    )
+    for line in loyalty_bench.lines(report["loyalty"]):
+        print(line)
     print(f"e2e.completed_to_task p50_ms={e['p50_ms']:.1f} p99_ms={e['p99_ms']:.1f} n={e['n']}")
     print(timers_bench._line("timers.fire_lag", report["timers"]))
     for line in recovery_bench.lines(report["recovery"]):
@@ -538,6 +609,10 @@ def run() -> int:
     if "--intake" in sys.argv[1:]:
         with embedded_system() as bench:
             measure_intake_only(wrk, bench)
+        return 0
+    if "--loyalty" in sys.argv[1:]:
+        with embedded_system() as bench:
+            measure_loyalty_only(wrk, bench)
         return 0
     started = time.monotonic()
     report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}

@@ -7,10 +7,12 @@ loyalty's own stages are built elsewhere; its events are published here as it wo
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +22,19 @@ from regulars_events.base import Event
 from regulars_events.catalogue import CustomerAtRisk, LifecycleStageChanged
 from regulars_events.envelope import Envelope
 from test_followup_flow import _authorised, post, tasks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def loyalty_stopped(running: System) -> Iterator[None]:
+    """The stages here are published by the test alone: the real loyalty, if an earlier
+    test started it, would add its own for the same customers."""
+    loyalty = running.services.get("loyalty")
+    was_running = loyalty is not None and loyalty.proc is not None and loyalty.proc.poll() is None
+    if loyalty is not None and was_running:
+        loyalty.kill(signal.SIGTERM)
+    yield
+    if was_running:
+        running.start("loyalty")
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,8 @@ class Command(Generic[R]):
 
 #: ``async def handler(message, uow, deps) -> result``: the one handler signature
 Handler = Callable[[Any, U, D], Awaitable[Any]]
+#: ``async def handler(messages, uow, deps)``: every event of a transaction, in order
+RunHandler = Callable[[Sequence["Received[Any]"], U, D], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,14 @@ class MessageBus(Generic[U, D]):
         timers: Mapping[str, Handler[U, D]] | None = None,
         commands: Mapping[type, Handler[U, D]] | None = None,
         every_event: Handler[U, D] | None = None,
+        every_run: RunHandler[U, D] | None = None,
         pool: asyncpg.Pool | None = None,
         transaction: Callable[[], AbstractAsyncContextManager[U]] | None = None,
     ) -> None:
-        """``pool`` gives commands their transactions; ``transaction`` stands in for it
-        (a test's unit of work in memory)."""
+        """``every_event`` sees each event, one at a time; ``every_run`` sees every event
+        of a transaction at once, in order, after the shop facts among them are applied
+        (a projection of everything, set-based). ``pool`` gives commands their
+        transactions; ``transaction`` stands in for it (a test's unit of work in memory)."""
         self.make_uow = unit_of_work
         self.deps = deps
         self.events = dict(events or {})
@@ -113,6 +118,7 @@ class MessageBus(Generic[U, D]):
         self.timers = dict(timers or {})
         self.commands = dict(commands or {})
         self.every_event = every_event
+        self.every_run = every_run
         self.pool = pool
         self.transaction = transaction
 
@@ -121,6 +127,7 @@ class MessageBus(Generic[U, D]):
     def handles(self, event_type: str) -> bool:
         return (
             self.every_event is not None
+            or self.every_run is not None
             or is_shop_event(event_type)
             or event_type in self.events
             or event_type in self.batches
@@ -128,7 +135,11 @@ class MessageBus(Generic[U, D]):
 
     async def handle_event(self, envelope: Envelope, conn: asyncpg.Connection) -> None:
         uow = self.make_uow(conn, envelope)
-        await self._dispatch([Received.of(envelope)], uow)
+        message = Received.of(envelope)
+        await self._dispatch([message], uow)
+        if self.every_run is not None:
+            uow.cause = envelope
+            await self.every_run([message], uow, self.deps)
         await uow.flush()
 
     async def handle_events(self, envelopes: Sequence[Envelope], conn: asyncpg.Connection) -> None:
@@ -137,6 +148,7 @@ class MessageBus(Generic[U, D]):
         uow = self.make_uow(conn, None)
         run: list[Received[Any]] = []
         keys: set[Hashable] = set()
+        every: list[Received[Any]] = []
 
         async def flush_run() -> None:
             if run:
@@ -146,6 +158,7 @@ class MessageBus(Generic[U, D]):
 
         for envelope in envelopes:
             message = Received.of(envelope)
+            every.append(message)
             batch = self.batches.get(envelope.type)
             if batch is None:
                 await flush_run()
@@ -157,6 +170,9 @@ class MessageBus(Generic[U, D]):
             run.append(message)
             keys.add(key)
         await flush_run()
+        if self.every_run is not None:
+            uow.cause = None
+            await self.every_run(every, uow, self.deps)
         await uow.flush()
 
     async def _dispatch(self, messages: list[Received[Any]], uow: U) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from regulars_events.envelope import Envelope
+from regulars_shop.policy import Policy
 
 from .timers import NewTimer, Timer
 from .unit_of_work import ShopPolicy
@@ -61,6 +62,9 @@ class TimersInMemory:
         booked.cancelled_at = at or datetime.now(UTC)
         return True
 
+    async def cancel_many(self, keys: Sequence[str]) -> int:
+        return sum([await self.cancel(key) for key in keys])
+
     def pending(self, kind: str | None = None) -> list[NewTimer]:
         """The timers that will still fire, soonest first (of ``kind`` when given)."""
         return sorted(
@@ -93,7 +97,13 @@ class ShopsInMemory:
         self.policies: dict[uuid.UUID, ShopPolicy] = {}
 
     async def apply(self, envelope: Envelope) -> None:
+        """Keeps every shop fact; a policy change is the shop's policy from then on, as
+        the shop directory's copy would be."""
         self.applied.append(envelope)
+        if envelope.type == "regulars.shop.policy_changed.v1":
+            self.policies[uuid.UUID(envelope.shop_id)] = ShopPolicy(
+                int(envelope.data["version"]), Policy.model_validate(envelope.data["policy"])
+            )
 
     async def policy(self, shop_id: uuid.UUID) -> ShopPolicy | None:
         return self.policies.get(shop_id)

@@ -53,6 +53,10 @@ class TimerBook(Protocol):
         """Cancel the unfired timer ``key``; False if there is none or it fired."""
         ...
 
+    async def cancel_many(self, keys: Sequence[str]) -> int:
+        """Cancel every unfired timer of ``keys``; how many were."""
+        ...
+
 
 class ShopBook(Protocol):
     """A service's copy of the shop facts it needs, kept from the ``regulars.shop`` topic."""
@@ -139,6 +143,9 @@ class PostgresTimers:
 
     async def cancel(self, key: str, *, at: datetime | None = None) -> bool:
         return await timers.cancel(self.conn, key, schema=self.schema, at=at)
+
+    async def cancel_many(self, keys: Sequence[str]) -> int:
+        return await timers.cancel_many(self.conn, keys, schema=self.schema)
 
 
 class PostgresShops:

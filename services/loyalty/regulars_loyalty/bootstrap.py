@@ -35,7 +35,9 @@ def bus(
     return MessageBus(
         unit_of_work=unit_of_work,
         deps=deps,
-        every_event=handlers.remember,
+        every_run=handlers.project,
+        timers={handlers.REVIEW: handlers.on_review, handlers.REFIT: handlers.on_refit},
+        commands={handlers.RefitRiskModel: handlers.refit_risk_model},
         pool=pool,
     )
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from regulars_events.base import Event
 from regulars_events.envelope import Envelope
+from regulars_loyalty.domain.risk import RiskModel
+from regulars_loyalty.domain.standing import CustomerStanding
 from regulars_loyalty.handlers import Deps, LoyaltyUnitOfWork
+from regulars_loyalty.handlers.base import CustomerKey
 from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 
 
@@ -17,10 +24,11 @@ class FakeTimeline:
         self.added: list[uuid.UUID] = []
         self.entries: dict[uuid.UUID, Envelope] = {}
 
-    async def add(self, envelope: Envelope) -> None:
-        assert envelope.subject is not None, "a timeline entry belongs to a customer"
-        self.added.append(envelope.id)
-        self.entries.setdefault(envelope.id, envelope)
+    async def add(self, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            assert envelope.subject is not None, "a timeline entry belongs to a customer"
+            self.added.append(envelope.id)
+            self.entries.setdefault(envelope.id, envelope)
 
     def of(self, shop_id: str, customer_id: str) -> list[str]:
         return [
@@ -30,6 +38,64 @@ class FakeTimeline:
         ]
 
 
+class FakeHistory:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[Envelope, Event]] = []
+
+    async def record(self, events: Sequence[tuple[Envelope, Event]]) -> None:
+        self.recorded.extend(events)
+
+    async def visits_by_customer(self, shop_id: uuid.UUID) -> list[list[datetime]]:
+        visits: dict[str, dict[str, datetime]] = {}
+        for envelope, event in self.recorded:
+            if envelope.shop_id != str(shop_id):
+                continue
+            data = event.model_dump()
+            if envelope.type == "regulars.service.completed.v1":
+                visits.setdefault(data["customer_id"], {})[data["repair_order_id"]] = data[
+                    "completed_at"
+                ]
+            elif envelope.type in ("regulars.service.voided.v1", "regulars.service.reopened.v1"):
+                for orders in visits.values():
+                    orders.pop(data["repair_order_id"], None)
+        return [sorted(v.values()) for v in visits.values() if v]
+
+
+class FakeStandings:
+    """Standings kept as saved (a copy), so a test sees only what a handler saved."""
+
+    def __init__(self) -> None:
+        self.saved: dict[CustomerKey, CustomerStanding] = {}
+
+    async def lock(self, keys: Sequence[CustomerKey]) -> dict[CustomerKey, CustomerStanding]:
+        return {
+            k: copy.deepcopy(self.saved[k]) if k in self.saved else CustomerStanding(k[0], k[1])
+            for k in sorted(set(keys))
+        }
+
+    async def lock_shop(self, shop_id: uuid.UUID) -> list[CustomerStanding]:
+        return [copy.deepcopy(s) for k, s in sorted(self.saved.items()) if k[0] == str(shop_id)]
+
+    async def save(self, standings: Sequence[CustomerStanding]) -> None:
+        for s in standings:
+            assert s.stage is not None and s.risk is not None, "saved once assessed"
+            self.saved[(s.shop_id, s.customer_id)] = copy.deepcopy(s)
+
+    def of(self, shop_id: str, customer_id: str) -> CustomerStanding:
+        return self.saved[(shop_id, customer_id)]
+
+
+class FakeRiskModels:
+    def __init__(self) -> None:
+        self.models: dict[uuid.UUID, RiskModel] = {}
+
+    async def get(self, shop_id: uuid.UUID) -> RiskModel:
+        return self.models.get(shop_id, RiskModel())
+
+    async def save(self, shop_id: uuid.UUID, model: RiskModel, customers: int) -> None:
+        self.models[shop_id] = model
+
+
 class Loyalty:
     """loyalty's state in memory, and what its units of work emitted."""
 
@@ -37,6 +103,9 @@ class Loyalty:
         self.clock = clock or FakeClock()
         self.deps = Deps(clock=self.clock)
         self.timeline = FakeTimeline()
+        self.history = FakeHistory()
+        self.standings = FakeStandings()
+        self.models = FakeRiskModels()
         self.shops = ShopsInMemory()
         self.timers = TimersInMemory()
         self.outbox: list[Envelope] = []
@@ -45,12 +114,18 @@ class Loyalty:
         """The bus's unit-of-work factory: the connection is not used."""
         return FakeLoyaltyUnitOfWork(self, cause)
 
+    def emitted(self, event_type: str) -> list[Envelope]:
+        return [e for e in self.outbox if e.type == event_type]
+
 
 class FakeLoyaltyUnitOfWork(LoyaltyUnitOfWork):
     def __init__(self, loyalty: Loyalty, cause: Envelope | None = None) -> None:
         super().__init__(source="loyalty", cause=cause)
         self.loyalty = loyalty
         self.timeline = loyalty.timeline
+        self.history = loyalty.history
+        self.standings = loyalty.standings
+        self.models = loyalty.models
         self.shops = loyalty.shops
         self.timers = loyalty.timers
 

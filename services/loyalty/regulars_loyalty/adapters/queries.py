@@ -1,12 +1,19 @@
-"""What loyalty's API reads, straight from its tables."""
+"""What loyalty's API reads, straight from its tables, scoped to one shop."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from regulars_runtime.shop_directory import policy_for
+from regulars_shop.policy import Policy
+
+from ..domain.metrics import Tally
 
 
 async def journey_page(
@@ -31,3 +38,329 @@ async def journey_page(
             limit,
         )
     return [dict(r) for r in rows]
+
+
+_LISTED = (
+    "customer_id, name, phone, email, stage, stage_since, risk_score, at_risk, p_alive,"
+    " visits, last_visit_at, expected_next_visit"
+)
+
+
+def _like(text: str) -> str:
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+
+
+async def customers_page(
+    pool: asyncpg.Pool,
+    shop_id: uuid.UUID,
+    *,
+    stage: str | None,
+    at_risk: bool | None,
+    q: str | None,
+    after: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Customers in id order from ``after`` on; ``q`` matches a name or an id (any part,
+    case-insensitive) or a phone (its digits)."""
+    digits = re.sub(r"\D", "", q or "")
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT {_LISTED} FROM customers WHERE shop_id = $1 AND stage IS NOT NULL"
+            " AND ($2::text IS NULL OR stage = $2)"
+            " AND ($3::boolean IS NULL OR at_risk = $3)"
+            " AND ($4::text IS NULL OR name ILIKE $4 OR customer_id ILIKE $4"
+            "      OR ($5::text <> '' AND phone_digits LIKE $5))"
+            " AND ($6::text IS NULL OR customer_id > $6)"
+            " ORDER BY customer_id LIMIT $7",
+            shop_id,
+            stage,
+            at_risk,
+            None if q is None else _like(q),
+            f"%{digits}%" if len(digits) >= 3 else "",
+            after,
+            limit,
+        )
+    return [dict(r) for r in rows]
+
+
+async def customer(
+    pool: asyncpg.Pool, shop_id: uuid.UUID, customer_id: str
+) -> dict[str, Any] | None:
+    """Everything the customer page shows, or None: not a customer of this shop."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT *, facts->'consent' AS consent FROM customers"
+            " WHERE shop_id = $1 AND customer_id = $2 AND stage IS NOT NULL",
+            shop_id,
+            customer_id,
+        )
+        if row is None:
+            return None
+        made = await conn.fetch(
+            "SELECT referred_id AS customer_id, at FROM referrals"
+            " WHERE shop_id = $1 AND referrer_id = $2 ORDER BY at, referred_id LIMIT 100",
+            shop_id,
+            customer_id,
+        )
+        received = await conn.fetch(
+            "SELECT referrer_id AS customer_id, at FROM referrals"
+            " WHERE shop_id = $1 AND referred_id = $2 ORDER BY at, referrer_id LIMIT 100",
+            shop_id,
+            customer_id,
+        )
+        case = await conn.fetchrow(
+            "SELECT case_id, severity, opened_at, ack_due_at, resolve_due_at, acknowledged_at"
+            " FROM cases WHERE shop_id = $1 AND customer_id = $2 AND resolved_at IS NULL"
+            " AND opened_at IS NOT NULL ORDER BY opened_at DESC LIMIT 1",
+            shop_id,
+            customer_id,
+        )
+        replies = await conn.fetch(
+            "SELECT event_id, occurred_at, data->>'channel' AS channel, data->>'text' AS text"
+            " FROM timeline WHERE shop_id = $1 AND customer_id = $2"
+            " AND type = 'regulars.customer.replied.v1' ORDER BY occurred_at DESC LIMIT 5",
+            shop_id,
+            customer_id,
+        )
+    found = dict(row)
+    found["referrals_made"] = [dict(r) for r in made]
+    found["referrals_received"] = [dict(r) for r in received]
+    found["open_case"] = None if case is None else dict(case)
+    found["recent_replies"] = [dict(r) for r in replies]
+    return found
+
+
+async def risk_model(pool: asyncpg.Pool, shop_id: uuid.UUID) -> dict[str, Any] | None:
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM risk_models WHERE shop_id = $1", shop_id)
+    return None if row is None else dict(row)
+
+
+# -- metrics: the counts of domain.metrics.Tally, per interval, set-based -------------------
+
+
+async def _fetch(pool: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return list(await conn.fetch(sql, *args))
+
+
+_VISITS = (
+    "SELECT width_bucket(completed_at, $2::timestamptz[]) AS k, count(*) AS visits,"
+    " count(*) FILTER (WHERE comeback) AS comebacks,"
+    " count(*) FILTER (WHERE promised_at IS NOT NULL) AS promised,"
+    " count(*) FILTER (WHERE completed_at <= promised_at) AS on_time,"
+    " coalesce(sum(total_cents), 0)::bigint AS revenue_cents"
+    " FROM visits WHERE shop_id = $1 AND standing AND completed_at >= $3 AND completed_at < $4"
+    " GROUP BY k"
+)
+# A customer is active at t through the last visit before t (next_at is the one after):
+# each visit covers the boundaries from the first after it to the last before its next
+# visit and before it is lapsed_after old: [lo, hi) in boundary indexes.
+_ACTIVE = (
+    "SELECT width_bucket(completed_at, $2::timestamptz[]) AS lo,"
+    " least(coalesce(width_bucket(next_at, $2::timestamptz[]), $5),"
+    "  width_bucket(completed_at + $6::interval - interval '1 microsecond', $2::timestamptz[]))"
+    "  AS hi, count(*) AS n"
+    " FROM visits WHERE shop_id = $1 AND standing AND completed_at < $4"
+    " AND completed_at + $6::interval > $3 AND (next_at IS NULL OR next_at >= $3)"
+    " GROUP BY lo, hi"
+)
+_NEW = (
+    "SELECT width_bucket(first_visit_at, $2::timestamptz[]) AS k, count(*) AS new_customers,"
+    " count(*) FILTER (WHERE EXISTS (SELECT 1 FROM referrals r WHERE r.shop_id = c.shop_id"
+    "  AND r.referred_id = c.customer_id AND r.referrer_id <> c.customer_id)) AS new_referred"
+    " FROM customers c WHERE shop_id = $1 AND first_visit_at >= $3 AND first_visit_at < $4"
+    " GROUP BY k"
+)
+_ANSWERS = (
+    "SELECT width_bucket(at, $2::timestamptz[]) AS k, count(nps) AS nps_answers,"
+    " count(*) FILTER (WHERE nps >= 9) AS promoters,"
+    " count(*) FILTER (WHERE nps <= 6) AS detractors, count(csat) AS csat_answers,"
+    " count(*) FILTER (WHERE csat >= 4) AS csat_satisfied"
+    " FROM answers WHERE shop_id = $1 AND at >= $3 AND at < $4 GROUP BY k"
+)
+_FOLLOW_UPS = (
+    "SELECT width_bucket(at, $2::timestamptz[]) AS k,"
+    " count(*) FILTER (WHERE outcome = 'completed') AS follow_ups_completed,"
+    " count(*) FILTER (WHERE outcome = 'missed') AS follow_ups_missed"
+    " FROM follow_ups WHERE shop_id = $1 AND at >= $3 AND at < $4 GROUP BY k"
+)
+_PLANS = (
+    "SELECT width_bucket(at, $2::timestamptz[]) AS k,"
+    " count(*) FILTER (WHERE kind = 'renewed') AS plans_renewed,"
+    " count(*) FILTER (WHERE kind = 'expired') AS plans_expired"
+    " FROM plan_events WHERE shop_id = $1 AND at >= $3 AND at < $4 GROUP BY k"
+)
+_SLA_END = (
+    "CASE WHEN resolved_at IS NOT NULL AND resolved_at <= resolve_due_at THEN resolved_at"
+    " WHEN resolve_due_at <= $5 THEN resolve_due_at END"
+)
+_SLA = (
+    f"SELECT width_bucket({_SLA_END}, $2::timestamptz[]) AS k, count(*) AS sla_ended,"
+    " count(*) FILTER (WHERE acknowledged_at <= ack_due_at AND resolved_at <= resolve_due_at)"
+    "  AS sla_met"
+    " FROM cases WHERE shop_id = $1 AND ack_due_at IS NOT NULL AND resolve_due_at IS NOT NULL"
+    f" AND {_SLA_END} >= $3 AND {_SLA_END} < $4 GROUP BY k"
+)
+_P50 = (
+    "SELECT {group} AS k, count(*) AS n, percentile_cont(0.5) WITHIN GROUP"
+    " (ORDER BY extract(epoch FROM {column} - opened_at)) AS p50"
+    " FROM cases WHERE shop_id = $1 AND opened_at IS NOT NULL"
+    " AND {column} >= $3 AND {column} < $4 GROUP BY 1"
+)
+_INVOICES = (
+    "SELECT width_bucket(issued_at, $2::timestamptz[]) AS lo,"
+    " coalesce(width_bucket(paid_at, $2::timestamptz[]), $5) AS hi,"
+    " greatest(width_bucket(issued_at, $2::timestamptz[]), width_bucket(due_at, $2::timestamptz[]))"
+    "  AS past_lo, sum(amount_cents)::bigint AS cents"
+    " FROM invoices WHERE shop_id = $1 AND issued_at IS NOT NULL AND issued_at < $4"
+    " AND (paid_at IS NULL OR paid_at >= $3) GROUP BY lo, hi, past_lo"
+)
+
+
+def _spread(rows: Sequence[asyncpg.Record], lo: str, hi: str, value: str, size: int) -> list[int]:
+    """Sum each row's ``value`` over the boundary indexes [lo, hi) (0-based)."""
+    delta = [0] * (size + 1)
+    for r in rows:
+        start, end = max(0, r[lo]), min(size, r[hi])
+        if start < end:
+            delta[start] += r[value]
+            delta[end] -= r[value]
+    out, running = [], 0
+    for d in delta[:size]:
+        running += d
+        out.append(running)
+    return out
+
+
+async def tallies(
+    pool: asyncpg.Pool,
+    shop_id: uuid.UUID,
+    bounds: Sequence[datetime],
+    lapsed_after: timedelta,
+    now: datetime,
+) -> tuple[list[Tally], Tally]:
+    """The tally of each interval between consecutive ``bounds``, and of the whole range."""
+    b = list(bounds)
+    n, m = len(b) - 1, len(b)
+    start, end = b[0], b[-1]
+    common = (shop_id, b, start, end)
+    (
+        visits,
+        active,
+        new,
+        answers,
+        follow_ups,
+        plans,
+        sla,
+        acks,
+        resolves,
+        whole_p50,
+        invoices,
+    ) = await asyncio.gather(
+        _fetch(pool, _VISITS, *common),
+        _fetch(pool, _ACTIVE, *common, m, lapsed_after),
+        _fetch(pool, _NEW, *common),
+        _fetch(pool, _ANSWERS, *common),
+        _fetch(pool, _FOLLOW_UPS, *common),
+        _fetch(pool, _PLANS, *common),
+        _fetch(pool, _SLA, *common, now),
+        _fetch(
+            pool,
+            _P50.format(
+                group="width_bucket(acknowledged_at, $2::timestamptz[])", column="acknowledged_at"
+            ),
+            *common,
+        ),
+        _fetch(
+            pool,
+            _P50.format(group="width_bucket(resolved_at, $2::timestamptz[])", column="resolved_at"),
+            *common,
+        ),
+        _fetch(
+            pool,
+            "SELECT 'ack' AS k, count(*) AS n, percentile_cont(0.5) WITHIN GROUP"
+            " (ORDER BY extract(epoch FROM acknowledged_at - opened_at)) AS p50 FROM cases"
+            " WHERE shop_id = $1 AND opened_at IS NOT NULL AND acknowledged_at >= $2"
+            " AND acknowledged_at < $3"
+            " UNION ALL SELECT 'resolve', count(*), percentile_cont(0.5) WITHIN GROUP"
+            " (ORDER BY extract(epoch FROM resolved_at - opened_at)) FROM cases"
+            " WHERE shop_id = $1 AND opened_at IS NOT NULL AND resolved_at >= $2"
+            " AND resolved_at < $3",
+            shop_id,
+            start,
+            end,
+        ),
+        _fetch(pool, _INVOICES, *common, m),
+    )
+    series = [Tally() for _ in range(n)]
+
+    def add(rows: Sequence[asyncpg.Record]) -> None:
+        for r in rows:
+            k = r["k"]
+            if 1 <= k <= n:
+                t = series[k - 1]
+                for name, value in r.items():
+                    if name != "k":
+                        setattr(t, name, getattr(t, name) + int(value))
+
+    for rows in (visits, new, answers, follow_ups, plans, sla):
+        add(rows)
+    for rows, count, p50 in (
+        (acks, "acknowledged", "ack_p50_s"),
+        (resolves, "resolved", "resolve_p50_s"),
+    ):
+        for r in rows:
+            if 1 <= r["k"] <= n:
+                setattr(series[r["k"] - 1], count, int(r["n"]))
+                setattr(series[r["k"] - 1], p50, float(r["p50"]))
+    active_at = _spread(active, "lo", "hi", "n", m)
+    open_at = _spread(invoices, "lo", "hi", "cents", m)
+    past_due_at = _spread(invoices, "past_lo", "hi", "cents", m)
+    for i, t in enumerate(series):
+        t.active_at_start, t.active_at_end = active_at[i], active_at[i + 1]
+        t.open_cents, t.past_due_cents = open_at[i + 1], past_due_at[i + 1]
+    whole = Tally()
+    for t in series:
+        for name, value in t.as_dict().items():
+            if isinstance(value, int) and name not in _AT_A_MOMENT:
+                setattr(whole, name, getattr(whole, name) + value)
+    whole.active_at_start, whole.active_at_end = active_at[0], active_at[n]
+    whole.open_cents, whole.past_due_cents = open_at[n], past_due_at[n]
+    for r in whole_p50:
+        if r["k"] == "ack":
+            whole.acknowledged, whole.ack_p50_s = int(r["n"]), _float(r["p50"])
+        else:
+            whole.resolved, whole.resolve_p50_s = int(r["n"]), _float(r["p50"])
+    return series, whole
+
+
+_AT_A_MOMENT = {
+    "active_at_start",
+    "active_at_end",
+    "open_cents",
+    "past_due_cents",
+    "acknowledged",
+    "resolved",
+}
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+async def stage_counts(pool: asyncpg.Pool, shop_id: uuid.UUID) -> dict[str, int]:
+    rows = await _fetch(
+        pool,
+        "SELECT stage, count(*) AS n FROM customers WHERE shop_id = $1 AND stage IS NOT NULL"
+        " GROUP BY stage",
+        shop_id,
+    )
+    return {r["stage"]: int(r["n"]) for r in rows}
+
+
+async def shop_policy(pool: asyncpg.Pool, shop_id: uuid.UUID) -> Policy:
+    """The shop's policy as loyalty last heard it (the defaults before it has)."""
+    async with pool.acquire() as conn:
+        known = await policy_for(conn, shop_id)
+    return Policy.defaults() if known is None else known[1]

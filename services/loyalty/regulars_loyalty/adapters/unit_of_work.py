@@ -7,10 +7,13 @@ from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..handlers.base import LoyaltyUnitOfWork
-from .repository import PostgresTimeline
+from .repository import PostgresHistory, PostgresRiskModels, PostgresStandings, PostgresTimeline
 
 
 class PostgresLoyaltyUnitOfWork(PostgresUnitOfWork, LoyaltyUnitOfWork):
     def __init__(self, conn: asyncpg.Connection, cause: Envelope | None = None) -> None:
         super().__init__(conn, schema="loyalty", cause=cause)
         self.timeline = PostgresTimeline(conn)
+        self.history = PostgresHistory(conn)
+        self.standings = PostgresStandings(conn)
+        self.models = PostgresRiskModels(conn)
