@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
