@@ -8,6 +8,7 @@ of customers. Latencies are printed beside the same process's /healthz as a base
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 import uuid
@@ -16,6 +17,8 @@ from typing import Any
 
 import asyncpg
 import httpx
+from regulars_loyalty.adapters import queries
+from regulars_runtime import db
 
 CUSTOMERS = 100_000
 YEARS = 3
@@ -119,6 +122,17 @@ _LOAD = [
         $2::timestamptz - random() * ($3 * interval '1 day')
     FROM generate_series(1, $4 / 10) ON CONFLICT DO NOTHING
     """,
+    # every hour with a fact marked for the rollup, as the projection's writes would have
+    """
+    INSERT INTO loyalty.tally_dirty (shop_id, hour)
+    SELECT DISTINCT $1::uuid, floor(extract(epoch FROM at) / 3600)::int8 FROM (
+        SELECT completed_at AS at FROM loyalty.visits WHERE shop_id = $1
+        UNION ALL SELECT at FROM loyalty.answers WHERE shop_id = $1
+        UNION ALL SELECT at FROM loyalty.follow_ups WHERE shop_id = $1
+        UNION ALL SELECT at FROM loyalty.plan_events WHERE shop_id = $1
+        UNION ALL SELECT first_visit_at FROM loyalty.customers
+            WHERE shop_id = $1 AND first_visit_at IS NOT NULL) t
+    """,
     """
     INSERT INTO loyalty.appointments (event_id, shop_id, customer_id, starts_at)
     SELECT gen_random_uuid(), $1, 'c-' || lpad((1 + (random() * ($4 - 1))::int)::text, 6, '0'),
@@ -150,17 +164,26 @@ async def load(database_url: str, shop_id: str, now: datetime) -> dict[str, Any]
         shop = uuid.UUID(shop_id)
         for sql in _LOAD:
             args: list[Any] = [shop, now, YEARS * 365, CUSTOMERS]
-            # each statement names the arguments it uses, in order, from $1
-            used = [i for i in range(1, 5) if f"${i}" in sql]
-            await conn.execute(sql, *args[: max(used)])
+            # each statement uses some of the four: numbered again from $1, in order
+            used = sorted({int(n) for n in re.findall(r"\$(\d)", sql)})
+            numbered = re.sub(r"\$(\d)", lambda m, used=used: f"${used.index(int(m[1])) + 1}", sql)
+            await conn.execute(numbered, *(args[i - 1] for i in used))
+        # settled, as after a restore: statistics and the visibility map (autovacuum
+        # would get there on its own, and would compete with the measurement meanwhile)
         await conn.execute(
-            "ANALYZE loyalty.visits, loyalty.customers, loyalty.answers,"
-            " loyalty.follow_ups, loyalty.cases, loyalty.invoices,"
-            " loyalty.plan_events, loyalty.referrals, loyalty.appointments"
+            "VACUUM (ANALYZE) loyalty.visits, loyalty.customers, loyalty.answers,"
+            " loyalty.follow_ups, loyalty.cases, loyalty.invoices, loyalty.plan_events,"
+            " loyalty.referrals, loyalty.appointments"
         )
         events = int(await conn.fetchval(_EVENTS, shop))
     finally:
         await conn.close()
+    counted = await db.connect(database_url, "loyalty")
+    try:
+        await counted.execute(queries._RECOUNT, shop)
+        await counted.execute("VACUUM (ANALYZE) loyalty.tally_hours")
+    finally:
+        await counted.close()
     return {"events": events, "customers": CUSTOMERS, "seconds": time.monotonic() - started}
 
 

@@ -7,6 +7,7 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from harness import System
 from regulars_events.base import Event
@@ -215,13 +216,24 @@ async def test_the_sql_counts_what_the_definitions_count(system: System) -> None
         envelopes = [policy] + [
             Envelope.wrap(e, source="intake", shop_id=shop, time=at) for e, at in events
         ]
+        half = len(envelopes) // 2
         for start in range(0, len(envelopes), 37):
             async with pool.acquire() as conn, conn.transaction():
                 await bus.handle_events(envelopes[start : start + 37], conn)
+            if start <= half < start + 37:
+                # a read half-way: the hours counted so far are recounted as more arrive
+                await queries.tallies(pool, uuid.UUID(shop), [NOW - 3 * YEAR, NOW], YEAR, NOW)
         ranges: list[tuple[datetime, datetime, Any]] = [
             (NOW - YEAR, NOW, "month"),
             (NOW - 2 * YEAR, NOW - YEAR, "month"),
             (NOW - timedelta(days=90), NOW - timedelta(days=10), "week"),
+            # boundaries off the hour (a half-hour timezone, a ragged start): the hours
+            # they cut are counted from the facts, the others from tally_hours
+            (
+                (NOW - timedelta(days=200, minutes=17)).astimezone(ZoneInfo("Asia/Kolkata")),
+                NOW - timedelta(seconds=5),
+                "month",
+            ),
         ]
         for start, end, every in ranges:
             periods = metrics.intervals(start, end, every)
@@ -233,5 +245,13 @@ async def test_the_sql_counts_what_the_definitions_count(system: System) -> None
                 assert zero == [], zero
             for (a, b), got in zip(periods, series, strict=True):
                 assert got == metrics.tally(known, a, b, YEAR, NOW), (a, b)
+        async with pool.acquire() as conn:
+            hours = await conn.fetchval(
+                "SELECT count(*) FROM loyalty.tally_hours WHERE shop_id = $1", uuid.UUID(shop)
+            )
+            marked = await conn.fetchval(
+                "SELECT count(*) FROM loyalty.tally_dirty WHERE shop_id = $1", uuid.UUID(shop)
+            )
+        assert hours > 100 and marked == 0  # the whole hours were read from tally_hours
     finally:
         await pool.close()

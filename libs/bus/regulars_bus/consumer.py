@@ -123,8 +123,14 @@ class EventConsumer:
         on_result: Callable[[str, str], None] | None = None,
         on_dead_letter: Callable[[str], None] | None = None,
         handle_many: BatchHandler | None = None,
+        together: int = TOGETHER,
+        partition_fetch_bytes: int = PARTITION_FETCH_BYTES,
     ) -> None:
+        """``together`` and ``partition_fetch_bytes`` size the transactions: a service whose
+        handler is set-based over a whole run (loyalty's projection) takes larger ones."""
         self.service = service
+        self.together = together
+        self.partition_fetch_bytes = partition_fetch_bytes
         self.pool = pool
         self.kafka = kafka
         self.topics = list(topics)
@@ -154,7 +160,7 @@ class EventConsumer:
             heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
             fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
             max_poll_records=FETCHED_AT_ONCE,
-            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+            max_partition_fetch_bytes=self.partition_fetch_bytes,
             metadata_max_age_ms=5000,
         )
         dead_letters = producer(self.kafka, f"{self.group_id}-dead-letters")
@@ -204,8 +210,8 @@ class EventConsumer:
         at_once: asyncio.Semaphore,
     ) -> None:
         async with at_once:
-            for start in range(0, len(records), TOGETHER):
-                chunk = records[start : start + TOGETHER]
+            for start in range(0, len(records), self.together):
+                chunk = records[start : start + self.together]
                 if await self._apply_together(chunk):
                     self._processed[tp] = chunk[-1].offset + 1
                 elif not await self._apply_each(consumer, tp, chunk, dead_letters):

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from regulars_bus.consumer import EventConsumer
+from regulars_bus.consumer import PARTITION_FETCH_BYTES, TOGETHER, EventConsumer
 from regulars_bus.kafka import KafkaConfig, admin_client, ensure_topics
 from regulars_bus.relay import OutboxRelay, backlog
 from regulars_events.topics import all_topics, dead_letter_topic
@@ -99,6 +99,10 @@ class ServiceDefinition(Generic[S, D]):
     body_limit: int = DEFAULT_BODY_LIMIT
     #: last touches on the app (an ASGI endpoint in front, the OpenAPI document)
     customize: Callable[[FastAPI], None] | None = None
+    #: events of one partition applied in one transaction at most, and the bytes fetched
+    #: per partition at once (larger for a handler that is set-based over a whole run)
+    together: int = TOGETHER
+    partition_fetch_bytes: int = PARTITION_FETCH_BYTES
 
 
 def context(request: Request) -> ServiceContext[Any]:
@@ -287,6 +291,8 @@ async def _start_workers(
             wants=bus.handles,
             on_result=lambda t, r: metrics.EVENTS_CONSUMED.labels(name, t, r).inc(),
             on_dead_letter=lambda topic: metrics.DEAD_LETTERS.labels(name, topic).inc(),
+            together=definition.together,
+            partition_fetch_bytes=definition.partition_fetch_bytes,
         )
         ctx.consumer = consumer
         tasks.append(asyncio.create_task(consumer.run(stop), name=f"{name}-consumer"))

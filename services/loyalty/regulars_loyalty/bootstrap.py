@@ -36,7 +36,11 @@ def bus(
         unit_of_work=unit_of_work,
         deps=deps,
         every_run=handlers.project,
-        timers={handlers.REVIEW: handlers.on_review, handlers.REFIT: handlers.on_refit},
+        timers={
+            handlers.REVIEW: handlers.on_review,
+            handlers.REFIT: handlers.on_refit,
+            handlers.RESCORE: handlers.on_rescore,
+        },
         commands={handlers.RefitRiskModel: handlers.refit_risk_model},
         pool=pool,
     )
@@ -59,6 +63,9 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[LoyaltySettings
         routers=[api.router],
         consumes=handlers.TOPICS,
         clock=clock,
+        # the projection is set-based over a whole run: larger runs, fewer commits
+        together=500,
+        partition_fetch_bytes=256 * 1024,
     )
 
 

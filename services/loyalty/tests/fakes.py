@@ -73,8 +73,11 @@ class FakeStandings:
             for k in sorted(set(keys))
         }
 
-    async def lock_shop(self, shop_id: uuid.UUID) -> list[CustomerStanding]:
-        return [copy.deepcopy(s) for k, s in sorted(self.saved.items()) if k[0] == str(shop_id)]
+    async def lock_shop(
+        self, shop_id: uuid.UUID, *, after: str, limit: int
+    ) -> list[CustomerStanding]:
+        chosen = [s for k, s in sorted(self.saved.items()) if k[0] == str(shop_id) and k[1] > after]
+        return [copy.deepcopy(s) for s in chosen[:limit]]
 
     async def save(self, standings: Sequence[CustomerStanding]) -> None:
         for s in standings:

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from regulars_events.base import Event
 from regulars_events.catalogue import (
     CustomerUpserted,
@@ -270,7 +271,10 @@ async def test_a_refit_with_too_little_history_says_so() -> None:
     assert model.fit is None and "rules alone" in model.note and "3" in model.note
 
 
-async def test_a_refit_on_enough_history_scores_each_customer_by_their_rhythm() -> None:
+async def test_a_refit_on_enough_history_scores_each_customer_by_their_rhythm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handlers, "RESCORE_CHUNK", 30)
     loyalty, bus = await loyalty_with_policy()
     history = []
     for i in range(80):
@@ -284,6 +288,13 @@ async def test_a_refit_on_enough_history_scores_each_customer_by_their_rhythm() 
     result = await bus.commands[type(command)](command, uow, loyalty.deps)
     await uow.flush()
     assert result.fit is not None, result.note
+    # the customers are rescored a chunk at a time, each chunk a timer of its own
+    chunks = 0
+    while rescores := loyalty.timers.pending(handlers.RESCORE):
+        await bus.handle_timer(loyalty.timers.fired(rescores[0]), None)
+        chunks += 1
+    assert chunks == 4  # 100 customers, 30 at a time
+    assert {st.risk.model for st in loyalty.standings.saved.values() if st.risk} == {"bg_nbd"}
     recent, gone = loyalty.standings.of(SHOP, "c0"), loyalty.standings.of(SHOP, "c1")
     assert recent.risk is not None and gone.risk is not None
     assert recent.risk.model == "bg_nbd"

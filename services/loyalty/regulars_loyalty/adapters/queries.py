@@ -6,7 +6,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -144,7 +144,22 @@ async def _fetch(pool: asyncpg.Pool, sql: str, *args: Any) -> list[asyncpg.Recor
         return list(await conn.fetch(sql, *args))
 
 
-_VISITS = (
+# Who is active at each boundary. A customer is active at t through the last visit before
+# t (next_at is the one after): each visit covers the boundaries from the first after it
+# to the last before its next visit and before it is lapsed_after old, [lo, hi) in
+# boundary indexes. Read in two halves of time ($7 to $8), one before the range and one in
+# it, on two connections.
+_ACTIVE = (
+    "SELECT width_bucket(completed_at, $2::timestamptz[]) AS lo,"
+    " least(coalesce(width_bucket(next_at, $2::timestamptz[]), $5), width_bucket("
+    "  completed_at + $6::interval - interval '1 microsecond', $2::timestamptz[])) AS hi,"
+    " count(*) AS n"
+    " FROM visits WHERE shop_id = $1 AND standing AND completed_at < $4"
+    " AND completed_at + $6::interval > $3 AND (next_at IS NULL OR next_at >= $3)"
+    " AND completed_at >= $7 AND completed_at < $8"
+    " GROUP BY lo, hi"
+)
+_VISIT_COUNTS = (
     "SELECT width_bucket(completed_at, $2::timestamptz[]) AS k, count(*) AS visits,"
     " count(*) FILTER (WHERE comeback) AS comebacks,"
     " count(*) FILTER (WHERE promised_at IS NOT NULL) AS promised,"
@@ -152,18 +167,6 @@ _VISITS = (
     " coalesce(sum(total_cents), 0)::bigint AS revenue_cents"
     " FROM visits WHERE shop_id = $1 AND standing AND completed_at >= $3 AND completed_at < $4"
     " GROUP BY k"
-)
-# A customer is active at t through the last visit before t (next_at is the one after):
-# each visit covers the boundaries from the first after it to the last before its next
-# visit and before it is lapsed_after old: [lo, hi) in boundary indexes.
-_ACTIVE = (
-    "SELECT width_bucket(completed_at, $2::timestamptz[]) AS lo,"
-    " least(coalesce(width_bucket(next_at, $2::timestamptz[]), $5),"
-    "  width_bucket(completed_at + $6::interval - interval '1 microsecond', $2::timestamptz[]))"
-    "  AS hi, count(*) AS n"
-    " FROM visits WHERE shop_id = $1 AND standing AND completed_at < $4"
-    " AND completed_at + $6::interval > $3 AND (next_at IS NULL OR next_at >= $3)"
-    " GROUP BY lo, hi"
 )
 _NEW = (
     "SELECT width_bucket(first_visit_at, $2::timestamptz[]) AS k, count(*) AS new_customers,"
@@ -233,6 +236,92 @@ def _spread(rows: Sequence[asyncpg.Record], lo: str, hi: str, value: str, size: 
     return out
 
 
+#: the additive counts tally_hours keeps, in its column order
+HOURLY = (
+    "visits",
+    "comebacks",
+    "promised",
+    "on_time",
+    "revenue_cents",
+    "new_customers",
+    "new_referred",
+    "nps_answers",
+    "promoters",
+    "detractors",
+    "csat_answers",
+    "csat_satisfied",
+    "follow_ups_completed",
+    "follow_ups_missed",
+    "plans_renewed",
+    "plans_expired",
+)
+_RECOUNT = (
+    "WITH marked AS (DELETE FROM tally_dirty WHERE shop_id = $1 RETURNING hour),"
+    " hours AS (SELECT DISTINCT hour, to_timestamp(hour * 3600) AS lo,"
+    "  to_timestamp((hour + 1) * 3600) AS hi FROM marked)"
+    f" INSERT INTO tally_hours (shop_id, hour, {', '.join(HOURLY)})"
+    " SELECT $1, h.hour, v.*, n.*, a.*, f.*, p.* FROM hours h"
+    " CROSS JOIN LATERAL (SELECT count(*), count(*) FILTER (WHERE comeback),"
+    "  count(*) FILTER (WHERE promised_at IS NOT NULL),"
+    "  count(*) FILTER (WHERE completed_at <= promised_at), coalesce(sum(total_cents), 0)"
+    "  FROM visits WHERE shop_id = $1 AND standing"
+    "  AND completed_at >= h.lo AND completed_at < h.hi) v"
+    " CROSS JOIN LATERAL (SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1"
+    "  FROM referrals r WHERE r.shop_id = c.shop_id AND r.referred_id = c.customer_id"
+    "  AND r.referrer_id <> c.customer_id)) FROM customers c WHERE shop_id = $1"
+    "  AND first_visit_at >= h.lo AND first_visit_at < h.hi) n"
+    " CROSS JOIN LATERAL (SELECT count(nps), count(*) FILTER (WHERE nps >= 9),"
+    "  count(*) FILTER (WHERE nps <= 6), count(csat), count(*) FILTER (WHERE csat >= 4)"
+    "  FROM answers WHERE shop_id = $1 AND at >= h.lo AND at < h.hi) a"
+    " CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE outcome = 'completed'),"
+    "  count(*) FILTER (WHERE outcome = 'missed')"
+    "  FROM follow_ups WHERE shop_id = $1 AND at >= h.lo AND at < h.hi) f"
+    " CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE kind = 'renewed'),"
+    "  count(*) FILTER (WHERE kind = 'expired')"
+    "  FROM plan_events WHERE shop_id = $1 AND at >= h.lo AND at < h.hi) p"
+    " ON CONFLICT (shop_id, hour) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in HOURLY)
+)
+_HOURLY = (
+    "SELECT width_bucket(to_timestamp(hour * 3600), $2::timestamptz[]) AS k, "
+    + ", ".join(f"sum({c})::bigint AS {c}" for c in HOURLY)
+    + " FROM tally_hours WHERE shop_id = $1 AND hour >= $3 AND hour < $4"
+    " AND NOT hour = ANY($5::int8[]) GROUP BY k"
+)
+_RAW_COUNTS = (_VISIT_COUNTS, _NEW, _ANSWERS, _FOLLOW_UPS, _PLANS)
+HOUR = timedelta(hours=1)
+
+
+async def recount_marked_hours(pool: asyncpg.Pool, shop_id: uuid.UUID) -> None:
+    """Bring tally_hours up to date with the facts for every hour a write marked."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_RECOUNT, shop_id)
+
+
+def _hour(at: datetime) -> int:
+    return int(at.timestamp() // 3600)
+
+
+def _on_the_hour(at: datetime) -> bool:
+    return at.timestamp() % 3600 == 0
+
+
+async def _additive(
+    pool: asyncpg.Pool, shop_id: uuid.UUID, b: list[datetime]
+) -> list[list[asyncpg.Record]]:
+    """The additive counts per interval: whole hours from tally_hours, and from the facts
+    themselves every hour a boundary cuts (and the range's ragged ends)."""
+    start, end = b[0], b[-1]
+    cut = sorted({_hour(x) for x in b if not _on_the_hour(x)})
+    first, last = -(-int(start.timestamp()) // 3600), _hour(end)
+    reads = [_fetch(pool, _HOURLY, shop_id, b, first, last, cut)]
+    for h in cut:
+        lo = max(start, datetime.fromtimestamp(h * 3600, UTC))
+        hi = min(end, datetime.fromtimestamp(h * 3600, UTC) + HOUR)
+        if lo < hi:
+            reads += [_fetch(pool, sql, shop_id, b, lo, hi) for sql in _RAW_COUNTS]
+    return await asyncio.gather(*reads)
+
+
 async def tallies(
     pool: asyncpg.Pool,
     shop_id: uuid.UUID,
@@ -241,29 +330,24 @@ async def tallies(
     now: datetime,
 ) -> tuple[list[Tally], Tally]:
     """The tally of each interval between consecutive ``bounds``, and of the whole range."""
-    b = list(bounds)
+    b = [x.astimezone(UTC) for x in bounds]
     n, m = len(b) - 1, len(b)
     start, end = b[0], b[-1]
     common = (shop_id, b, start, end)
+    await recount_marked_hours(pool, shop_id)
     (
-        visits,
-        active,
-        new,
-        answers,
-        follow_ups,
-        plans,
+        additive,
+        active_before,
+        active_within,
         sla,
         acks,
         resolves,
         whole_p50,
         invoices,
     ) = await asyncio.gather(
-        _fetch(pool, _VISITS, *common),
-        _fetch(pool, _ACTIVE, *common, m, lapsed_after),
-        _fetch(pool, _NEW, *common),
-        _fetch(pool, _ANSWERS, *common),
-        _fetch(pool, _FOLLOW_UPS, *common),
-        _fetch(pool, _PLANS, *common),
+        _additive(pool, shop_id, b),
+        _fetch(pool, _ACTIVE, *common, m, lapsed_after, start - lapsed_after, start),
+        _fetch(pool, _ACTIVE, *common, m, lapsed_after, start, end),
         _fetch(pool, _SLA, *common, now),
         _fetch(
             pool,
@@ -302,9 +386,9 @@ async def tallies(
                 t = series[k - 1]
                 for name, value in r.items():
                     if name != "k":
-                        setattr(t, name, getattr(t, name) + int(value))
+                        setattr(t, name, getattr(t, name) + int(value or 0))
 
-    for rows in (visits, new, answers, follow_ups, plans, sla):
+    for rows in (*additive, sla):
         add(rows)
     for rows, count, p50 in (
         (acks, "acknowledged", "ack_p50_s"),
@@ -314,7 +398,7 @@ async def tallies(
             if 1 <= r["k"] <= n:
                 setattr(series[r["k"] - 1], count, int(r["n"]))
                 setattr(series[r["k"] - 1], p50, float(r["p50"]))
-    active_at = _spread(active, "lo", "hi", "n", m)
+    active_at = _spread(active_before + active_within, "lo", "hi", "n", m)
     open_at = _spread(invoices, "lo", "hi", "cents", m)
     past_due_at = _spread(invoices, "past_lo", "hi", "cents", m)
     for i, t in enumerate(series):

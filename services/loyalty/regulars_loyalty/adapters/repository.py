@@ -37,6 +37,22 @@ from ..domain.standing import CustomerStanding
 from ..handlers.base import CustomerKey
 
 
+def hour_of(at: datetime) -> int:
+    """The UTC hour a moment falls in (the key of tally_hours)."""
+    return int(at.timestamp() // 3600)
+
+
+async def mark_hours(conn: asyncpg.Connection, marks: set[tuple[uuid.UUID, int]]) -> None:
+    """Mark hours whose counts changed, for the next metrics read to recount."""
+    if marks:
+        shops, hours = zip(*sorted(marks), strict=True)
+        await conn.execute(
+            "INSERT INTO tally_dirty (shop_id, hour) SELECT * FROM unnest($1::uuid[], $2::int8[])",
+            list(shops),
+            list(hours),
+        )
+
+
 class PostgresTimeline:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -280,20 +296,60 @@ class PostgresHistory:
         run_sql: str | None = None
         run: list[tuple[Any, ...]] = []
         changed: set[tuple[uuid.UUID, str]] = set()
-        for envelope, event in events:
-            for sql, args in _rows(envelope, event):
-                if sql in (_VISIT, _VISIT_WITHDRAWN):
-                    changed.add((args[0], args[1]))
-                if sql != run_sql and run:
-                    await self._write(run_sql, run)
-                    run = []
-                run_sql = sql
-                run.append(args)
+        tasks: set[tuple[uuid.UUID, str]] = set()
+        referred: set[tuple[uuid.UUID, str]] = set()
+        marks: set[tuple[uuid.UUID, int]] = set()
+        planned = [
+            (sql, args) for envelope, event in events for sql, args in _rows(envelope, event)
+        ]
+        for sql, args in planned:
+            if sql in (_VISIT, _VISIT_WITHDRAWN):
+                changed.add((args[0], args[1]))
+            if sql == _VISIT:
+                marks.add((args[0], hour_of(args[3])))
+            elif sql == _ANSWER:
+                marks.add((args[1], hour_of(args[3])))
+            elif sql == _FOLLOW_UP:
+                tasks.add((args[0], args[1]))
+                marks.add((args[0], hour_of(args[4])))
+            elif sql == _PLAN:
+                marks.add((args[1], hour_of(args[5])))
+            elif sql == _REFERRAL:
+                referred.add((args[0], args[2]))
+        # the hours a changed visit or follow-up leaves (a void, a completion moved in time)
+        marks |= await self._hours_of(
+            "SELECT shop_id, completed_at AS at FROM visits", "repair_order_id", changed
+        )
+        marks |= await self._hours_of("SELECT shop_id, at FROM follow_ups", "task_id", tasks)
+        for sql, args in planned:
+            if sql != run_sql and run:
+                await self._write(run_sql, run)
+                run = []
+            run_sql = sql
+            run.append(args)
         if run:
             await self._write(run_sql, run)
         if changed:
             shops, orders = zip(*sorted(changed), strict=True)
             await self.conn.execute(_NEXT_VISITS, list(shops), list(orders))
+        # a new customer's referral counts in the hour of their first visit
+        marks |= await self._hours_of(
+            "SELECT shop_id, first_visit_at AS at FROM customers", "customer_id", referred
+        )
+        await mark_hours(self.conn, marks)
+
+    async def _hours_of(
+        self, select: str, key: str, keys: set[tuple[uuid.UUID, str]]
+    ) -> set[tuple[uuid.UUID, int]]:
+        if not keys:
+            return set()
+        shops, ids = zip(*sorted(keys), strict=True)
+        rows = await self.conn.fetch(
+            f"{select} WHERE (shop_id, {key}) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))",
+            list(shops),
+            list(ids),
+        )
+        return {(r["shop_id"], hour_of(r["at"])) for r in rows if r["at"] is not None}
 
     async def _write(self, sql: str | None, run: list[tuple[Any, ...]]) -> None:
         if sql == _VISIT and len(run) > 1:
@@ -362,6 +418,8 @@ def _restore(row: asyncpg.Record) -> CustomerStanding:
 class PostgresStandings:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        #: each locked customer's first visit as stored: a new customer counts in its hour
+        self.first_visits: dict[CustomerKey, datetime | None] = {}
 
     async def lock(self, keys: Sequence[CustomerKey]) -> dict[CustomerKey, CustomerStanding]:
         ordered = sorted(set(keys))
@@ -377,28 +435,47 @@ class PostgresStandings:
         )
         rows = await self.conn.fetch(
             "SELECT shop_id, customer_id, facts, stage, stage_since, at_risk,"
-            " next_change_at FROM customers WHERE (shop_id, customer_id) IN"
+            " next_change_at, first_visit_at FROM customers WHERE (shop_id, customer_id) IN"
             " (SELECT * FROM unnest($1::uuid[], $2::text[]))"
             " ORDER BY shop_id, customer_id FOR UPDATE",
             shops,
             customers,
         )
         found = {(str(r["shop_id"]), r["customer_id"]): _restore(r) for r in rows}
+        for r in rows:
+            self.first_visits[(str(r["shop_id"]), r["customer_id"])] = r["first_visit_at"]
         return {key: found.get(key) or CustomerStanding(key[0], key[1]) for key in ordered}
 
-    async def lock_shop(self, shop_id: uuid.UUID) -> list[CustomerStanding]:
+    async def lock_shop(
+        self, shop_id: uuid.UUID, *, after: str, limit: int
+    ) -> list[CustomerStanding]:
         rows = await self.conn.fetch(
             "SELECT shop_id, customer_id, facts, stage, stage_since, at_risk,"
-            " next_change_at FROM customers WHERE shop_id = $1 AND stage IS NOT NULL"
-            " ORDER BY customer_id FOR UPDATE",
+            " next_change_at, first_visit_at FROM customers WHERE shop_id = $1"
+            " AND stage IS NOT NULL"
+            " AND customer_id > $2 ORDER BY customer_id LIMIT $3 FOR UPDATE",
             shop_id,
+            after,
+            limit,
         )
+        for r in rows:
+            self.first_visits[(str(r["shop_id"]), r["customer_id"])] = r["first_visit_at"]
         return [_restore(r) for r in rows]
 
     async def save(self, standings: Sequence[CustomerStanding]) -> None:
-        if standings:
-            columns = list(zip(*(_row(s) for s in standings), strict=True))
-            await self.conn.execute(_SAVE, *(list(c) for c in columns))
+        if not standings:
+            return
+        columns = list(zip(*(_row(s) for s in standings), strict=True))
+        await self.conn.execute(_SAVE, *(list(c) for c in columns))
+        marks = set()
+        for s in standings:
+            before = self.first_visits.get((s.shop_id, s.customer_id))
+            now = s.first_visit_at
+            if before != now:
+                shop = uuid.UUID(s.shop_id)
+                marks |= {(shop, hour_of(at)) for at in (before, now) if at is not None}
+            self.first_visits[(s.shop_id, s.customer_id)] = now
+        await mark_hours(self.conn, marks)
 
 
 def _row(s: CustomerStanding) -> tuple[Any, ...]:

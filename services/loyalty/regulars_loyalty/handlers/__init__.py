@@ -35,6 +35,8 @@ TOPICS: list[str] = [f"regulars.{family}" for family in FAMILIES]
 
 REVIEW = "loyalty.review"
 REFIT = "loyalty.refit"
+RESCORE = "loyalty.rescore"
+RESCORE_CHUNK = 1000
 #: a refit waits this long after the history grew enough, so an import is fitted once
 REFIT_SETTLE = timedelta(seconds=30)
 MONTHLY_REFIT_AT = time(3, 0)
@@ -214,17 +216,44 @@ async def on_refit(timer: Timer, uow: LoyaltyUnitOfWork, deps: Deps) -> None:
 
 
 async def _refit(uow: LoyaltyUnitOfWork, shop_id: uuid.UUID, now: datetime) -> None:
-    """Refit the shop's visit rhythm and rescore every customer of the shop with it."""
+    """Refit the shop's visit rhythm, then rescore its customers with it, a chunk at a time
+    (each its own timer and transaction, so a large shop's customers are not all locked
+    while the rest of its events wait)."""
     visits = await uow.history.visits_by_customer(shop_id)
     model = fit_shop(visits, now)
     await uow.models.save(shop_id, model, customers=len(visits))
+    await _rescore_from(uow, shop_id, now, after="")
+
+
+async def _rescore_from(
+    uow: LoyaltyUnitOfWork, shop_id: uuid.UUID, now: datetime, *, after: str
+) -> None:
+    await uow.timers.schedule(
+        timers.NewTimer(
+            key=f"{RESCORE}:{shop_id}:{now.isoformat()}:{after}",
+            kind=RESCORE,
+            shop_id=shop_id,
+            fire_at=now,
+            payload={"shop_id": str(shop_id), "after": after},
+        )
+    )
+
+
+async def on_rescore(timer: Timer, uow: LoyaltyUnitOfWork, deps: Deps) -> None:
+    """The next chunk of a shop's customers, rescored with its current model."""
+    shop_id, now = uuid.UUID(timer.payload["shop_id"]), deps.clock()
     _version, policy = await uow.policy_or_defaults(shop_id)
-    shop = _ShopView(policy, model)
-    standings, plan = await uow.standings.lock_shop(shop_id), _TimerPlan()
+    shop = _ShopView(policy, await uow.models.get(shop_id))
+    standings = await uow.standings.lock_shop(
+        shop_id, after=timer.payload["after"], limit=RESCORE_CHUNK
+    )
+    plan = _TimerPlan()
     for standing in standings:
         _reassess(uow, standing, now, shop, plan, cause=None)
     await uow.standings.save(standings)
     await plan.write(uow)
+    if len(standings) == RESCORE_CHUNK:
+        await _rescore_from(uow, shop_id, now, after=standings[-1].customer_id)
 
 
 @dataclass(frozen=True)
@@ -247,6 +276,7 @@ __all__ = [
     "LoyaltyUnitOfWork",
     "RefitRiskModel",
     "on_refit",
+    "on_rescore",
     "on_review",
     "project",
     "refit_risk_model",

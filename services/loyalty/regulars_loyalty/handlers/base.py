@@ -44,8 +44,11 @@ class Standings(Protocol):
         customers not seen before)."""
         ...
 
-    async def lock_shop(self, shop_id: uuid.UUID) -> list[CustomerStanding]:
-        """Every standing of a shop, locked (the monthly rescoring)."""
+    async def lock_shop(
+        self, shop_id: uuid.UUID, *, after: str, limit: int
+    ) -> list[CustomerStanding]:
+        """The shop's next ``limit`` standings in customer id order after ``after``,
+        locked (a chunk of the monthly rescoring)."""
         ...
 
     async def save(self, standings: Sequence[CustomerStanding]) -> None: ...

@@ -144,3 +144,36 @@ CREATE TABLE risk_models (
     note              text,
     fitted_at         timestamptz
 );
+
+-- The additive counts of the metrics per shop and UTC hour, so a year's metrics read a few
+-- thousand rows instead of every fact. Kept lazily: every write of a fact marks its hour
+-- (and the hour it left) in tally_dirty; a metrics read first recounts the marked hours
+-- from the facts. A mark is a row of its own (no ON CONFLICT), so a mark committed while a
+-- recount runs survives it and is recounted next time.
+CREATE TABLE tally_hours (
+    shop_id              uuid NOT NULL,
+    hour                 bigint NOT NULL,
+    visits               bigint NOT NULL,
+    comebacks            bigint NOT NULL,
+    promised             bigint NOT NULL,
+    on_time              bigint NOT NULL,
+    revenue_cents        bigint NOT NULL,
+    new_customers        bigint NOT NULL,
+    new_referred         bigint NOT NULL,
+    nps_answers          bigint NOT NULL,
+    promoters            bigint NOT NULL,
+    detractors           bigint NOT NULL,
+    csat_answers         bigint NOT NULL,
+    csat_satisfied       bigint NOT NULL,
+    follow_ups_completed bigint NOT NULL,
+    follow_ups_missed    bigint NOT NULL,
+    plans_renewed        bigint NOT NULL,
+    plans_expired        bigint NOT NULL,
+    PRIMARY KEY (shop_id, hour)
+);
+CREATE TABLE tally_dirty (
+    id      bigserial PRIMARY KEY,
+    shop_id uuid NOT NULL,
+    hour    bigint NOT NULL
+);
+CREATE INDEX tally_dirty_by_shop ON tally_dirty (shop_id);
