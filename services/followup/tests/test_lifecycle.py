@@ -278,6 +278,16 @@ async def test_no_call_for_a_customer_with_no_visit(world: World) -> None:
     assert world.uow.emitted(FollowUpScheduled) == []
 
 
+async def test_no_call_for_a_lapsed_or_lost_customer_the_win_back_is_theirs(world: World) -> None:
+    for cid, to in (("c-lapsed", "lapsed"), ("c-lost", "lost")):
+        await customer(world, cid)
+        await visit(world, f"ro-{cid}", cid, days_ago=800)
+        await stage(world, to, MONDAY_2PM, "customer", cid=cid)
+        crossing = from_loyalty(world, at_risk(cid))
+        await lifecycle.on_customer_at_risk(crossing, world.uow, world.deps)
+    assert at_risk_calls(world) == []
+
+
 async def test_a_voided_visit_is_not_the_last_visit(world: World) -> None:
     await customer(world)
     await visit(world, "ro-1", days_ago=200, advisor="kim")

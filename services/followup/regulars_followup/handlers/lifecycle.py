@@ -30,10 +30,15 @@ async def on_customer_at_risk(
     message: Received[CustomerAtRisk], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
     """One call per crossing of the threshold, keyed by the event that reports it. None
-    while a recovery case is open (the case is already the shop's answer to them), and
-    none for a customer who never had a visit (no advisor to ask, nothing to call about)."""
+    while a recovery case is open (the case is already the shop's answer to them), none
+    for a customer who never had a visit (no advisor to ask, nothing to call about), and
+    none for a lapsed or lost one: the win-back is theirs, and an imported history must
+    not fill the advisors' lists with calls to customers gone for years."""
     event, envelope = message.event, message.envelope
     shop_id = message.shop_id
+    customer = await known_customer(uow, shop_id, event.customer_id)
+    if customer.stage in ("lapsed", "lost"):
+        return
     if await uow.cases.has_open(shop_id, event.customer_id):
         return
     last = await uow.visits.last_of(shop_id, event.customer_id)
