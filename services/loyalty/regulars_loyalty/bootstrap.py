@@ -36,6 +36,7 @@ def bus(
         unit_of_work=unit_of_work,
         deps=deps,
         every_run=handlers.project,
+        events={"regulars.shop.policy_changed.v1": handlers.on_policy_changed},
         timers={
             handlers.REVIEW: handlers.on_review,
             handlers.REFIT: handlers.on_refit,

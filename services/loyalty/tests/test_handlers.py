@@ -283,6 +283,8 @@ async def test_a_refit_on_enough_history_scores_each_customer_by_their_rhythm(
         history += [visit(f"r{i}-{n}", f"c{i}", last + 90 * n) for n in range(4)]
     history += [visit(f"once{i}", f"o{i}", 30 + i) for i in range(20)]
     await bus.handle_events(history, None)
+    while rescores := loyalty.timers.pending(handlers.RESCORE):  # the policy's, first
+        await bus.handle_timer(loyalty.timers.fired(rescores[0]), None)
     command = handlers.RefitRiskModel(uuid.UUID(SHOP))
     uow = loyalty.unit_of_work(None)
     result = await bus.commands[type(command)](command, uow, loyalty.deps)
@@ -303,3 +305,28 @@ async def test_a_refit_on_enough_history_scores_each_customer_by_their_rhythm(
     assert recent.risk.expected_visits_12m is not None and recent.risk.expected_visits_12m > 1
     assert recent.risk.expected_next_visit is not None
     assert gone.risk.score > recent.risk.score
+
+
+async def test_a_new_lapsed_after_reassesses_every_customer_of_the_shop() -> None:
+    loyalty, bus = await loyalty_with_policy()
+    await bus.handle_events([visit("r1", "c", 200), visit("r2", "d", 10)], None)
+    assert loyalty.standings.of(SHOP, "c").stage == "customer"
+    shorter = Envelope.wrap(
+        ShopPolicyChanged(
+            version=2,
+            policy={
+                **Policy.defaults().model_dump(mode="json"),
+                "lapsed_after": "P180D",
+                "lost_after": "P400D",
+            },
+        ),
+        source="intake",
+        shop_id=SHOP,
+        time=NOW,
+    )
+    await bus.handle_event(shorter, None)
+    while rescores := loyalty.timers.pending(handlers.RESCORE):
+        await bus.handle_timer(loyalty.timers.fired(rescores[0]), None)
+    assert loyalty.standings.of(SHOP, "c").stage == "lapsed"
+    assert loyalty.standings.of(SHOP, "d").stage == "customer"
+    assert changes(loyalty, "c")[-1] == ("customer", "lapsed")

@@ -222,19 +222,20 @@ async def _refit(uow: LoyaltyUnitOfWork, shop_id: uuid.UUID, now: datetime) -> N
     visits = await uow.history.visits_by_customer(shop_id)
     model = fit_shop(visits, now)
     await uow.models.save(shop_id, model, customers=len(visits))
-    await _rescore_from(uow, shop_id, now, after="")
+    await _rescore_from(uow, shop_id, now, after="", run=f"refit-{now.isoformat()}")
 
 
 async def _rescore_from(
-    uow: LoyaltyUnitOfWork, shop_id: uuid.UUID, now: datetime, *, after: str
+    uow: LoyaltyUnitOfWork, shop_id: uuid.UUID, now: datetime, *, after: str, run: str
 ) -> None:
+    """The chunk of a rescoring ``run`` (a refit, a policy change) after customer ``after``."""
     await uow.timers.schedule(
         timers.NewTimer(
-            key=f"{RESCORE}:{shop_id}:{now.isoformat()}:{after}",
+            key=f"{RESCORE}:{shop_id}:{run}:{after}",
             kind=RESCORE,
             shop_id=shop_id,
             fire_at=now,
-            payload={"shop_id": str(shop_id), "after": after},
+            payload={"shop_id": str(shop_id), "after": after, "run": run},
         )
     )
 
@@ -253,7 +254,17 @@ async def on_rescore(timer: Timer, uow: LoyaltyUnitOfWork, deps: Deps) -> None:
     await uow.standings.save(standings)
     await plan.write(uow)
     if len(standings) == RESCORE_CHUNK:
-        await _rescore_from(uow, shop_id, now, after=standings[-1].customer_id)
+        await _rescore_from(
+            uow, shop_id, now, after=standings[-1].customer_id, run=timer.payload["run"]
+        )
+
+
+async def on_policy_changed(message: Received[Any], uow: LoyaltyUnitOfWork, deps: Deps) -> None:
+    """A new policy can move lapsed_after, lost_after or the at-risk threshold: every
+    customer of the shop is reassessed by it, a chunk at a time (the policy itself is
+    already in the shop book: the bus applies shop facts first)."""
+    run = f"policy-{message.envelope.id}"
+    await _rescore_from(uow, message.shop_id, deps.clock(), after="", run=run)
 
 
 @dataclass(frozen=True)
@@ -275,6 +286,7 @@ __all__ = [
     "Deps",
     "LoyaltyUnitOfWork",
     "RefitRiskModel",
+    "on_policy_changed",
     "on_refit",
     "on_rescore",
     "on_review",
