@@ -53,9 +53,9 @@ def _cmd_shops_create(args: argparse.Namespace) -> int:
         return 2
     try:
         ZoneInfo(args.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         print(
-            f"regulars: --timezone {args.timezone!r} is not an IANA time zone "
+            f"regulars: --timezone {args.timezone[:60]!r} is not an IANA time zone "
             "(e.g. America/New_York)",
             file=sys.stderr,
         )

@@ -242,8 +242,8 @@ def _parse_clock(day: str, text: str) -> time | None:
 def _parse_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise ValueError(f"unknown timezone {name!r}") from exc
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:
+        raise ValueError(f"unknown timezone {name[:60]!r}") from exc
 
 
 def _parse_holiday(value: date | str) -> date:

@@ -481,8 +481,11 @@ class ShopContact(BaseModel):
 def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"{name!r} is not an IANA time zone such as 'America/New_York'") from None
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        # OSError: a name too long for a file name (the zone database is files)
+        raise ValueError(
+            f"{name[:60]!r} is not an IANA time zone such as 'America/New_York'"
+        ) from None
     return name
 
 

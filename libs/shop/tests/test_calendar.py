@@ -590,3 +590,8 @@ def test_search_gives_up_after_about_400_days() -> None:
     # a shorter run of holidays is skipped
     short = cal({"mon": [["09:00", "18:00"]]}, holidays=mondays[:50])
     assert same_instant(short.next_open(ny(2026, 6, 1)), ny(2027, 5, 17, 9), short)
+
+
+def test_a_zone_name_too_long_for_the_zone_database_is_an_unknown_timezone() -> None:
+    with pytest.raises(ValueError, match="unknown timezone"):
+        BusinessCalendar.from_policy("America/" + "x" * 300, WORKSHOP)

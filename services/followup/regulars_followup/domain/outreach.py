@@ -194,7 +194,7 @@ def recipient(customer: Customer, policy: Policy) -> Recipient:
     """The customer as the budget sees them; their own timezone, else the shop's."""
     try:
         zone = ZoneInfo(customer.timezone or policy.timezone)
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OSError):  # a name no zone has (OSError: too long)
         zone = ZoneInfo(policy.timezone)
     return Recipient(
         customer.state, zone, customer.phone, customer.email, dict(customer.consent or {})
