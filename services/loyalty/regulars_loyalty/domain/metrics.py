@@ -42,7 +42,47 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Literal
 
+from regulars_events.base import Event
+from regulars_events.catalogue import (
+    AppointmentBooked,
+    FeedbackReceived,
+    FollowUpCompleted,
+    FollowUpMissed,
+    InvoiceIssued,
+    InvoiceOverdue,
+    InvoicePaid,
+    RecoveryCaseAcknowledged,
+    RecoveryCaseOpened,
+    RecoveryCaseResolved,
+    ReferralReported,
+    ServiceCompleted,
+    ServicePlanExpired,
+    ServicePlanRenewed,
+    ServiceReopened,
+    ServiceVoided,
+)
+
 PROMOTER_FROM, DETRACTOR_TO, SATISFIED_FROM = 9, 6, 4
+
+#: the events whose facts the metrics count (every other one is on the timeline only)
+COUNTED: tuple[type[Event], ...] = (
+    ServiceCompleted,
+    ServiceVoided,
+    ServiceReopened,
+    FeedbackReceived,
+    FollowUpCompleted,
+    FollowUpMissed,
+    RecoveryCaseOpened,
+    RecoveryCaseAcknowledged,
+    RecoveryCaseResolved,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceOverdue,
+    ServicePlanRenewed,
+    ServicePlanExpired,
+    ReferralReported,
+    AppointmentBooked,
+)
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,22 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from regulars_events.base import EVENT_TYPES
 from regulars_events.envelope import Envelope
 from regulars_events.topics import FAMILIES
 from regulars_runtime import timers
 from regulars_runtime.bus import Command, Received
-from regulars_runtime.shop_directory import is_shop_event
 from regulars_runtime.timers import Timer
 from regulars_shop.policy import Policy, parse_duration
 
+from ..domain.metrics import COUNTED
 from ..domain.rhythm import TooLittleHistory, VisitRhythm, fit
 from ..domain.risk import RiskModel
 from ..domain.stages import StageRules
-from ..domain.standing import CustomerStanding, moves_standing
+from ..domain.standing import MOVED_BY, CustomerStanding, moves_standing
 from .base import CustomerKey, Deps, LoyaltyUnitOfWork
 
 TOPICS: list[str] = [f"regulars.{family}" for family in FAMILIES]
+READ_FURTHER = frozenset(c.type for c in (*COUNTED, *MOVED_BY))
 
 REVIEW = "loyalty.review"
 REFIT = "loyalty.refit"
@@ -56,12 +56,10 @@ async def project(messages: Sequence[Received[Any]], uow: LoyaltyUnitOfWork, dep
     if not about:
         return
     await uow.timeline.add([m.envelope for m in about])
-    # A type newer than this service's catalogue is on the timeline, and nothing more.
-    known = [
-        (m.envelope, m.event)
-        for m in about
-        if m.envelope.type in EVENT_TYPES and not is_shop_event(m.envelope.type)
-    ]
+    # Only what the metrics count or a standing is moved by is read further (most of a
+    # customer's events, messages and scheduled calls, are timeline alone); a type newer
+    # than this service's catalogue is on the timeline, and nothing more.
+    known = [(m.envelope, m.event) for m in about if m.envelope.type in READ_FURTHER]
     if not known:
         return
     await uow.history.record(known)
