@@ -56,11 +56,14 @@ def test_birthday_this_month() -> None:
     assert monthly_check(CustomerHistory("c", date(1980, 11, 24), []), DEC, NOW) == []
 
 
-def test_loyal_customer_is_thanked_once_a_year() -> None:
-    history = CustomerHistory("c", None, [visit(20), visit(200), visit(400)])
-    assert ("thank_you", "thank_you:2026") in kinds(monthly_check(history, DEC, NOW))
-    two = CustomerHistory("c", None, [visit(20), visit(200), visit(800)])
-    assert "thank_you" not in [o.kind for o in monthly_check(two, DEC, NOW)]
+def test_a_customer_loyalty_has_as_loyal_is_thanked_once_a_year() -> None:
+    visits = [visit(20), visit(200), visit(400)]
+    loyal = CustomerHistory("c", None, visits, stage="loyal")
+    assert ("thank_you", "thank_you:2026") in kinds(monthly_check(loyal, DEC, NOW))
+    # the same visits with a case open (at_risk), or no word from loyalty yet: no thanks
+    for stage in ("at_risk", "repeat", None):
+        history = CustomerHistory("c", None, visits, stage=stage)
+        assert "thank_you" not in [o.kind for o in monthly_check(history, DEC, NOW)], stage
 
 
 def test_a_lapsed_customer_gets_only_the_win_back() -> None:

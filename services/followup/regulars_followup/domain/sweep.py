@@ -38,7 +38,6 @@ MAINTENANCE: dict[str, tuple[tuple[str, ...], timedelta, int | None]] = {
     "water heater flush": (("water heater",), timedelta(days=365), None),
 }
 
-LOYAL_VISITS = 3
 LOYAL_WINDOW = timedelta(days=730)
 
 
@@ -93,9 +92,10 @@ def estimated_mileage(visits: list[VisitFact], asset: str | None, on: date) -> f
 def monthly_check(history: CustomerHistory, month: date, now: datetime) -> list[Outreach]:
     """What this customer is owed in the month that starts on ``month``.
 
-    Lapsed and lost are loyalty's stages (``history.stage``), never worked out here: the
-    product has one definition of each. A lost customer is owed nothing more; a lapsed one
-    only the win-back, one per lapse (keyed by the last visit).
+    Lapsed, lost and loyal are loyalty's stages (``history.stage``), never worked out here:
+    the product has one definition of each. A lost customer is owed nothing more; a lapsed
+    one only the win-back, one per lapse (keyed by the last visit); a loyal one the year's
+    thank-you.
     """
     if history.stage == "lost":
         return []
@@ -117,8 +117,9 @@ def monthly_check(history: CustomerHistory, month: date, now: datetime) -> list[
         out.append(Outreach("birthday", f"birthday:{month.year}", {}))
     if not visits:
         return out
-    recent = [v for v in visits if now - v.completed_at <= LOYAL_WINDOW]
-    if len(recent) >= LOYAL_VISITS:
+    if history.stage == "loyal":
+        # loyal is loyalty's word too (three visits within 24 months, no open case)
+        recent = [v for v in visits if now - v.completed_at <= LOYAL_WINDOW]
         out.append(Outreach("thank_you", f"thank_you:{month.year}", {"visits": str(len(recent))}))
     due: dict[str, str] = {}
     for kind, (_words, every, miles) in MAINTENANCE.items():
