@@ -297,6 +297,52 @@ async def recount_marked_hours(pool: asyncpg.Pool, shop_id: uuid.UUID) -> None:
         await conn.execute(_RECOUNT, shop_id)
 
 
+async def active_at(
+    pool: asyncpg.Pool, shop_id: uuid.UUID, bounds: list[datetime], lapsed_after: timedelta
+) -> list[int]:
+    """Customers active at each of ``bounds``: counted once, kept in active_counts until a
+    visit before the moment changes."""
+    async with pool.acquire() as conn, conn.transaction():
+        since = await conn.fetchval(
+            "WITH d AS (DELETE FROM active_dirty WHERE shop_id = $1 RETURNING since)"
+            " SELECT min(since) FROM d",
+            shop_id,
+        )
+        if since is not None:
+            await conn.execute(
+                "DELETE FROM active_counts WHERE shop_id = $1 AND at > $2", shop_id, since
+            )
+        rows = await conn.fetch(
+            "SELECT at, customers FROM active_counts WHERE shop_id = $1 AND lapsed_after = $2"
+            " AND at = ANY($3::timestamptz[])",
+            shop_id,
+            lapsed_after,
+            bounds,
+        )
+    known = {r["at"]: int(r["customers"]) for r in rows}
+    missing = sorted({b for b in bounds if b not in known})
+    if missing:
+        first, last, size = missing[0], missing[-1], len(missing)
+        common = (shop_id, missing, first, last, size, lapsed_after)
+        before, within = await asyncio.gather(
+            _fetch(pool, _ACTIVE, *common, first - lapsed_after, first),
+            _fetch(pool, _ACTIVE, *common, first, last),
+        )
+        counted = _spread(before + within, "lo", "hi", "n", size)
+        known.update(zip(missing, counted, strict=True))
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO active_counts (shop_id, at, lapsed_after, customers)"
+                " SELECT $1, * FROM unnest($2::timestamptz[], $3::interval[], $4::int8[])"
+                " ON CONFLICT DO NOTHING",
+                shop_id,
+                missing,
+                [lapsed_after] * size,
+                counted,
+            )
+    return [known[b] for b in bounds]
+
+
 def _hour(at: datetime) -> int:
     return int(at.timestamp() // 3600)
 
@@ -322,6 +368,49 @@ async def _additive(
     return await asyncio.gather(*reads)
 
 
+async def _moments(
+    pool: asyncpg.Pool, shop_id: uuid.UUID, b: list[datetime], now: datetime
+) -> list[list[asyncpg.Record]]:
+    """The counts read from the facts each time: SLA ends, the medians, open invoices."""
+    start, end, m = b[0], b[-1], len(b)
+    common = (shop_id, b, start, end)
+    return list(
+        await asyncio.gather(
+            _fetch(pool, _SLA, *common, now),
+            _fetch(
+                pool,
+                _P50.format(
+                    group="width_bucket(acknowledged_at, $2::timestamptz[])",
+                    column="acknowledged_at",
+                ),
+                *common,
+            ),
+            _fetch(
+                pool,
+                _P50.format(
+                    group="width_bucket(resolved_at, $2::timestamptz[])", column="resolved_at"
+                ),
+                *common,
+            ),
+            _fetch(
+                pool,
+                "SELECT 'ack' AS k, count(*) AS n, percentile_cont(0.5) WITHIN GROUP"
+                " (ORDER BY extract(epoch FROM acknowledged_at - opened_at)) AS p50 FROM cases"
+                " WHERE shop_id = $1 AND opened_at IS NOT NULL AND acknowledged_at >= $2"
+                " AND acknowledged_at < $3"
+                " UNION ALL SELECT 'resolve', count(*), percentile_cont(0.5) WITHIN GROUP"
+                " (ORDER BY extract(epoch FROM resolved_at - opened_at)) FROM cases"
+                " WHERE shop_id = $1 AND opened_at IS NOT NULL AND resolved_at >= $2"
+                " AND resolved_at < $3",
+                shop_id,
+                start,
+                end,
+            ),
+            _fetch(pool, _INVOICES, *common, m),
+        )
+    )
+
+
 async def tallies(
     pool: asyncpg.Pool,
     shop_id: uuid.UUID,
@@ -332,51 +421,13 @@ async def tallies(
     """The tally of each interval between consecutive ``bounds``, and of the whole range."""
     b = [x.astimezone(UTC) for x in bounds]
     n, m = len(b) - 1, len(b)
-    start, end = b[0], b[-1]
-    common = (shop_id, b, start, end)
     await recount_marked_hours(pool, shop_id)
-    (
-        additive,
-        active_before,
-        active_within,
-        sla,
-        acks,
-        resolves,
-        whole_p50,
-        invoices,
-    ) = await asyncio.gather(
+    additive, active, rows = await asyncio.gather(
         _additive(pool, shop_id, b),
-        _fetch(pool, _ACTIVE, *common, m, lapsed_after, start - lapsed_after, start),
-        _fetch(pool, _ACTIVE, *common, m, lapsed_after, start, end),
-        _fetch(pool, _SLA, *common, now),
-        _fetch(
-            pool,
-            _P50.format(
-                group="width_bucket(acknowledged_at, $2::timestamptz[])", column="acknowledged_at"
-            ),
-            *common,
-        ),
-        _fetch(
-            pool,
-            _P50.format(group="width_bucket(resolved_at, $2::timestamptz[])", column="resolved_at"),
-            *common,
-        ),
-        _fetch(
-            pool,
-            "SELECT 'ack' AS k, count(*) AS n, percentile_cont(0.5) WITHIN GROUP"
-            " (ORDER BY extract(epoch FROM acknowledged_at - opened_at)) AS p50 FROM cases"
-            " WHERE shop_id = $1 AND opened_at IS NOT NULL AND acknowledged_at >= $2"
-            " AND acknowledged_at < $3"
-            " UNION ALL SELECT 'resolve', count(*), percentile_cont(0.5) WITHIN GROUP"
-            " (ORDER BY extract(epoch FROM resolved_at - opened_at)) FROM cases"
-            " WHERE shop_id = $1 AND opened_at IS NOT NULL AND resolved_at >= $2"
-            " AND resolved_at < $3",
-            shop_id,
-            start,
-            end,
-        ),
-        _fetch(pool, _INVOICES, *common, m),
+        active_at(pool, shop_id, b, lapsed_after),
+        _moments(pool, shop_id, b, now),
     )
+    sla, acks, resolves, whole_p50, invoices = rows
     series = [Tally() for _ in range(n)]
 
     def add(rows: Sequence[asyncpg.Record]) -> None:
@@ -398,18 +449,17 @@ async def tallies(
             if 1 <= r["k"] <= n:
                 setattr(series[r["k"] - 1], count, int(r["n"]))
                 setattr(series[r["k"] - 1], p50, float(r["p50"]))
-    active_at = _spread(active_before + active_within, "lo", "hi", "n", m)
     open_at = _spread(invoices, "lo", "hi", "cents", m)
     past_due_at = _spread(invoices, "past_lo", "hi", "cents", m)
     for i, t in enumerate(series):
-        t.active_at_start, t.active_at_end = active_at[i], active_at[i + 1]
+        t.active_at_start, t.active_at_end = active[i], active[i + 1]
         t.open_cents, t.past_due_cents = open_at[i + 1], past_due_at[i + 1]
     whole = Tally()
     for t in series:
         for name, value in t.as_dict().items():
             if isinstance(value, int) and name not in _AT_A_MOMENT:
                 setattr(whole, name, getattr(whole, name) + value)
-    whole.active_at_start, whole.active_at_end = active_at[0], active_at[n]
+    whole.active_at_start, whole.active_at_end = active[0], active[n]
     whole.open_cents, whole.past_due_cents = open_at[n], past_due_at[n]
     for r in whole_p50:
         if r["k"] == "ack":

@@ -53,6 +53,21 @@ async def mark_hours(conn: asyncpg.Connection, marks: set[tuple[uuid.UUID, int]]
         )
 
 
+async def mark_active_since(conn: asyncpg.Connection, hours: set[tuple[uuid.UUID, int]]) -> None:
+    """Visits changed in these hours: counts of active customers after them are stale."""
+    earliest: dict[uuid.UUID, int] = {}
+    for shop, hour in hours:
+        earliest[shop] = min(hour, earliest.get(shop, hour))
+    if earliest:
+        shops = sorted(earliest)
+        await conn.execute(
+            "INSERT INTO active_dirty (shop_id, since)"
+            " SELECT s, to_timestamp(h * 3600) FROM unnest($1::uuid[], $2::int8[]) AS u(s, h)",
+            shops,
+            [earliest[s] for s in shops],
+        )
+
+
 class PostgresTimeline:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -317,9 +332,11 @@ class PostgresHistory:
             elif sql == _REFERRAL:
                 referred.add((args[0], args[2]))
         # the hours a changed visit or follow-up leaves (a void, a completion moved in time)
-        marks |= await self._hours_of(
+        left = await self._hours_of(
             "SELECT shop_id, completed_at AS at FROM visits", "repair_order_id", changed
         )
+        visit_hours = {(a[0], hour_of(a[3])) for sql, a in planned if sql == _VISIT} | left
+        marks |= left
         marks |= await self._hours_of("SELECT shop_id, at FROM follow_ups", "task_id", tasks)
         for sql, args in planned:
             if sql != run_sql and run:
@@ -337,6 +354,7 @@ class PostgresHistory:
             "SELECT shop_id, first_visit_at AS at FROM customers", "customer_id", referred
         )
         await mark_hours(self.conn, marks)
+        await mark_active_since(self.conn, visit_hours)
 
     async def _hours_of(
         self, select: str, key: str, keys: set[tuple[uuid.UUID, str]]

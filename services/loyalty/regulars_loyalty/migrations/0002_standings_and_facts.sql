@@ -177,3 +177,21 @@ CREATE TABLE tally_dirty (
     hour    bigint NOT NULL
 );
 CREATE INDEX tally_dirty_by_shop ON tally_dirty (shop_id);
+
+-- How many customers were active at a moment, by lapsed_after, once counted. A change to
+-- a visit at time c can change the count only for moments after c: each such change
+-- marks its hour in active_dirty (a row of its own, as tally_dirty), and a read first
+-- forgets the counts after the earliest mark.
+CREATE TABLE active_counts (
+    shop_id      uuid NOT NULL,
+    at           timestamptz NOT NULL,
+    lapsed_after interval NOT NULL,
+    customers    bigint NOT NULL,
+    PRIMARY KEY (shop_id, at, lapsed_after)
+);
+CREATE TABLE active_dirty (
+    id      bigserial PRIMARY KEY,
+    shop_id uuid NOT NULL,
+    since   timestamptz NOT NULL
+);
+CREATE INDEX active_dirty_by_shop ON active_dirty (shop_id);
