@@ -14,6 +14,7 @@ from regulars_runtime.shop_directory import policy_for
 from regulars_shop.policy import Policy
 
 from ..domain.metrics import Tally
+from .repository import hour_of
 
 
 async def journey_page(
@@ -343,10 +344,6 @@ async def active_at(
     return [known[b] for b in bounds]
 
 
-def _hour(at: datetime) -> int:
-    return int(at.timestamp() // 3600)
-
-
 def _on_the_hour(at: datetime) -> bool:
     return at.timestamp() % 3600 == 0
 
@@ -357,8 +354,8 @@ async def _additive(
     """The additive counts per interval: whole hours from tally_hours, and from the facts
     themselves every hour a boundary cuts (and the range's ragged ends)."""
     start, end = b[0], b[-1]
-    cut = sorted({_hour(x) for x in b if not _on_the_hour(x)})
-    first, last = -(-int(start.timestamp()) // 3600), _hour(end)
+    cut = sorted({hour_of(x) for x in b if not _on_the_hour(x)})
+    first, last = -(-int(start.timestamp()) // 3600), hour_of(end)
     reads = [_fetch(pool, _HOURLY, shop_id, b, first, last, cut)]
     for h in cut:
         lo = max(start, datetime.fromtimestamp(h * 3600, UTC))

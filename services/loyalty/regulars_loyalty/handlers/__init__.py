@@ -73,20 +73,20 @@ async def project(messages: Sequence[Received[Any]], uow: LoyaltyUnitOfWork, dep
     for envelope, _event in moving:
         last_cause[(envelope.shop_id, envelope.subject or "")] = envelope
     standings = await uow.standings.lock(sorted(last_cause))
-    first_visits: dict[str, int] = {}
+    with_new_customers: set[str] = set()
     for envelope, event in moving:
         standing = standings[(envelope.shop_id, envelope.subject or "")]
         had_visits = bool(standing.visits)
         standing.apply(event, envelope.time)
         if not had_visits and standing.visits:
-            first_visits[envelope.shop_id] = first_visits.get(envelope.shop_id, 0) + 1
+            with_new_customers.add(envelope.shop_id)
     now, plan = deps.clock(), _TimerPlan()
     for key, standing in sorted(standings.items()):
         _reassess(uow, standing, now, shops[standing.shop_id], plan, cause=last_cause[key])
     await uow.standings.save(list(standings.values()))
     await plan.write(uow)
-    for shop, new in sorted(first_visits.items()):
-        await _refit_when_grown(uow, uuid.UUID(shop), new, now, shops[shop].model)
+    for shop in sorted(with_new_customers):
+        await _refit_when_grown(uow, uuid.UUID(shop), now, shops[shop].model)
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ async def on_review(timer: Timer, uow: LoyaltyUnitOfWork, deps: Deps) -> None:
 
 
 async def _refit_when_grown(
-    uow: LoyaltyUnitOfWork, shop_id: uuid.UUID, new: int, now: datetime, model: RiskModel
+    uow: LoyaltyUnitOfWork, shop_id: uuid.UUID, now: datetime, model: RiskModel
 ) -> None:
     """New customers came in: a shop without a fit tries one soon (at most hourly), so an
     imported history has its rhythm within the hour, not at the month's end."""
