@@ -288,3 +288,27 @@ async def test_kill_loyalty_mid_stream_emits_each_stage_change_once(running: Sys
         counted = Counter(chain)
         assert all(n == 1 for n in counted.values()), (cid, chain)
         assert chain[0][0] is None and chain[-1][1] == "loyal", (cid, chain)
+
+
+async def test_a_careless_reader_gets_errors_that_name_the_field(system: System) -> None:
+    ensure(system, "intake", "loyalty")
+    _shop, key = await system.create_shop("Careless Reader Motors")
+    async with httpx.AsyncClient(base_url=system.services["loyalty"].url, timeout=10) as loyalty:
+
+        async def known() -> bool:
+            return (await loyalty.get("/v1/customers", headers=auth(key))).status_code == 200
+
+        await wait_for(known, timeout=30)
+        for path, params, field in (
+            ("/v1/customers", {"cursor": "%%%"}, "cursor"),
+            ("/v1/customers", {"stage": "vip"}, "stage"),
+            ("/v1/metrics", {"from": "2026-02-30"}, "from"),
+            ("/v1/metrics", {"from": "2026-01-01T00:00:00"}, "from"),
+            ("/v1/metrics", {"from": "2026-12-01", "to": "2026-01-01"}, "from"),
+            ("/v1/metrics", {"from": "2000-01-01", "interval": "day"}, "interval"),
+        ):
+            r = await loyalty.get(path, params=params, headers=auth(key))
+            assert r.status_code == 422, (path, params, r.text)
+            body = r.json()
+            assert [e["field"] for e in body["errors"]] == [field], body
+            assert "pattern" not in body["detail"]
