@@ -17,9 +17,11 @@ import sys
 from datetime import timedelta
 from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from regulars_bus.kafka import KafkaConfig
+
+from . import staff
 
 DEFAULT_PORTS = {"intake": 8001, "followup": 8002, "feedback": 8003, "loyalty": 8004}
 
@@ -66,6 +68,12 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = Field(16, ge=1, le=200)
     outbox_retention_days: int = Field(7, ge=1)
     embedded: bool = Field(False, validation_alias=AliasChoices("REGULARS_EMBEDDED"))
+    #: verifies (and, in loyalty's console, signs) staff tokens; the same in every service
+    staff_token_key: SecretStr | None = Field(
+        None,
+        min_length=staff.MIN_KEY_LENGTH,
+        validation_alias=AliasChoices("REGULARS_STAFF_TOKEN_KEY"),
+    )
 
     @model_validator(mode="after")
     def _default_port(self) -> Self:
@@ -76,6 +84,12 @@ class ServiceSettings(BaseSettings):
     @property
     def outbox_retention(self) -> timedelta:
         return timedelta(days=self.outbox_retention_days)
+
+    def staff_key(self) -> str | None:
+        """The staff-token key; in embedded mode a well-known one when none is set."""
+        if self.staff_token_key is not None:
+            return self.staff_token_key.get_secret_value()
+        return staff.EMBEDDED_KEY if self.embedded else None
 
     def local_url(self) -> str:
         """This service on this machine: a public URL's default in embedded mode only."""
@@ -114,7 +128,7 @@ def explain(exc: ValidationError) -> str:
             lines.append(f"  {message}")
             continue
         name = prefix + "_".join(loc).upper()
-        if name == "EMBEDDED":
-            name = "REGULARS_EMBEDDED"
+        if name in ("EMBEDDED", "STAFF_TOKEN_KEY"):
+            name = "REGULARS_" + name
         lines.append(f"  {name}: {message}")
     return "\n".join(lines)
