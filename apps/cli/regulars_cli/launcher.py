@@ -245,6 +245,9 @@ class Launcher:
             base_env.update(
                 {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SMTP_URL": smtp_url, "SMS_API_URL": sms_url}
             )
+            # the console (loyalty) asks the other three for what it shows
+            for name in ("intake", "followup", "feedback"):
+                base_env.setdefault(f"{name.upper()}_URL", f"http://127.0.0.1:{ports[name]}")
             urls = {}
             for name in SERVICES:
                 env = {**base_env, "PORT": str(ports[name])}

@@ -44,6 +44,44 @@ async def _create_shop(database_url: str, name: str, timezone: str) -> tuple[uui
         await pool.close()
 
 
+async def _staff_link(database_url: str, shop_id: uuid.UUID, email: str) -> str:
+    from regulars_loyalty import bootstrap, handlers
+    from regulars_loyalty.handlers.console import IssueSignInLink
+    from regulars_runtime.clock import system_clock
+    from regulars_runtime.db import create_pool
+
+    pool = await create_pool(database_url, "loyalty", min_size=1, max_size=1)
+    try:
+        bus = bootstrap.bus(handlers.Deps(clock=system_clock), pool)
+        token: str = await bus.handle(IssueSignInLink(shop_id, email))
+        return token
+    finally:
+        await pool.close()
+
+
+def _cmd_staff_link(args: argparse.Namespace) -> int:
+    from regulars_loyalty.handlers.console import UnknownStaff
+
+    from .settings import settings
+
+    try:
+        shop_id = uuid.UUID(args.shop)
+    except ValueError:
+        print(f"regulars: --shop {args.shop[:60]!r} is not a shop id (a UUID)", file=sys.stderr)
+        return 2
+    system = current()
+    try:
+        token = asyncio.run(_staff_link(system.database_url, shop_id, args.email))
+    except UnknownStaff as exc:
+        print(f"regulars: {exc}", file=sys.stderr)
+        return 1
+    console = (settings().console_public_url or system.services["loyalty"]).rstrip("/")
+    print(f"{console}/sign-in/{token}")
+    if not args.quiet:
+        print("(works once, for 15 minutes)", file=sys.stderr)
+    return 0
+
+
 def _cmd_shops_create(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -317,6 +355,16 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=_cmd_shops_create)
     shops.add_parser("list", help="list shops").set_defaults(func=_cmd_shops_list)
+    staff = sub.add_parser("staff", help="the shop's staff and the console").add_subparsers(
+        dest="staff_command", required=True
+    )
+    link = staff.add_parser(
+        "link", help="print a one-time console sign-in link for a staff member (15 minutes)"
+    )
+    link.add_argument("--shop", required=True, help="the shop id")
+    link.add_argument("--email", required=True, help="the staff member's email in the policy")
+    link.add_argument("--quiet", action="store_true", help="print the link alone")
+    link.set_defaults(func=_cmd_staff_link)
     sweep = sub.add_parser("sweep", help="run the monthly database check for a shop now")
     sweep.add_argument("--shop", required=True, help="the shop id")
     sweep.add_argument("--month", help="YYYY-MM (default: this month)")

@@ -38,6 +38,8 @@ class CliSettings(BaseSettings):
     regulars_feedback_url: str | None = None
     regulars_loyalty_url: str | None = None
     xdg_runtime_dir: str | None = None
+    #: where staff open the console: the base of `regulars staff link`'s links
+    console_public_url: str | None = None
 
     def port(self, service: str) -> int:
         value: int = getattr(self, f"regulars_{service}_port")

@@ -495,3 +495,68 @@ async def shop_policy(pool: asyncpg.Pool, shop_id: uuid.UUID) -> Policy:
     async with pool.acquire() as conn:
         known = await policy_for(conn, shop_id)
     return Policy.defaults() if known is None else known[1]
+
+
+async def call_context(
+    pool: asyncpg.Pool, shop_id: uuid.UUID, customer_ids: list[str], repair_order_ids: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """For a page of calls: each customer's name, phone and open case (the one opened
+    last), and each visit's time and total; keyed by customer id and repair order id."""
+    async with pool.acquire() as conn:
+        people = await conn.fetch(
+            "SELECT c.customer_id, c.name, c.phone, c.stage,"
+            " (SELECT k.case_id FROM cases k WHERE k.shop_id = c.shop_id"
+            "   AND k.customer_id = c.customer_id AND k.resolved_at IS NULL"
+            "   ORDER BY k.opened_at DESC NULLS LAST LIMIT 1) AS open_case"
+            " FROM customers c WHERE c.shop_id = $1 AND c.customer_id = ANY($2::text[])",
+            shop_id,
+            customer_ids,
+        )
+        visits = await conn.fetch(
+            "SELECT repair_order_id, completed_at, advisor, total_cents FROM visits"
+            " WHERE shop_id = $1 AND repair_order_id = ANY($2::text[])",
+            shop_id,
+            repair_order_ids,
+        )
+    return (
+        {r["customer_id"]: dict(r) for r in people},
+        {r["repair_order_id"]: dict(r) for r in visits},
+    )
+
+
+async def case_summary(pool: asyncpg.Pool, shop_id: uuid.UUID, now: datetime) -> dict[str, int]:
+    """How many cases are open, and how many of them are past a deadline."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS open, count(*) FILTER (WHERE"
+            " (acknowledged_at IS NULL AND ack_due_at < $2) OR resolve_due_at < $2) AS breached"
+            " FROM cases WHERE shop_id = $1 AND resolved_at IS NULL AND opened_at IS NOT NULL",
+            shop_id,
+            now,
+        )
+    assert row is not None
+    return {"open": int(row["open"]), "breached": int(row["breached"])}
+
+
+async def journey_latest(
+    pool: asyncpg.Pool,
+    shop_id: uuid.UUID,
+    customer_id: str,
+    *,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A customer's events, newest first, before ``before`` (the console's timeline)."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT event_id AS id, type, occurred_at, data FROM timeline"
+            " WHERE shop_id = $1 AND customer_id = $2"
+            " AND ($3::timestamptz IS NULL OR (occurred_at, event_id) < ($3, $4::uuid))"
+            " ORDER BY occurred_at DESC, event_id DESC LIMIT $5",
+            shop_id,
+            customer_id,
+            before[0] if before else None,
+            before[1] if before else None,
+            limit,
+        )
+    return [dict(r) for r in rows]

@@ -8,6 +8,7 @@ from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..handlers.base import LoyaltyUnitOfWork
 from .repository import PostgresHistory, PostgresRiskModels, PostgresStandings, PostgresTimeline
+from .sign_ins import PostgresSignIns
 
 
 class PostgresLoyaltyUnitOfWork(PostgresUnitOfWork, LoyaltyUnitOfWork):
@@ -17,3 +18,4 @@ class PostgresLoyaltyUnitOfWork(PostgresUnitOfWork, LoyaltyUnitOfWork):
         self.history = PostgresHistory(conn)
         self.standings = PostgresStandings(conn)
         self.models = PostgresRiskModels(conn)
+        self.sign_ins = PostgresSignIns(conn)

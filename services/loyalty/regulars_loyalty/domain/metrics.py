@@ -337,3 +337,29 @@ def _rezone(at: datetime) -> datetime:
     # Adding timedeltas to an aware datetime keeps its old UTC offset; re-reading the wall
     # time in its zone gives the right offset on the far side of a DST change.
     return at.replace(tzinfo=None).replace(tzinfo=at.tzinfo)
+
+
+def definitions() -> dict[str, str]:
+    """Each metric's definition, in the words of this module's documentation (one source
+    for the API's description and the console's "what this counts")."""
+    found: dict[str, str] = {}
+    names: list[str] = []
+    text: list[str] = []
+
+    def keep() -> None:
+        for name in names:
+            found[name] = " ".join(text).strip()
+
+    for line in (__doc__ or "").splitlines():
+        if line.startswith("- ``"):
+            keep()
+            head, _, rest = line[2:].partition(" = ") if " = " in line else line[2:].partition(":")
+            names = [n.strip(" `,:") for n in head.split(",") if n.strip(" `,:")]
+            text = [rest.strip()]
+        elif line.startswith("  ") and names:
+            text.append(line.strip())
+        else:
+            keep()
+            names, text = [], []
+    keep()
+    return found

@@ -4,6 +4,7 @@ across every service, and the shop's retention metrics."""
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from regulars_runtime.http import (
     json_response,
     page,
 )
-from regulars_runtime.service import ShopId, context
+from regulars_runtime.service import ServiceContext, ShopId, context
 from regulars_shop.policy import parse_duration
 
 from ..adapters import queries
@@ -439,7 +440,17 @@ async def metrics(
     ] = None,
     interval: Literal["day", "week", "month"] = "month",
 ) -> Response:
-    ctx = context(request)
+    return json_response(await metrics_report(context(request), shop, start, end, interval))
+
+
+async def metrics_report(
+    ctx: ServiceContext[Any],
+    shop: uuid.UUID,
+    start: str | None,
+    end: str | None,
+    interval: Literal["day", "week", "month"],
+) -> dict[str, Any]:
+    """The shop's metrics for a range (the API's answer, and the console's charts)."""
     policy = await queries.shop_policy(ctx.pool, shop)
     zone = ZoneInfo(policy.timezone)
     now = ctx.deps.clock()
@@ -468,23 +479,21 @@ async def metrics(
         now,
     )
     stages = await queries.stage_counts(ctx.pool, shop)
-    return json_response(
-        {
-            "from": begin.isoformat(),
-            "to": stop.isoformat(),
-            "interval": interval,
-            "timezone": policy.timezone,
-            "metrics": _measures(definitions.report(whole)),
-            "counts": definitions.counts(whole),
-            "customers_by_stage": {s: stages.get(s, 0) for s in STAGES},
-            "series": [
-                {
-                    "from": a.isoformat(),
-                    "to": b.isoformat(),
-                    "metrics": _measures(definitions.report(t)),
-                    "counts": definitions.counts(t),
-                }
-                for (a, b), t in zip(periods, series, strict=True)
-            ],
-        }
-    )
+    return {
+        "from": begin.isoformat(),
+        "to": stop.isoformat(),
+        "interval": interval,
+        "timezone": policy.timezone,
+        "metrics": _measures(definitions.report(whole)),
+        "counts": definitions.counts(whole),
+        "customers_by_stage": {s: stages.get(s, 0) for s in STAGES},
+        "series": [
+            {
+                "from": a.isoformat(),
+                "to": b.isoformat(),
+                "metrics": _measures(definitions.report(t)),
+                "counts": definitions.counts(t),
+            }
+            for (a, b), t in zip(periods, series, strict=True)
+        ],
+    }

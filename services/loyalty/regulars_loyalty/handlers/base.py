@@ -12,8 +12,10 @@ from regulars_events.base import Event
 from regulars_events.envelope import Envelope
 from regulars_runtime.clock import Clock
 from regulars_runtime.unit_of_work import UnitOfWork
+from regulars_shop.policy import StaffMember
 
 from ..domain.risk import RiskModel
+from ..domain.staff_access import SignInLink, StaffSession
 from ..domain.standing import CustomerStanding
 
 #: (shop id, customer id)
@@ -62,11 +64,47 @@ class RiskModels(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class KnownStaff:
+    shop_id: uuid.UUID
+    shop_name: str
+    member: StaffMember
+
+
+class SignIns(Protocol):
+    async def staff_by_email(self, email: str) -> list[KnownStaff]:
+        """Every shop's staff entry with this address (one person can work at two shops)."""
+        ...
+
+    async def count_requests(
+        self, email_sha256: bytes, client: str, since: datetime
+    ) -> tuple[int, int]:
+        """Sign-in requests since ``since``: for this address, and from this client."""
+        ...
+
+    async def record_request(self, email_sha256: bytes, client: str, at: datetime) -> None: ...
+
+    async def add_link(self, token_sha256: bytes, link: SignInLink) -> None: ...
+
+    async def take_link(self, token_sha256: bytes) -> SignInLink | None:
+        """The link, held until commit (two clicks at once: one of them signs in)."""
+        ...
+
+    async def spend_link(self, token_sha256: bytes, at: datetime) -> None: ...
+
+    async def add_session(self, token_sha256: bytes, session: StaffSession) -> None: ...
+
+    async def touch_session(self, token_sha256: bytes, at: datetime) -> None: ...
+
+    async def end_session(self, token_sha256: bytes, at: datetime) -> None: ...
+
+
 class LoyaltyUnitOfWork(UnitOfWork):
     timeline: Timeline
     history: History
     standings: Standings
     models: RiskModels
+    sign_ins: SignIns
 
 
 @dataclass(frozen=True)
