@@ -228,6 +228,12 @@ class System:
             "INTAKE_RATE_BURST": "100000",
             **({"SMTP_URL": self.mail.url} if self.mail else {}),
             **({"SMS_API_URL": self.sms.url} if self.sms else {}),
+            # the console (loyalty) asks the services it knows of for what it shows
+            **{
+                f"{name.upper()}_URL": self.services[name].url
+                for name in ("intake", "followup", "feedback")
+                if name in self.services
+            },
             **extra,
         }
 
