@@ -10,9 +10,10 @@ PY := $(VENV)/bin/python
 SYNCED := $(VENV)/.synced
 MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml apps/*/pyproject.toml)
 PYTEST := $(PY) -m pytest
+LIGHTHOUSE_VERSION := 12.2.3
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-deploy contract lint typecheck format bench status clean
+.PHONY: help install chromium lighthouse run test test-unit test-integration test-deploy contract lint typecheck format bench status clean
 
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,17 +28,23 @@ $(SYNCED): $(UV) uv.lock pyproject.toml $(MEMBERS)
 
 install: $(SYNCED) ## install the locked workspace into .venv (uv, pinned)
 
+chromium: ## Debian's chromium and fonts for the browser tests (apt-get, skipped when there)
+	@tests/ensure-chromium.sh
+
+lighthouse: chromium ## node, npm and the pinned lighthouse in .tools/lighthouse (skipped when there)
+	@bench/ensure-lighthouse.sh $(LIGHTHOUSE_VERSION)
+
 run: $(SYNCED) ## run PostgreSQL, Kafka (Tansu), SMTP and the four services; Ctrl-C stops all
 	@exec $(VENV)/bin/regulars run
 
-test: $(SYNCED) ## every tier: lint, types, contract, unit, deploy manifests, integration
+test: $(SYNCED) chromium ## every tier: lint, types, contract, unit, deploy manifests, integration
 	@$(MAKE) --no-print-directory lint typecheck contract
 	@$(PYTEST) -q libs apps services tests/deploy tests/integration
 
 test-unit: $(SYNCED) ## domain and library tests, no I/O
 	@$(PYTEST) -q libs apps services
 
-test-integration: $(SYNCED) ## real PostgreSQL + broker + service processes (kill -9 included)
+test-integration: $(SYNCED) chromium ## real PostgreSQL + broker + service processes (kill -9 included), headless chromium
 	@$(PYTEST) -q tests/integration
 
 test-deploy: $(SYNCED) ## Kubernetes manifests and docker-compose, validated offline
@@ -58,7 +65,7 @@ format: $(SYNCED) ## apply ruff's formatting and safe fixes
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
-bench: $(SYNCED) ## throughput and latency against baselines run in the same process
+bench: $(SYNCED) lighthouse ## throughput and latency against baselines run in the same process
 	@$(PY) bench/run.py
 
 status: $(SYNCED) ## what the running system looks like

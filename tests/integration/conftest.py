@@ -10,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# browser_fixture: the session's headless chromium, `browser`, for the console's pages
+from browser import browser_fixture as browser_fixture
 from harness import Broker, MailSink, SmsSink, System, start_postgres, workdir
 
 
