@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -121,7 +121,10 @@ def _moment(value: str | None, name: str) -> datetime | None:
         return None
     try:
         when: datetime | None = datetime.fromisoformat(value)
-    except ValueError:
+        # the moment in UTC, as the database compares it: 0001-01-01T00:00+05:00 has none
+        if when is not None and when.tzinfo is not None:
+            when = when.astimezone(UTC)
+    except (ValueError, OverflowError):
         when = None
     if when is None or when.tzinfo is None:
         message = (
