@@ -5,8 +5,8 @@
 #   regulars migrate            (the one-shot schema migration)
 #
 # Build:  docker build -t regulars:dev .
-# The image holds no secret: DATABASE_URL, SMS_API_TOKEN and REGULARS_WEBHOOK_SECRET_KEY
-# come from the environment at run time (docker-compose.yml, or the Kubernetes Secret
+# The image holds no secret: DATABASE_URL, SMS_API_TOKEN, REGULARS_WEBHOOK_SECRET_KEY and
+# REGULARS_STAFF_TOKEN_KEY come from the environment at run time (docker-compose.yml, or the Kubernetes Secret
 # `regulars-secrets`, see deploy/k8s/README.md).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from regulars_runtime import staff
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -64,7 +65,12 @@ EVENT_TOPICS = {f"regulars.{f}" for f in FAMILIES}
 DEAD_LETTER_TOPICS = {f"regulars.dead_letter.{s}" for s in SERVICES}
 ALL_TOPICS = EVENT_TOPICS | DEAD_LETTER_TOPICS
 SECRET_NAME = "regulars-secrets"
-SECRET_ENV = ("DATABASE_URL", "SMS_API_TOKEN", "REGULARS_WEBHOOK_SECRET_KEY")
+SECRET_ENV = (
+    "DATABASE_URL",
+    "SMS_API_TOKEN",
+    "REGULARS_WEBHOOK_SECRET_KEY",
+    "REGULARS_STAFF_TOKEN_KEY",
+)
 KEDA_SERVICES = ("followup", "feedback", "loyalty")
 HPA_SERVICES = ("intake",)
 
@@ -925,6 +931,7 @@ def test_regulars_secrets_are_referenced_and_documented(rendered: Any) -> None:
 def test_secret_detector_flags_what_it_should() -> None:
     assert looks_secret("SMS_API_TOKEN")
     assert looks_secret("REGULARS_WEBHOOK_SECRET_KEY")
+    assert looks_secret("REGULARS_STAFF_TOKEN_KEY")
     assert looks_secret("DATABASE_URL")
     assert looks_secret("BROKER_URL", "postgresql://u:hunter2@db:5432/x")
     assert not looks_secret("SMTP_URL", "smtp://relay:25")
@@ -1143,7 +1150,10 @@ def test_network_policies(rendered: Any) -> None:
         allowed = set()
         for p in egress:
             allowed |= allowed_ports(p["spec"].get("egress") or [])
-        missing = needed - allowed
+        # the console (loyalty) calls the other three's APIs
+        console = {("TCP", SERVICES[s]) for s in ("intake", "followup", "feedback")}
+        wanted = needed | console if name == "regulars-loyalty" else needed
+        missing = wanted - allowed
         assert not missing, f"{which}: {name} cannot reach {sorted(missing)}"
 
 
@@ -1237,6 +1247,11 @@ def test_compose_migrate_and_services(compose: dict[str, Any]) -> None:
         assert hosts <= set(services), f"{svc}: {hosts}"
         for name in SECRET_ENV:
             assert name in env, f"{svc}: no {name}"
+        # a default short of the services' minimum would stop all four at start
+        staff_key = re.fullmatch(
+            r"\$\{REGULARS_STAFF_TOKEN_KEY:-(.+)\}", env["REGULARS_STAFF_TOKEN_KEY"]
+        )
+        assert staff_key and len(staff_key.group(1)) >= staff.MIN_KEY_LENGTH, svc
     ports = [p for svc in SERVICES for p, _ in published(services[svc])]
     assert sorted(ports) == [8001, 8002, 8003, 8004]
 

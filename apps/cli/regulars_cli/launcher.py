@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from .schemas import migrate
 from .settings import inherited_environment, set_runtime_dir, settings
-from .system import SERVICES, RunState, data_dir, postgres_dir
+from .system import SERVICES, RunState, data_dir, postgres_dir, staff_token_key
 
 
 def _die_with_parent() -> None:
@@ -178,6 +178,9 @@ class Launcher:
                 "REGULARS_EMBEDDED": "1",
                 "DB_POOL_SIZE": str(given.db_pool_size),
             }
+            # a key of this machine's, not embedded mode's well-known one: the console is
+            # reachable from wherever port 8004 is
+            staff_key = staff_token_key(self.data)
             if external_kafka:
                 bootstrap = external_kafka
             else:
@@ -250,7 +253,7 @@ class Launcher:
                 base_env.setdefault(f"{name.upper()}_URL", f"http://127.0.0.1:{ports[name]}")
             urls = {}
             for name in SERVICES:
-                env = {**base_env, "PORT": str(ports[name])}
+                env = {**base_env, "PORT": str(ports[name]), "REGULARS_STAFF_TOKEN_KEY": staff_key}
                 self._start(
                     Child(name, [python, "-m", f"regulars_{name}"], env, logs / f"{name}.log")
                 )

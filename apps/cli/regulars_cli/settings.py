@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORTS = {"intake": 8001, "followup": 8002, "feedback": 8003, "loyalty": 8004}
@@ -25,6 +25,8 @@ class CliSettings(BaseSettings):
     sms_api_url: str | None = None
     db_pool_size: int = Field(10, ge=1)
     regulars_data_dir: str | None = None
+    #: the staff-token key `regulars run` gives the services (else it makes one)
+    regulars_staff_token_key: SecretStr | None = None
     regulars_intake_port: int = Field(DEFAULT_PORTS["intake"], ge=1, le=65535)
     regulars_followup_port: int = Field(DEFAULT_PORTS["followup"], ge=1, le=65535)
     regulars_feedback_port: int = Field(DEFAULT_PORTS["feedback"], ge=1, le=65535)

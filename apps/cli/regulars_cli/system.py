@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from regulars_runtime.staff import MIN_KEY_LENGTH
 
 from .settings import settings
 
@@ -41,6 +44,38 @@ def postgres_dir(data: Path) -> Path:
         digest = hashlib.sha256(str(data).encode()).hexdigest()[:12]
         return Path("/var/lib/regulars") / digest / "postgres"
     return data / "postgres"
+
+
+def staff_token_key(data: Path) -> str:
+    """The key this system's services verify staff tokens with (loyalty's console signs
+    them): ``REGULARS_STAFF_TOKEN_KEY`` if set, else one made at random on the first run.
+
+    It is kept under the data directory so that a console session outlives a restart of
+    `make run`, readable by this user alone: whoever reads it can act as any staff member.
+    """
+    given = settings().regulars_staff_token_key
+    if given is not None:
+        if len(given.get_secret_value()) < MIN_KEY_LENGTH:
+            raise SystemExit(f"REGULARS_STAFF_TOKEN_KEY: at least {MIN_KEY_LENGTH} characters")
+        return given.get_secret_value()
+    path = data / "staff-token.key"
+    try:
+        kept = path.read_text().strip()
+    except FileNotFoundError:
+        kept = ""
+    if len(kept) >= MIN_KEY_LENGTH:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return kept
+    key = secrets.token_urlsafe(48)
+    # written whole, then moved into place: a run stopped half-way leaves no short key
+    fresh = path.with_name(path.name + ".new")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    fresh.chmod(0o600)
+    fresh.replace(path)
+    return key
 
 
 @dataclass

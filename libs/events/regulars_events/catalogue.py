@@ -135,6 +135,8 @@ class ShopPolicyChanged(Event):
     subject_field = None
     version: int = Field(ge=1)
     policy: dict[str, Any]
+    #: the staff member who changed it at the console; absent for the shop's system (API key)
+    changed_by: str | None = Field(default=None, max_length=200)
 
 
 class ShopApiKeyIssued(Event):

@@ -29,7 +29,7 @@ from regulars_bus.relay import OutboxRelay, backlog
 from regulars_events.topics import all_topics, dead_letter_topic
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import metrics, openapi
+from . import metrics, openapi, staff
 from .auth import KeyRing
 from .bus import MessageBus
 from .clock import Clock, system_clock
@@ -45,6 +45,7 @@ from .http import (
     validation_problem,
 )
 from .settings import ServiceSettings, load
+from .staff import StaffPrincipal
 from .timers import TimerScheduler
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class ServiceContext(Generic[D]):
     timers: TimerScheduler | None = None
     workers: Sequence[Worker] = field(default_factory=tuple)
     front: object | None = None
+    #: the service's clock: a staff token expires by it (a test's fake clock included)
+    clock: Clock = system_clock
 
 
 @dataclass(frozen=True)
@@ -111,21 +114,81 @@ def context(request: Request) -> ServiceContext[Any]:
 
 
 async def shop_of(request: Request) -> uuid.UUID:
-    """The shop whose API key signed the request; 401 otherwise."""
-    return await authorized_shop(context(request), request.headers.get("authorization"))
-
-
-#: a route parameter: the shop the request's key belongs to. As a dependency it is checked
-#: before the body and the query are, so a request without a key is 401, never 422.
-ShopId = Annotated[uuid.UUID, Depends(shop_of)]
-
-
-async def authorized_shop(ctx: ServiceContext[Any], authorization: str | None) -> uuid.UUID:
-    """The shop an ``Authorization`` header's API key belongs to; 401 otherwise."""
+    """The shop the request acts for: the one its API key belongs to, or the one its staff
+    token names (the staff member is then kept for :func:`staff_of`); 401 otherwise."""
+    ctx = context(request)
+    authorization = request.headers.get("authorization")
+    token = _bearer(authorization)
+    if token is not None and staff.looks_like_staff_token(token):
+        principal = staff_principal(ctx, token)
+        request.state.staff = principal
+        return principal.shop_id
     shop = await ctx.keys.shop_for(authorization)
     if shop is None:
         raise unauthorized()
     return shop
+
+
+#: a route parameter: the shop the request's key or staff token belongs to. As a
+#: dependency it is checked before the body and the query are, so a request without
+#: credentials is 401, never 422.
+ShopId = Annotated[uuid.UUID, Depends(shop_of)]
+
+
+def staff_of(request: Request) -> StaffPrincipal | None:
+    """The staff member a request acts for (after :func:`shop_of`); None for an API key."""
+    principal: StaffPrincipal | None = getattr(request.state, "staff", None)
+    return principal
+
+
+async def require_api_key(request: Request) -> uuid.UUID:
+    """The shop whose API key signed the request, for what only the shop's own system
+    calls; a staff token is 403 there (401 if it is not a good one)."""
+    endpoint = f"{request.method} {request.url.path}"
+    return await authorized_shop(context(request), request.headers.get("authorization"), endpoint)
+
+
+#: a route parameter: the shop whose API key signed the request (never a staff token)
+ShopApiKey = Annotated[uuid.UUID, Depends(require_api_key)]
+
+
+async def authorized_shop(
+    ctx: ServiceContext[Any], authorization: str | None, endpoint: str = "this endpoint"
+) -> uuid.UUID:
+    """The shop an ``Authorization`` header's API key belongs to; 401 otherwise, and 403
+    for a staff token: a person at the console does not post the shop system's events."""
+    token = _bearer(authorization)
+    if token is not None and staff.looks_like_staff_token(token):
+        staff_principal(ctx, token)
+        raise Problem(403, f"{endpoint} takes the shop's API key, not a staff token")
+    shop = await ctx.keys.shop_for(authorization)
+    if shop is None:
+        raise unauthorized()
+    return shop
+
+
+def staff_principal(ctx: ServiceContext[Any], token: str) -> StaffPrincipal:
+    """The staff member a token names, verified with this installation's key; 401 for a
+    bad, expired or forged token, or where no key is configured."""
+    key = ctx.settings.staff_key()
+    if key is None:
+        raise unauthorized(
+            "staff tokens are not accepted here: REGULARS_STAFF_TOKEN_KEY is not set for"
+            " this service; send the shop's API key"
+        )
+    principal = staff.verify(key, token, ctx.clock())
+    if principal is None:
+        raise unauthorized("staff token: expired or not signed by this installation")
+    return principal
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 class _HttpMetrics:
@@ -172,6 +235,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
             bus=wiring.bus,
             workers=wiring.workers,
             front=wiring.front,
+            clock=definition.clock,
         )
         app.state.ctx = ctx
         stop = asyncio.Event()

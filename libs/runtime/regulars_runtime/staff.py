@@ -23,6 +23,8 @@ ISSUER = "regulars-console"
 AUDIENCE = "regulars"
 ALGORITHM = "HS256"
 LIFETIME = timedelta(minutes=5)
+#: how far the console's clock and a service's may disagree
+SKEW_SECONDS = 30
 
 #: a key anyone could read: used in embedded mode (one developer's machine, every
 #: service on 127.0.0.1) when none is set, so the services agree without configuration
@@ -76,13 +78,23 @@ def verify(key: str, token: str, now: datetime) -> StaffPrincipal | None:
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss", "aud"], "verify_exp": False},
+            # every time claim is checked below against the caller's clock: PyJWT's own
+            # checks read the system clock (and refuse an iat a second ahead of it, as a
+            # console whose clock runs slightly fast would sign)
+            options={
+                "require": ["exp", "iat", "sub", "iss", "aud"],
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.PyJWTError:
         return None
-    # expiry against the caller's clock (a test's fake clock included), 30 s of skew
-    exp = claims.get("exp")
-    if not isinstance(exp, int) or exp + 30 < now.timestamp():
+    at = now.timestamp()
+    exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", 0)
+    if not (isinstance(exp, int) and isinstance(iat, int) and isinstance(nbf, int)):
+        return None
+    if exp + SKEW_SECONDS < at or iat - SKEW_SECONDS > at or nbf - SKEW_SECONDS > at:
         return None
     role, staff_id, shop = claims.get("role"), claims.get("sub"), claims.get("shop")
     if role not in ROLES or not isinstance(staff_id, str) or not staff_id:

@@ -6,6 +6,7 @@ from typing import Self
 
 import pytest
 from pydantic import model_validator
+from regulars_runtime import staff
 from regulars_runtime.settings import ServiceSettings, load
 
 
@@ -30,6 +31,7 @@ def clean(monkeypatch: pytest.MonkeyPatch) -> None:
         "PORT",
         "KAFKA_SESSION_TIMEOUT_MS",
         "DB_POOL_SIZE",
+        "REGULARS_STAFF_TOKEN_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/regulars")
@@ -72,3 +74,36 @@ def test_a_malformed_value_is_named(monkeypatch: pytest.MonkeyPatch, name: str, 
     with pytest.raises(SystemExit) as stopped:
         load(ShopFacing)
     assert name in str(stopped.value)
+
+
+def test_the_staff_token_key_is_read_and_kept_out_of_sight(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGULARS_EMBEDDED", "1")
+    monkeypatch.setenv("REGULARS_STAFF_TOKEN_KEY", "s" * 40)
+    settings = load(ShopFacing)
+    assert settings.staff_key() == "s" * 40
+    assert "s" * 40 not in repr(settings)
+
+
+def test_embedded_mode_agrees_on_a_well_known_staff_token_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REGULARS_EMBEDDED", "1")
+    assert load(ShopFacing).staff_key() == staff.EMBEDDED_KEY
+
+
+def test_outside_embedded_mode_no_staff_token_key_means_none_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FEEDBACK_PUBLIC_URL", "https://surveys.mainst.example")
+    assert load(ShopFacing).staff_key() is None
+
+
+def test_a_short_staff_token_key_stops_the_service_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REGULARS_EMBEDDED", "1")
+    monkeypatch.setenv("REGULARS_STAFF_TOKEN_KEY", "too-short")
+    with pytest.raises(SystemExit) as stopped:
+        load(ShopFacing)
+    assert "REGULARS_STAFF_TOKEN_KEY:" in str(stopped.value)
+    assert "too-short" not in str(stopped.value)

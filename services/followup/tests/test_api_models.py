@@ -6,9 +6,10 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 from regulars_followup.domain.tasks import at_risk_script, call_script
 from regulars_followup.entrypoints import api
-from regulars_runtime.http import after_cursor, page_cursor
+from regulars_runtime.http import Problem, after_cursor, page_cursor
 
 NOW = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
@@ -93,3 +94,15 @@ def test_a_page_of_messages_fits_its_model_and_pages_on() -> None:
     assert page.items[0].status == "held"
     cursor = page_cursor(NOW, row["id"])  # type: ignore[arg-type]
     assert after_cursor(cursor) == (NOW, row["id"])
+
+
+def test_due_before_is_a_moment_with_its_offset() -> None:
+    end_of_day = api._moment("2026-12-02T23:59:59-05:00", "due_before")
+    assert end_of_day == datetime(2026, 12, 3, 4, 59, 59, tzinfo=UTC)
+    assert api._moment("2026-12-03T04:59:59Z", "due_before") == end_of_day
+    assert api._moment(None, "due_before") is None
+    for bad in ("tomorrow", "2026-12-02", "2026-12-02T23:59:59", "0001-01-01T00:00:00+05:00"):
+        with pytest.raises(Problem) as refused:
+            api._moment(bad, "due_before")
+        assert refused.value.status == 422
+        assert [e["field"] for e in refused.value.errors] == ["due_before"], bad

@@ -164,6 +164,8 @@ class ListShops(Command[list[ShopSummary]]):
 class ChangePolicy(Command[int]):
     shop_id: uuid.UUID
     policy: Policy
+    #: the staff member changing it at the console; None for the shop's system
+    changed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ async def issue_api_key(command: IssueApiKey, uow: IntakeUnitOfWork, deps: Deps)
 async def change_policy(command: ChangePolicy, uow: IntakeUnitOfWork, deps: Deps) -> int:
     """The shop's policy replaced; the new version's number."""
     shop = await _shop(uow, command.shop_id)
-    changed = shop.change_policy(command.policy)
+    changed = shop.change_policy(command.policy, command.changed_by)
     await uow.registry.save(shop)
     uow.emit(changed, shop_id=shop.id)
     return changed.version

@@ -365,6 +365,23 @@ async def test_change_policy_bumps_the_version_and_emits_the_whole_policy() -> N
     assert [p.version for p in stored] == [1, 2, 3]
 
 
+async def test_a_policy_changed_at_the_console_names_who_changed_it() -> None:
+    intake = Intake()
+    uow = intake.unit_of_work()
+    created = await handlers.open_shop(CreateShop("Quick Lube", "UTC"), uow, intake.deps)
+    await uow.flush()
+    intake.outbox.clear()
+    for changed_by in ("owner-maria", None):
+        uow = intake.unit_of_work()
+        await handlers.change_policy(
+            ChangePolicy(created.shop_id, Policy.defaults(), changed_by), uow, intake.deps
+        )
+        await uow.flush()
+    assert [e.data.get("changed_by") for e in intake.outbox] == ["owner-maria", None]
+    stored = intake.registry.shops[created.shop_id].policies
+    assert [p.changed_by for p in stored] == [None, "owner-maria", None]
+
+
 async def test_a_new_key_for_an_unknown_shop_is_refused() -> None:
     intake = Intake()
     with pytest.raises(LookupError):

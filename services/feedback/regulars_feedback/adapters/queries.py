@@ -54,6 +54,17 @@ async def surveys_page(
     return [dict(r) for r in rows]
 
 
+#: the case's next deadline: acknowledging it while it is open, then resolving it (for a
+#: resolved case, the one it had); the expression cases_by_deadline indexes
+DEADLINE = "(CASE WHEN status = 'open' THEN ack_due_at ELSE resolve_due_at END)"
+
+#: each order of the list: its keyset (on the sort time, then the id) and its ORDER BY
+_ORDERS = {
+    "newest": ("(opened_at, id) < ($4, $5::uuid)", "opened_at DESC, id DESC"),
+    "sla": (f"({DEADLINE}, id) > ($4, $5::uuid)", f"{DEADLINE}, id"),
+}
+
+
 async def cases_page(
     pool: asyncpg.Pool,
     shop_id: uuid.UUID,
@@ -62,21 +73,30 @@ async def cases_page(
     customer_id: str | None,
     after: Cursor | None,
     limit: int,
+    still_open: bool = False,
+    assignee: str | None = None,
+    order: str = "newest",
 ) -> list[dict[str, Any]]:
-    """Newest first, each with its history; ``after`` the last one of the page before."""
+    """Newest first (or, ``order="sla"``, soonest deadline first), each with its history
+    and its ``deadline``; ``after`` the last one of the page before."""
+    keyset, order_by = _ORDERS[order]
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            f"SELECT {CASE_COLUMNS} FROM cases WHERE shop_id = $1"
+            f"SELECT {CASE_COLUMNS}, {DEADLINE} AS deadline FROM cases WHERE shop_id = $1"
             " AND ($2::text IS NULL OR status = $2)"
             " AND ($3::text IS NULL OR customer_id = $3)"
-            " AND ($4::timestamptz IS NULL OR (opened_at, id) < ($4, $5::uuid))"
-            " ORDER BY opened_at DESC, id DESC LIMIT $6",
+            f" AND ($4::timestamptz IS NULL OR {keyset})"
+            " AND (NOT $7::boolean OR status IN ('open', 'acknowledged'))"
+            " AND ($8::text IS NULL OR assignee = $8)"
+            f" ORDER BY {order_by} LIMIT $6",
             shop_id,
             status,
             customer_id,
             after[0] if after else None,
             after[1] if after else None,
             limit,
+            still_open,
+            assignee,
         )
         return await _with_history(conn, rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -22,7 +22,7 @@ from regulars_runtime.http import (
     page,
 )
 from regulars_runtime.openapi import PUBLIC
-from regulars_runtime.service import ShopId, context, shop_of
+from regulars_runtime.service import ShopId, context, shop_of, staff_of
 
 from ..adapters import queries
 from ..domain.cases import CaseClosed, CaseStatus, OutcomeRequired
@@ -98,6 +98,10 @@ class CaseOut(BaseModel):
     opened_at: str
     ack_due_at: str
     resolve_due_at: str
+    next_due_at: str | None = Field(
+        description="the next deadline: ack_due_at while open, resolve_due_at once"
+        " acknowledged, null once resolved"
+    )
     acknowledged_at: str | None
     acknowledged_by: str | None
     resolved_at: str | None
@@ -273,6 +277,14 @@ def _iso(value: Any) -> str | None:
     return None if value is None else str(value.isoformat())
 
 
+def _next_due(row: dict[str, Any]) -> Any:
+    if row["status"] == CaseStatus.OPEN:
+        return row["ack_due_at"]
+    if row["status"] == CaseStatus.ACKNOWLEDGED:
+        return row["resolve_due_at"]
+    return None
+
+
 def _case(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
@@ -285,6 +297,7 @@ def _case(row: dict[str, Any]) -> dict[str, Any]:
         "opened_at": _iso(row["opened_at"]),
         "ack_due_at": _iso(row["ack_due_at"]),
         "resolve_due_at": _iso(row["resolve_due_at"]),
+        "next_due_at": _iso(_next_due(row)),
         "acknowledged_at": _iso(row["acknowledged_at"]),
         "acknowledged_by": row["acknowledged_by"],
         "resolved_at": _iso(row["resolved_at"]),
@@ -306,7 +319,8 @@ def _case(row: dict[str, Any]) -> dict[str, Any]:
 @router.get(
     "/v1/cases",
     tags=["cases"],
-    summary="The shop's recovery cases, newest first, with history, a page at a time",
+    summary="The shop's recovery cases, newest first (or by the next deadline), with"
+    " history, a page at a time",
     response_model=CasePage,
 )
 async def list_cases(
@@ -314,6 +328,15 @@ async def list_cases(
     shop: ShopId,
     status: CaseStatus | None = None,
     customer_id: str | None = Query(None, max_length=200),
+    still_open: bool = Query(
+        False, alias="open", description="true: only cases not resolved yet (open or acknowledged)"
+    ),
+    assignee: str | None = Query(None, max_length=200, description="the staff id assigned"),
+    order: Literal["newest", "sla"] = Query(
+        "newest",
+        description="newest: by when each opened, newest first; sla: by the next deadline"
+        " (next_due_at; a resolved case by the one it had), soonest first",
+    ),
     limit: PageLimit = 100,
     cursor: PageCursor = None,
 ) -> Response:
@@ -326,8 +349,12 @@ async def list_cases(
         customer_id=customer_id,
         after=after,
         limit=size + 1,
+        still_open=still_open,
+        assignee=assignee,
+        order=order,
     )
-    return json_response(page(rows, size, at="opened_at", item=_case))
+    at = "deadline" if order == "sla" else "opened_at"
+    return json_response(page(rows, size, at=at, item=_case))
 
 
 def _case_id(raw: str) -> uuid.UUID:
@@ -365,7 +392,11 @@ def _blank_to_none(value: str | None) -> str | None:
 class AcknowledgeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    by: str | None = Field(None, max_length=200, description="the staff id acknowledging")
+    by: str | None = Field(
+        None,
+        max_length=200,
+        description="the staff id acknowledging; with a staff token, its staff member",
+    )
     note: str | None = Field(None, max_length=10_000)
 
 
@@ -373,7 +404,11 @@ class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outcome: str = Field(max_length=10_000, description="what was done: required")
-    by: str | None = Field(None, max_length=200, description="the staff id resolving")
+    by: str | None = Field(
+        None,
+        max_length=200,
+        description="the staff id resolving; with a staff token, its staff member",
+    )
 
     @field_validator("outcome")
     @classmethod
@@ -387,7 +422,9 @@ class CommentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(max_length=10_000)
-    by: str | None = Field(None, max_length=200)
+    by: str | None = Field(
+        None, max_length=200, description="the staff id; with a staff token, its staff member"
+    )
 
     @field_validator("text")
     @classmethod
@@ -430,6 +467,10 @@ async def _command(
     shop = await shop_of(request)
     cid = _case_id(case_id)
     body = _validated(model, _json_fields(await request.body()))
+    person = staff_of(request)
+    if person is not None:
+        # at the console the signed-in person acts, whatever the form says
+        body = body.model_copy(update={"by": person.staff_id})
     try:
         await context(request).bus.handle(make(shop, cid, body))
     except UnknownCase as exc:

@@ -23,6 +23,7 @@ async def list_tasks(
     status: str | None,
     assignee: str | None,
     customer_id: str | None,
+    due_before: datetime | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
@@ -34,6 +35,7 @@ async def list_tasks(
                 " AND ($3::text IS NULL OR t.assignee = $3)"
                 " AND ($4::text IS NULL OR t.customer_id = $4)"
                 " AND ($5::timestamptz IS NULL OR (t.due_at, t.id) > ($5, $6::uuid))"
+                " AND ($8::timestamptz IS NULL OR t.due_at < $8)"
                 " ORDER BY t.due_at, t.id LIMIT $7",
                 shop_id,
                 status,
@@ -42,6 +44,7 @@ async def list_tasks(
                 after[0] if after else None,
                 after[1] if after else None,
                 limit,
+                due_before,
             )
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,7 +18,7 @@ from regulars_runtime.http import (
     json_response,
     page,
 )
-from regulars_runtime.service import ShopId, context
+from regulars_runtime.service import ShopId, context, staff_of
 
 from .. import handlers
 from ..adapters import queries
@@ -114,6 +114,27 @@ def _task(row: Any) -> dict[str, Any]:
     }
 
 
+def _moment(value: str | None, name: str) -> datetime | None:
+    """A query's date and time, with its offset (the end of the caller's day is theirs to
+    say: the shop's day and the server's differ); 422 naming the parameter otherwise."""
+    if value is None:
+        return None
+    try:
+        when: datetime | None = datetime.fromisoformat(value)
+        # the moment in UTC, as the database compares it: 0001-01-01T00:00+05:00 has none
+        if when is not None and when.tzinfo is not None:
+            when = when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        when = None
+    if when is None or when.tzinfo is None:
+        message = (
+            "an ISO 8601 date and time with its UTC offset, such as 2026-12-02T23:59:59-05:00"
+            " (in a URL a + is written %2B)"
+        )
+        raise Problem(422, f"{name}: {message}", errors=[{"field": name, "message": message}])
+    return when
+
+
 @router.get(
     "/v1/followups",
     tags=["follow-ups"],
@@ -126,10 +147,17 @@ async def list_followups(
     status: TaskStatus | None = None,
     assignee: str | None = Query(None, max_length=200),
     customer_id: str | None = Query(None, max_length=200),
+    due_before: str | None = Query(
+        None,
+        max_length=64,
+        description="only tasks due before this moment (ISO 8601 with its offset), such as"
+        " the end of the shop's day",
+    ),
     limit: PageLimit = 100,
     cursor: PageCursor = None,
 ) -> Response:
     size = limit
+    before = _moment(due_before, "due_before")
     after = after_cursor(cursor)
     rows = await queries.list_tasks(
         context(request).pool,
@@ -137,6 +165,7 @@ async def list_followups(
         status=status,
         assignee=assignee,
         customer_id=customer_id,
+        due_before=before,
         after=after,
         limit=size + 1,
     )
@@ -150,7 +179,11 @@ class AttemptBody(BaseModel):
     satisfied: bool | None = Field(None, description="required when reached")
     score: int | None = Field(None, ge=0, le=10)
     notes: str | None = Field(None, max_length=10_000)
-    by: str | None = Field(None, max_length=200, description="the staff id who called")
+    by: str | None = Field(
+        None,
+        max_length=200,
+        description="the staff id who called; with a staff token, the token's staff member",
+    )
 
     @model_validator(mode="after")
     def _reached_needs_satisfied(self) -> AttemptBody:
@@ -177,9 +210,10 @@ async def post_attempt(request: Request, shop: ShopId, task_id: str, body: Attem
     except ValueError:
         raise Problem(404, f"no follow-up {task_id[:60]!r} in this shop") from None
     ctx = context(request)
-    attempt = Attempt(
-        body.outcome, ctx.deps.clock(), body.satisfied, body.score, body.notes, body.by
-    )
+    # at the console the signed-in person made the call, whatever the form says
+    person = staff_of(request)
+    by = person.staff_id if person is not None else body.by
+    attempt = Attempt(body.outcome, ctx.deps.clock(), body.satisfied, body.score, body.notes, by)
     try:
         result = await ctx.bus.handle(handlers.tasks.RecordCallAttempt(shop, tid, attempt))
     except handlers.tasks.UnknownTask as exc:

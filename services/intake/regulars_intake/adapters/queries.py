@@ -12,16 +12,21 @@ from typing import Any
 import asyncpg
 
 
-async def latest_policy(
-    pool: asyncpg.Pool, shop_id: uuid.UUID
-) -> tuple[int, dict[str, Any]] | None:
-    """The shop's current policy version and document, or None."""
+async def latest_policy(pool: asyncpg.Pool, shop_id: uuid.UUID) -> dict[str, Any] | None:
+    """The shop's current policy: its version, document and who changed it; or None."""
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT version, policy FROM policies WHERE shop_id = $1 ORDER BY version DESC LIMIT 1",
+            "SELECT version, policy, changed_by FROM policies WHERE shop_id = $1"
+            " ORDER BY version DESC LIMIT 1",
             shop_id,
         )
-    return None if row is None else (int(row["version"]), row["policy"])
+    if row is None:
+        return None
+    return {
+        "version": int(row["version"]),
+        "policy": row["policy"],
+        "changed_by": row["changed_by"],
+    }
 
 
 async def customer(

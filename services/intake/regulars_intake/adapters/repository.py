@@ -43,10 +43,12 @@ class PostgresShopRegistry:
             )
         for policy in shop.new_policies:
             await self.conn.execute(
-                "INSERT INTO policies (shop_id, version, policy) VALUES ($1, $2, $3)",
+                "INSERT INTO policies (shop_id, version, policy, changed_by)"
+                " VALUES ($1, $2, $3, $4)",
                 shop.id,
                 policy.version,
                 policy.document,
+                policy.changed_by,
             )
         for key in shop.new_keys:
             await self.conn.execute(

@@ -18,6 +18,8 @@ from regulars_shop.policy import Policy
 class PolicyVersion:
     version: int
     document: dict[str, Any]
+    #: the staff member who changed it (None: the shop's system, or the shop's opening)
+    changed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,14 @@ class Shop:
         shop = cls(shop_id, name, is_new=True)
         return shop, shop.change_policy(policy)
 
-    def change_policy(self, policy: Policy) -> ShopPolicyChanged:
+    def change_policy(self, policy: Policy, changed_by: str | None = None) -> ShopPolicyChanged:
         """A new version of the whole policy: it applies to work scheduled after it."""
         document = policy.model_dump(mode="json")
         self.policy_version += 1
-        self.new_policies.append(PolicyVersion(self.policy_version, document))
-        return ShopPolicyChanged(version=self.policy_version, policy=document)
+        self.new_policies.append(PolicyVersion(self.policy_version, document, changed_by))
+        return ShopPolicyChanged(
+            version=self.policy_version, policy=document, changed_by=changed_by
+        )
 
     def issue_key(self, key_id: str, secret_sha256: bytes) -> ShopApiKeyIssued:
         """Only the hash is kept and travels: every service can check the key, none can

@@ -36,6 +36,10 @@ class BatchAnswer(BaseModel):
 class PolicyAnswer(BaseModel):
     version: int = Field(ge=1)
     policy: Policy
+    changed_by: str | None = Field(
+        description="the staff member who made this version at the console; null when the"
+        " shop's system (its API key) did, and for the shop's first version"
+    )
 
 
 class CustomerAnswer(BaseModel):

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from regulars_events.catalogue import SHOP_EVENTS
 from regulars_runtime.http import Problem, json_response
-from regulars_runtime.service import context, shop_of
+from regulars_runtime.service import context, require_api_key, shop_of, staff_of
 from regulars_shop.policy import Policy, validation_errors
 
 from ..adapters import queries
@@ -85,10 +85,10 @@ async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
         }
     },
     response_model=BatchAnswer,
-    responses={400: {}, 401: {}, 413: {}, 422: {}, 429: {}},
+    responses={400: {}, 401: {}, 403: {}, 413: {}, 422: {}, 429: {}},
 )
 async def post_batch(request: Request) -> Response:
-    shop = await shop_of(request)
+    shop = await require_api_key(request)
     raw = await _read_json(request)
     if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
         raise Problem(
@@ -134,8 +134,7 @@ async def get_policy(request: Request) -> Response:
     found = await queries.latest_policy(context(request).pool, shop)
     if found is None:
         raise Problem(404, "this shop has no policy")
-    version, policy = found
-    return json_response({"version": version, "policy": policy})
+    return json_response(found)
 
 
 @router.put(
@@ -149,15 +148,18 @@ async def get_policy(request: Request) -> Response:
         }
     },
     response_model=PolicyAnswer,
-    responses={400: {}, 401: {}, 422: {}},
+    responses={400: {}, 401: {}, 403: {}, 422: {}},
 )
 async def put_policy(request: Request) -> Response:
     shop = await shop_of(request)
+    person = staff_of(request)
+    if person is not None and not person.is_owner:
+        raise Problem(403, "only an owner changes the shop's settings")
     raw = await _read_json(request, MAX_EVENT_BYTES)
     if (
         isinstance(raw, dict)
         and isinstance(raw.get("policy"), dict)
-        and set(raw) <= {"policy", "version"}
+        and set(raw) <= {"policy", "version", "changed_by"}
     ):
         raw = raw["policy"]  # accept what GET returned, as it was
     try:
@@ -166,8 +168,11 @@ async def put_policy(request: Request) -> Response:
         errors = [{"field": e["key"], "message": e["message"]} for e in validation_errors(exc)]
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise Problem(422, message, errors=errors) from None
-    version = await context(request).bus.handle(ChangePolicy(shop, policy))
-    return json_response({"version": version, "policy": policy.model_dump(mode="json")})
+    changed_by = person.staff_id if person is not None else None
+    version = await context(request).bus.handle(ChangePolicy(shop, policy, changed_by))
+    return json_response(
+        {"version": version, "policy": policy.model_dump(mode="json"), "changed_by": changed_by}
+    )
 
 
 @router.get(

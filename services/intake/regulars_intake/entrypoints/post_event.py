@@ -52,6 +52,7 @@ def openapi_operation(event_schema: dict[str, Any], answer: dict[str, Any]) -> d
             "202": reply("accepted, or a duplicate of an accepted event"),
             "400": reply("the body is not a JSON object"),
             "401": reply("missing or invalid API key"),
+            "403": reply("a staff token: events come from the shop's system, with its API key"),
             "404": reply("an id the shop's directory does not have"),
             "409": reply("the id was already used for another body"),
             "413": reply("the request is over 1 MB or the event over 64 KB"),
@@ -110,7 +111,7 @@ async def _post(
             authorization = value.decode("latin-1")
         elif name == b"content-length":
             declared = value.decode("latin-1")
-    shop = await authorized_shop(ctx, authorization)
+    shop = await authorized_shop(ctx, authorization, f"POST {PATH}")
     check_rate(front_of(ctx).rate_limits, shop, 1)
     raw = await read_body(receive, declared)
     try:
