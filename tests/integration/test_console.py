@@ -218,6 +218,8 @@ async def test_walkthrough(
         await _checked(page, "today")
 
         # -- Reached, not satisfied: the list updates in place -------------------------------
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         await card.get_by_role("button", name="Reached").click()
         await card.get_by_label("No, not satisfied").check()
         await card.get_by_label("Score 0-10 (optional)").fill("3")
@@ -226,6 +228,7 @@ async def test_walkthrough(
         await expect(page.get_by_text("Call recorded: Reached, not satisfied.")).to_be_visible()
         await expect(page.locator(f"#call-{task['id']}")).to_have_count(0)
         assert page.url.rstrip("/") == base, "the list updated in place, no page load"
+        assert not errors, errors
 
         # -- the recovery case appears within seconds ----------------------------------------
         await (
@@ -301,7 +304,7 @@ async def test_walkthrough(
         await _checked(page, "metrics")
     async with new_page(browser, DESKTOP, base_url=base) as page:
         await _sign_in_by_link(page, _cli_link(console, shop_id, "sam@mainst.example"))
-        await page.goto("/metrics")
+        await page.goto("/reports")
         await _checked(page, "metrics-desktop", DESKTOP)
 
     # -- the owner changes the business hours --------------------------------------------------

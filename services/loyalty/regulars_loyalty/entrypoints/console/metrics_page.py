@@ -55,7 +55,7 @@ def _words(value: float | None, unit: str) -> str:
     return "no data" if value is None else f"{value:.1f}{unit}"
 
 
-@router.get("/metrics")
+@router.get("/reports")
 async def metrics_page(request: Request) -> Response:
     signed = await signed_in(request)
     ctx = context(request)

@@ -68,7 +68,7 @@ def static_response(name: str) -> Response:
 
 
 def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    html = ENV.get_template(template).render(version=VERSION, **values)
+    html = ENV.get_template(template).render(asset_version=VERSION, **values)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
