@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from regulars_events.base import Event
 from regulars_events.envelope import Envelope
 from regulars_loyalty.domain.risk import RiskModel
+from regulars_loyalty.domain.staff_access import SignInLink, StaffSession
 from regulars_loyalty.domain.standing import CustomerStanding
 from regulars_loyalty.handlers import Deps, LoyaltyUnitOfWork
-from regulars_loyalty.handlers.base import CustomerKey
+from regulars_loyalty.handlers.base import CustomerKey, KnownStaff
 from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 
 
@@ -99,6 +102,85 @@ class FakeRiskModels:
         self.models[shop_id] = model
 
 
+@dataclasses.dataclass(frozen=True)
+class SignInRequest:
+    at: datetime
+    email_sha256: bytes
+    client: str
+
+
+class SignInsInMemory:
+    """The console's sign-in state as PostgresSignIns keeps it: requests, links and
+    sessions by the SHA-256 of their token (never the token), staff found in the shops'
+    policies (ShopsInMemory) by their address, case-blind, in shop id order."""
+
+    def __init__(self, shops: ShopsInMemory) -> None:
+        self.shops = shops
+        self.requests: list[SignInRequest] = []
+        self.links: dict[bytes, SignInLink] = {}
+        self.sessions: dict[bytes, StaffSession] = {}
+
+    async def staff_by_email(self, email: str) -> list[KnownStaff]:
+        return [
+            KnownStaff(shop_id, known.policy.contact.name or "your shop", member)
+            for shop_id, known in sorted(self.shops.policies.items())
+            for member in known.policy.staff
+            if member.email is not None and member.email.lower() == email
+        ]
+
+    async def count_requests(
+        self, email_sha256: bytes, client: str, since: datetime
+    ) -> tuple[int, int]:
+        recent = [r for r in self.requests if r.at >= since]
+        return (
+            sum(r.email_sha256 == email_sha256 for r in recent),
+            sum(r.client == client for r in recent),
+        )
+
+    async def record_request(self, email_sha256: bytes, client: str, at: datetime) -> None:
+        self.requests.append(SignInRequest(at, email_sha256, client))
+
+    async def add_link(self, token_sha256: bytes, link: SignInLink) -> None:
+        assert token_sha256 not in self.links, "a token hash is the primary key"
+        self.links[token_sha256] = link
+
+    async def take_link(self, token_sha256: bytes) -> SignInLink | None:
+        return self.links.get(token_sha256)
+
+    async def spend_link(self, token_sha256: bytes, at: datetime) -> None:
+        if token_sha256 in self.links:
+            self.links[token_sha256] = dataclasses.replace(self.links[token_sha256], used_at=at)
+
+    async def add_session(self, token_sha256: bytes, session: StaffSession) -> None:
+        assert token_sha256 not in self.sessions, "a token hash is the primary key"
+        self.sessions[token_sha256] = session
+
+    async def touch_session(self, token_sha256: bytes, at: datetime) -> None:
+        found = self.sessions.get(token_sha256)
+        if found is not None and found.ended_at is None:
+            later = max(found.last_seen_at, at)
+            self.sessions[token_sha256] = dataclasses.replace(found, last_seen_at=later)
+
+    async def end_session(self, token_sha256: bytes, at: datetime) -> None:
+        found = self.sessions.get(token_sha256)
+        if found is not None and found.ended_at is None:
+            self.sessions[token_sha256] = dataclasses.replace(found, ended_at=at)
+
+    def state(
+        self,
+    ) -> tuple[list[SignInRequest], dict[bytes, SignInLink], dict[bytes, StaffSession]]:
+        return list(self.requests), dict(self.links), dict(self.sessions)
+
+    def restore(
+        self, state: tuple[list[SignInRequest], dict[bytes, SignInLink], dict[bytes, StaffSession]]
+    ) -> None:
+        self.requests, self.links, self.sessions = (
+            list(state[0]),
+            dict(state[1]),
+            dict(state[2]),
+        )
+
+
 class Loyalty:
     """loyalty's state in memory, and what its units of work emitted."""
 
@@ -111,11 +193,25 @@ class Loyalty:
         self.models = FakeRiskModels()
         self.shops = ShopsInMemory()
         self.timers = TimersInMemory()
+        self.sign_ins = SignInsInMemory(self.shops)
         self.outbox: list[Envelope] = []
 
     def unit_of_work(self, _conn: Any, cause: Envelope | None = None) -> FakeLoyaltyUnitOfWork:
         """The bus's unit-of-work factory: the connection is not used."""
         return FakeLoyaltyUnitOfWork(self, cause)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeLoyaltyUnitOfWork]:
+        """A command's transaction (``MessageBus.transaction``): what the handler changed
+        in the sign-in state is undone if it raises, as a rolled-back transaction is."""
+        before = self.sign_ins.state()
+        uow = self.unit_of_work(None)
+        try:
+            yield uow
+            await uow.flush()
+        except BaseException:
+            self.sign_ins.restore(before)
+            raise
 
     def emitted(self, event_type: str) -> list[Envelope]:
         return [e for e in self.outbox if e.type == event_type]
@@ -131,6 +227,7 @@ class FakeLoyaltyUnitOfWork(LoyaltyUnitOfWork):
         self.models = loyalty.models
         self.shops = loyalty.shops
         self.timers = loyalty.timers
+        self.sign_ins = loyalty.sign_ins
 
     async def _write_outbox(self, envelopes: list[Envelope]) -> None:
         self.loyalty.outbox.extend(envelopes)
