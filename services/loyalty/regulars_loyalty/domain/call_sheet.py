@@ -31,12 +31,20 @@ def spoken(lines: Iterable[str], *, advisor: str, customer: str | None) -> list[
     """The script's lines with every placeholder filled or, if unknown, left out."""
     known = {"{advisor}": advisor, "{customer_first_name}": first_name(customer)}
 
+    def unknown_out(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0) in known else ""
+
     def fill(match: re.Match[str]) -> str:
         return known.get(match.group(0), "")
 
     out = []
     for line in lines:
-        text = PLACEHOLDER.sub(fill, str(line))
+        text = str(line)
+        # unknown ones out first, until none is left (taking one out can join its
+        # neighbours into another); then the known ones filled, once, never scanned again
+        while (fewer := PLACEHOLDER.sub(unknown_out, text)) != text:
+            text = fewer
+        text = PLACEHOLDER.sub(fill, text)
         out.append(re.sub(r"\s{2,}", " ", text).replace(" ,", ",").replace(" .", ".").strip())
     return out
 

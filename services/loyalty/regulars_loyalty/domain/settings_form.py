@@ -59,7 +59,7 @@ def duration_value(amount: str, unit: str) -> str | None:
     amount = amount.strip()
     if unit == "iso":
         return amount or None
-    if not amount.isdigit() or int(amount) == 0:
+    if not (amount.isascii() and amount.isdigit()) or int(amount) == 0:
         return None
     if unit == "days":
         return f"P{int(amount)}D"
@@ -168,6 +168,11 @@ def read_form(
             )
             member["role"] = "owner"
             removed = False
+        if original == editor_id and member["id"] != editor_id:
+            errors[f"staff.{row}.id"] = (
+                "You cannot change your own staff id here: you sign in as it. Another owner can."
+            )
+            member["id"] = editor_id
         if removed:
             continue
         staff.append(

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from regulars_runtime.bus import Command, Handler
+from regulars_runtime.unit_of_work import Waiting
 
 from ..domain.staff_access import (
     REQUEST_WINDOW,
@@ -119,7 +120,10 @@ async def sign_in(cmd: SignIn, uow: LoyaltyUnitOfWork, deps: Deps) -> StartedSes
     link.check(now)
     await uow.sign_ins.spend_link(link_sha, now)
     shop_id = uuid.UUID(link.shop_id)
-    known = await uow.policy(shop_id)
+    try:
+        known = await uow.policy(shop_id)
+    except Waiting:
+        known = None
     if known is None or known.policy.staff_member(link.staff_id) is None:
         raise LinkRefused("You are no longer on this shop's staff list.")
     token, token_sha = new_secret()

@@ -379,7 +379,7 @@ def _attempt_body(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str],
         body["satisfied"] = satisfied == "yes"
     score = form.get("score", "").strip()
     if score:
-        if not score.isdigit() or not 0 <= int(score) <= 10:
+        if not (score.isascii() and score.isdigit()) or not 0 <= int(score) <= 10:
             errors["score"] = "A score is a whole number from 0 to 10, or leave it empty."
         else:
             body["score"] = int(score)
