@@ -301,6 +301,8 @@ class Launcher:
         self.say(f"  smtp      {smtp}   (mail kept in {self.data / 'mail'})")
         self.say(f"  sms       local gateway stand-in (texts kept in {self.data / 'sms'})")
         self.say(f"  logs      {logs}")
+        self.say(f"  console   {urls['loyalty']}/   staff sign in by an emailed link;")
+        self.say(f"            `{regulars} staff link --shop ID --email E` prints one")
         self.say("")
         self.say("Create a shop and its API key:")
         self.say(f"  {regulars} shops create --name 'My Shop' --timezone America/New_York --json")

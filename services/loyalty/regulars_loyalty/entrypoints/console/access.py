@@ -52,6 +52,10 @@ class Signed:
     viewer: Viewer
     csrf: str
     token_sha256: bytes
+    #: the cookie's value, and whether this request moved the session's idle clock (then
+    #: the cookie is set again, so it lasts as long as the session it names)
+    token: str = ""
+    touched: bool = False
 
     @property
     def principal(self) -> staff.StaffPrincipal:
@@ -104,10 +108,11 @@ async def signed_in(request: Request) -> Signed:
     member = policy.staff_member(found.staff_id)
     if member is None:
         raise SignInNeeded
-    if found.needs_touch(now):
+    touched = found.needs_touch(now)
+    if touched:
         await ctx.bus.handle(TouchSession(token_sha))
     viewer = Viewer(found.shop_id, member.id, member.name, member.role, member.email)
-    return Signed(viewer, found.csrf, token_sha)
+    return Signed(viewer, found.csrf, token_sha, token, touched)
 
 
 async def form_of(request: Request) -> dict[str, str]:

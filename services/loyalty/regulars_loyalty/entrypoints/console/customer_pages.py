@@ -21,22 +21,12 @@ from ...domain.call_sheet import staff_name
 from ...domain.journey import describe
 from .access import signed_in
 from .pages import view
-from .rendering import local
+from .rendering import local, stage_words
 
 router = APIRouter(include_in_schema=False)
 
 CUSTOMERS_PER_PAGE = 50
 JOURNEY_PER_PAGE = 100
-STAGE_WORDS = {
-    "prospect": "Prospect",
-    "customer": "Customer",
-    "repeat": "Repeat customer",
-    "loyal": "Loyal",
-    "advocate": "Advocate",
-    "at_risk": "At risk",
-    "lapsed": "Lapsed",
-    "lost": "Lost",
-}
 CHANNELS = {"sms": "Text messages", "email": "Email", "call": "Calls"}
 ACTORS = {"customer": "the customer", "system": "Regulars", "shop_system": "the shop system"}
 
@@ -76,7 +66,7 @@ async def customers(request: Request) -> Response:
     listed = [
         {
             **r,
-            "stage_words": STAGE_WORDS.get(r["stage"], r["stage"]),
+            "stage_words": stage_words(r["stage"]),
             "last_visit": local(r["last_visit_at"], zone, "%d %b %Y"),
         }
         for r in shown
@@ -180,7 +170,7 @@ async def customer(request: Request, customer_id: str) -> Response:
         title=row["name"] or customer_id,
         c=row,
         phone_link=re.sub(r"[^\d+]", "", row["phone"] or ""),
-        stage_words=STAGE_WORDS.get(row["stage"], row["stage"]),
+        stage_words=stage_words(row["stage"]),
         stage_since=local(row["stage_since"], zone, "%d %b %Y"),
         first_visit=local(row["first_visit_at"], zone, "%d %b %Y"),
         last_visit=local(row["last_visit_at"], zone, "%d %b %Y"),

@@ -70,7 +70,7 @@ async def view(
     request: Request, signed: Signed, template: str, section: str, status: int = 200, **values: Any
 ) -> Response:
     policy = await queries.shop_policy(context(request).pool, signed.shop)
-    return page(
+    response = page(
         template,
         status,
         signed=signed,
@@ -78,6 +78,9 @@ async def view(
         shop_name=shop_name(policy),
         **values,
     )
+    if signed.touched:
+        set_session_cookie(response, request, signed.token)
+    return response
 
 
 def scope_of(request: Request, signed: Signed, given: str | None = None) -> Scope:

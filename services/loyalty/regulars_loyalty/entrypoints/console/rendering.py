@@ -85,4 +85,22 @@ def money(cents: int | None) -> str:
     return f"${cents / 100:,.2f}"
 
 
+#: a stage as the shop says it
+STAGE_WORDS = {
+    "prospect": "Prospect",
+    "customer": "Customer",
+    "repeat": "Repeat customer",
+    "loyal": "Loyal",
+    "advocate": "Advocate",
+    "at_risk": "At risk",
+    "lapsed": "Lapsed",
+    "lost": "Lost",
+}
+
+
+def stage_words(stage: str | None) -> str:
+    return STAGE_WORDS.get(stage or "", stage or "")
+
+
 ENV.filters["money"] = money
+ENV.filters["stage"] = stage_words
