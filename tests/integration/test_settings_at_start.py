@@ -59,3 +59,21 @@ def test_no_database_url_is_named() -> None:
     )
     assert run.returncode != 0
     assert "DATABASE_URL" in run.stderr, run.stderr
+
+
+CONSOLE = {
+    "CONSOLE_PUBLIC_URL": "https://console.example",
+    "INTAKE_URL": "http://intake:8001",
+    "FOLLOWUP_URL": "http://followup:8002",
+    "FEEDBACK_URL": "http://feedback:8003",
+    "REGULARS_STAFF_TOKEN_KEY": "k" * 40,
+}
+
+
+@pytest.mark.parametrize("variable", sorted(CONSOLE))
+def test_outside_embedded_mode_the_console_needs_each_of_its_settings(variable: str) -> None:
+    env = {k: v for k, v in CONSOLE.items() if k != variable}
+    run = start("loyalty", **env)
+    assert run.returncode != 0
+    assert f"{variable} is not set" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
