@@ -82,7 +82,9 @@ async def shops(console: System) -> dict[str, tuple[str, str]]:
     return {"main": main, "other": other}
 
 
-async def _visit(system: System, key: str, name: str, phone: str) -> tuple[str, str]:
+async def _visit(
+    system: System, key: str, name: str, phone: str, advisor: str = "ana"
+) -> tuple[str, str]:
     cid = f"c-{uuid.uuid4().hex[:8]}"
     ro = f"RO-{uuid.uuid4().hex[:6].upper()}"
     now = datetime.now(UTC).isoformat()
@@ -101,7 +103,7 @@ async def _visit(system: System, key: str, name: str, phone: str) -> tuple[str, 
                 "repair_order_id": ro,
                 "customer_id": cid,
                 "completed_at": now,
-                "advisor": "ana",
+                "advisor": advisor,
                 "work_performed": "front brake pads",
                 "asset_id": "2019 Honda Civic",
             },
@@ -252,6 +254,7 @@ async def test_walkthrough(
         refused = await page.goto("/settings")
         assert refused is not None and refused.status == 403
         await expect(page.get_by_text("Only an owner changes the shop's settings.")).to_be_visible()
+        await _checked(page, "settings-refused")
         await expect(
             page.get_by_role("navigation", name="Console").get_by_role("link", name="Settings")
         ).to_have_count(0)
@@ -278,6 +281,7 @@ async def test_walkthrough(
         await page.get_by_role("link", name="Customers").click()
         await page.get_by_label("Name, phone or customer id").fill("whitf")
         await page.get_by_role("button", name="Search").click()
+        await _checked(page, "customers")
         await page.get_by_role("link", name="Dana Whitfield").click()
         await expect(page.get_by_role("heading", name="Dana Whitfield", level=1)).to_be_visible()
         await expect(page.get_by_text("Churn risk")).to_be_visible()
@@ -428,3 +432,87 @@ async def test_posts_need_the_session_csrf_token(
     async with httpx.AsyncClient(base_url=base, cookies={"regulars_session": session}) as http:
         after = await http.get("/", follow_redirects=False)
         assert after.status_code == 303 and after.headers["location"] == "/sign-in"
+
+
+async def test_an_advisor_sees_her_calls_and_everyone_s_and_works_them_without_javascript(
+    console: System, shops: dict[str, tuple[str, str]], browser: Browser
+) -> None:
+    shop_id, key = shops["main"]
+    base = console.services["loyalty"].url
+    mine, _ = await _visit(console, key, "Lee Mine", "+1 512 555 0171", advisor="ana")
+    theirs, _ = await _visit(console, key, "Kim Theirs", "+1 512 555 0172", advisor="sam")
+    my_task = await wait_for(lambda: _task(console, key, mine), 30)
+    await wait_for(lambda: _task(console, key, theirs), 30)
+    await wait_for(lambda: _customer_known(console, shop_id, theirs), 30)
+    context = await browser.new_context(java_script_enabled=False, base_url=base)
+    try:
+        page = await context.new_page()
+        await page.goto(_cli_link(console, shop_id, "ana@mainst.example"))
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("heading", name="Lee Mine")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Kim Theirs")).to_have_count(0)
+        await page.get_by_role("link", name="Everyone's calls").click()
+        await expect(page.get_by_role("heading", name="Kim Theirs")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Lee Mine")).to_be_visible()
+        # without a script: Reached opens its questions on a page of its own, then saves
+        await page.get_by_role("link", name="My calls").click()
+        card = page.locator(f"#call-{my_task['id']}")
+        await card.get_by_role("button", name="Reached").click()
+        await expect(page).to_have_url(re.compile(r"reached="))
+        card = page.locator(f"#call-{my_task['id']}")
+        await card.get_by_role("button", name="Save call").click()
+        # satisfied is required: the error is next to the question, nothing was recorded
+        await expect(card.get_by_text("Say whether the customer was satisfied")).to_be_visible()
+        task = await _task(console, key, mine)
+        assert task is not None and task["attempts"] == 0 and task["status"] == "scheduled"
+        await card.get_by_label("Yes, satisfied").check()
+        await card.get_by_role("button", name="Save call").click()
+        await expect(page.get_by_text("Call recorded: Reached, satisfied.")).to_be_visible()
+        task = await _task(console, key, mine)
+        assert task is not None and task["status"] == "completed"
+    finally:
+        await context.close()
+
+
+async def test_links_and_sessions_run_out(
+    console: System, shops: dict[str, tuple[str, str]]
+) -> None:
+    shop_id, _ = shops["main"]
+    base = console.services["loyalty"].url
+    link = _cli_link(console, shop_id, "sam@mainst.example")
+    async with httpx.AsyncClient(base_url=base) as http:
+        page = await http.get(link.replace(base, ""))
+        form = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        token = re.search(r'name="token" value="([^"]+)"', page.text)
+        assert form and token
+        # 15 minutes and one second later, the link is spent
+        await console.fetch(
+            "UPDATE loyalty.sign_in_links SET expires_at = now() - interval '1 second'"
+            " WHERE token_sha256 = sha256(convert_to($1, 'UTF8'))",
+            token.group(1),
+        )
+        old = await http.post(
+            "/sign-in/link", data={"csrf": form.group(1), "token": token.group(1)}
+        )
+        assert old.status_code == 400 and "more than 15 minutes old" in old.text
+        assert "regulars_session" not in http.cookies
+    link = _cli_link(console, shop_id, "sam@mainst.example")
+    async with httpx.AsyncClient(base_url=base) as http:
+        page = await http.get(link.replace(base, ""))
+        form = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        token = re.search(r'name="token" value="([^"]+)"', page.text)
+        assert form and token
+        signed = await http.post(
+            "/sign-in/link", data={"csrf": form.group(1), "token": token.group(1)}
+        )
+        assert signed.status_code == 303
+        assert (await http.get("/", follow_redirects=False)).status_code == 200
+        session = http.cookies["regulars_session"]
+        # 12 hours without a request: the session is over
+        await console.fetch(
+            "UPDATE loyalty.staff_sessions SET last_seen_at = now() - interval '12 hours 1 second'"
+            " WHERE token_sha256 = sha256(convert_to($1, 'UTF8'))",
+            session,
+        )
+        idle = await http.get("/", follow_redirects=False)
+        assert idle.status_code == 303 and idle.headers["location"] == "/sign-in"
