@@ -430,7 +430,9 @@ def loyalty_drain(bench: Bench) -> dict[str, Any]:
 
 def loyalty_reads(bench: Bench) -> dict[str, Any]:
     """A 100,000-customer shop loaded into loyalty, then read through its API."""
-    shop_id, key = asyncio.run(bench.system.create_shop("Bench Loyalty Shop"))
+    # with the console's staff in its policy from the start (console_bench.POLICY)
+    shop = bench.system.create_shop("Bench Loyalty Shop", policy=console_bench.POLICY)
+    shop_id, key = asyncio.run(shop)
     bench.loyalty_shop = (shop_id, key)
     url = bench.url("loyalty")
 
@@ -441,6 +443,10 @@ def loyalty_reads(bench: Bench) -> dict[str, Any]:
         return False
 
     _wait_until("loyalty to know the bench shop", knows_the_key, 60)
+    db = bench.system.database_url
+    _wait_until(
+        "loyalty to apply its policy", lambda: console_bench.policy_applied(db, shop_id), 60
+    )
     now = loyalty_bench.now()
     loaded = asyncio.run(loyalty_bench.load(bench.system.database_url, shop_id, now))
     print(
