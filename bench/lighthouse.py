@@ -103,6 +103,11 @@ def scores(url: str, *, cookie_header: str | None) -> dict[str, int]:
     ``cookie_header`` (``name=value; ...``) is sent with every request the page makes, for a
     page behind staff sign-in. Raises LighthouseError with lighthouse's stderr on failure.
     """
+    return scored_report(url, cookie_header=cookie_header)[0]
+
+
+def scored_report(url: str, *, cookie_header: str | None) -> tuple[dict[str, int], dict[str, Any]]:
+    """The scores, as ``scores`` gives them, and lighthouse's whole JSON report (its audits)."""
     if not LIGHTHOUSE.exists():
         raise LighthouseError(f"{LIGHTHOUSE} is missing: `make lighthouse` installs {VERSION}")
     with tempfile.TemporaryDirectory(prefix="regulars-lighthouse-") as tmp:
@@ -113,7 +118,8 @@ def scores(url: str, *, cookie_header: str | None) -> dict[str, int]:
             headers.touch(mode=0o600)
             headers.write_text(json.dumps({"Cookie": cookie_header}))
         _run(_command(url, report, headers), url)
-        return _scores(json.loads(report.read_text()), url)
+        found = json.loads(report.read_text())
+        return _scores(found, url), found
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import console_bench
 import cpu
 import e2e
 import httpx
@@ -70,6 +71,8 @@ class Bench:
     system: System
     postgres_pid: int | None
     api_key: str = ""
+    #: loyalty_reads' 100,000-customer shop: its id and API key (the console bench reads it)
+    loyalty_shop: tuple[str, str] | None = None
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def url(self, service: str) -> str:
@@ -427,7 +430,10 @@ def loyalty_drain(bench: Bench) -> dict[str, Any]:
 
 def loyalty_reads(bench: Bench) -> dict[str, Any]:
     """A 100,000-customer shop loaded into loyalty, then read through its API."""
-    shop_id, key = asyncio.run(bench.system.create_shop("Bench Loyalty Shop"))
+    # with the console's staff in its policy from the start (console_bench.POLICY)
+    shop = bench.system.create_shop("Bench Loyalty Shop", policy=console_bench.POLICY)
+    shop_id, key = asyncio.run(shop)
+    bench.loyalty_shop = (shop_id, key)
     url = bench.url("loyalty")
 
     def knows_the_key() -> bool:
@@ -437,6 +443,10 @@ def loyalty_reads(bench: Bench) -> dict[str, Any]:
         return False
 
     _wait_until("loyalty to know the bench shop", knows_the_key, 60)
+    db = bench.system.database_url
+    _wait_until(
+        "loyalty to apply its policy", lambda: console_bench.policy_applied(db, shop_id), 60
+    )
     now = loyalty_bench.now()
     loaded = asyncio.run(loyalty_bench.load(bench.system.database_url, shop_id, now))
     print(
@@ -506,6 +516,8 @@ def measure(wrk: str, bench: Bench) -> dict[str, Any]:
     # loyalty, down until now, to the whole backlog; then at a large shop's scale.
     report["loyalty_drain"] = loyalty_drain(bench)
     report["loyalty"] = loyalty_reads(bench)
+    # The console on that shop, with feedback back up: every service it asks is running.
+    report["console"] = measure_console(bench)
     for name in ("followup", "intake", "loyalty"):  # the profiles below run alone
         bench.system.services[name].kill(signal.SIGTERM)
     report["profile"] = {name: profile(wrk, bench, name) for name in ("intake", "plain")}
@@ -549,6 +561,22 @@ def measure_loyalty_only(wrk: str, bench: Bench) -> None:
             print(line)
 
 
+def measure_console(bench: Bench) -> dict[str, Any]:
+    assert bench.loyalty_shop is not None, "loyalty_reads first: the console reads its shop"
+    return console_bench.measure(bench, *bench.loyalty_shop)
+
+
+def measure_console_only(bench: Bench) -> None:
+    """`--console`: the console alone on a 100,000-customer shop, every service it asks up
+    (loyalty last, so that it knows where the others are)."""
+    for name in ("intake", "followup", "feedback", "loyalty"):
+        bench.system.start(name, **SERVICE_ENV)
+    for line in loyalty_bench.lines(loyalty_reads(bench)):
+        print(line)
+    for line in console_bench.lines(measure_console(bench)):
+        print(line)
+
+
 def print_lines(report: dict[str, Any]) -> None:
     plain, durable, solo, e = (
         report["plain"],
@@ -580,6 +608,8 @@ def print_lines(report: dict[str, Any]) -> None:
         f" visits_per_s={ld['rate']:.0f} intake_rps={solo['rps']:.0f} backlog={ld['backlog']}"
     )
     for line in loyalty_bench.lines(report["loyalty"]):
+        print(line)
+    for line in console_bench.lines(report["console"]):
         print(line)
     print(f"e2e.completed_to_task p50_ms={e['p50_ms']:.1f} p99_ms={e['p99_ms']:.1f} n={e['n']}")
     print(timers_bench._line("timers.fire_lag", report["timers"]))
@@ -613,6 +643,10 @@ def run() -> int:
     if "--loyalty" in sys.argv[1:]:
         with embedded_system() as bench:
             measure_loyalty_only(wrk, bench)
+        return 0
+    if "--console" in sys.argv[1:]:
+        with embedded_system() as bench:
+            measure_console_only(bench)
         return 0
     started = time.monotonic()
     report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat()}
