@@ -24,14 +24,17 @@ async def journey_page(
     *,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """A customer's events, oldest first, from ``after`` on (keyset on time, then id)."""
+    """A customer's events past ``after`` (keyset on time, then id): oldest first, or
+    newest first (the console's timeline)."""
+    beyond, order = ("<", "DESC") if newest_first else (">", "ASC")
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT event_id AS id, type, occurred_at, data FROM timeline"
             " WHERE shop_id = $1 AND customer_id = $2"
-            " AND ($3::timestamptz IS NULL OR (occurred_at, event_id) > ($3, $4::uuid))"
-            " ORDER BY occurred_at, event_id LIMIT $5",
+            f" AND ($3::timestamptz IS NULL OR (occurred_at, event_id) {beyond} ($3, $4::uuid))"
+            f" ORDER BY occurred_at {order}, event_id {order} LIMIT $5",
             shop_id,
             customer_id,
             after[0] if after else None,
@@ -536,27 +539,3 @@ async def case_summary(pool: asyncpg.Pool, shop_id: uuid.UUID, now: datetime) ->
         )
     assert row is not None
     return {"open": int(row["open"]), "breached": int(row["breached"])}
-
-
-async def journey_latest(
-    pool: asyncpg.Pool,
-    shop_id: uuid.UUID,
-    customer_id: str,
-    *,
-    before: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """A customer's events, newest first, before ``before`` (the console's timeline)."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT event_id AS id, type, occurred_at, data FROM timeline"
-            " WHERE shop_id = $1 AND customer_id = $2"
-            " AND ($3::timestamptz IS NULL OR (occurred_at, event_id) < ($3, $4::uuid))"
-            " ORDER BY occurred_at DESC, event_id DESC LIMIT $5",
-            shop_id,
-            customer_id,
-            before[0] if before else None,
-            before[1] if before else None,
-            limit,
-        )
-    return [dict(r) for r in rows]

@@ -99,6 +99,14 @@ class SettingsChange:
         self.errors.setdefault(name, message)
 
 
+def staff_row_keys(form: Mapping[str, str]) -> list[str]:
+    """The staff rows a form holds ("0", "1", ..., then "new"), in the order shown."""
+    return sorted(
+        {k.split(".")[1] for k in form if k.startswith("staff.") and k.count(".") == 2},
+        key=lambda r: (r == "new", int(r) if r.isdigit() else 0),
+    )
+
+
 def read_form(
     form: Mapping[str, str], current: Mapping[str, Any], editor_id: str
 ) -> SettingsChange:
@@ -151,11 +159,7 @@ def read_form(
     policy["channels"] = channels
 
     staff: list[dict[str, Any]] = []
-    rows = sorted(
-        {k.split(".")[1] for k in form if k.startswith("staff.") and k.count(".") == 2},
-        key=lambda r: (r == "new", int(r) if r.isdigit() else 0),
-    )
-    for row in rows:
+    for row in staff_row_keys(form):
         member = {f: form.get(f"staff.{row}.{f}", "").strip() for f in STAFF_FIELDS}
         if row == "new" and not any(member[f] for f in ("id", "name", "email")):
             continue

@@ -70,7 +70,7 @@ class CustomerPage(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
 
 
-def _key_cursor(key: str) -> str:
+def key_cursor(key: str) -> str:
     return base64.urlsafe_b64encode(key.encode()).decode()
 
 
@@ -136,7 +136,7 @@ async def list_customers(
     return json_response(
         {
             "items": [_listed(r) for r in shown],
-            "next_cursor": _key_cursor(shown[-1]["customer_id"]) if len(rows) > limit else None,
+            "next_cursor": key_cursor(shown[-1]["customer_id"]) if len(rows) > limit else None,
         }
     )
 
@@ -236,7 +236,7 @@ async def get_customer(request: Request, shop: ShopId, customer_id: CustomerIdPa
                 "expected_next_visit": _iso(row["expected_next_visit"]),
                 "model": row["risk_model"],
                 "model_note": None if model is None else model["note"],
-                "reasons": _json(row["risk_reasons"]),
+                "reasons": json_value(row["risk_reasons"]),
             },
             "visits": row["visits"],
             "first_visit_at": _iso(row["first_visit_at"]),
@@ -255,7 +255,7 @@ async def get_customer(request: Request, shop: ShopId, customer_id: CustomerIdPa
                     for f in ("opened_at", "ack_due_at", "resolve_due_at", "acknowledged_at")
                 },
             },
-            "consent": {} if consent is None else _json(consent),
+            "consent": {} if consent is None else json_value(consent),
             "recent_replies": [
                 {**r, "event_id": str(r["event_id"]), "occurred_at": _iso(r["occurred_at"])}
                 for r in row["recent_replies"]
@@ -264,7 +264,7 @@ async def get_customer(request: Request, shop: ShopId, customer_id: CustomerIdPa
     )
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 

@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from regulars_runtime import staff
 from regulars_runtime.service import context
+from regulars_shop.policy import Policy
 
 from ...adapters import queries
 from ...adapters.sign_ins import session as stored_session
@@ -52,6 +53,8 @@ class Signed:
     viewer: Viewer
     csrf: str
     token_sha256: bytes
+    #: the shop's policy as this request found it (read once, for every part of the page)
+    policy: Policy
     #: the cookie's value, and whether this request moved the session's idle clock (then
     #: the cookie is set again, so it lasts as long as the session it names)
     token: str = ""
@@ -66,6 +69,10 @@ class Signed:
     @property
     def shop(self) -> uuid.UUID:
         return uuid.UUID(self.viewer.shop_id)
+
+    @property
+    def staff_names(self) -> dict[str, str]:
+        return {m.id: m.name for m in self.policy.staff}
 
 
 def secure_cookies(request: Request) -> bool:
@@ -112,7 +119,7 @@ async def signed_in(request: Request) -> Signed:
     if touched:
         await ctx.bus.handle(TouchSession(token_sha))
     viewer = Viewer(found.shop_id, member.id, member.name, member.role, member.email)
-    return Signed(viewer, found.csrf, token_sha, token, touched)
+    return Signed(viewer, found.csrf, token_sha, policy, token, touched)
 
 
 async def form_of(request: Request) -> dict[str, str]:
@@ -125,10 +132,6 @@ async def form_of(request: Request) -> dict[str, str]:
     except UnicodeDecodeError:
         raise BadForm from None
     return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
-
-
-def form_list(request_body: dict[str, str], prefix: str) -> dict[str, str]:
-    return {k[len(prefix) :]: v for k, v in request_body.items() if k.startswith(prefix)}
 
 
 def check_csrf(form: dict[str, Any], expected: str) -> None:

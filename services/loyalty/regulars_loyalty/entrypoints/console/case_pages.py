@@ -4,7 +4,6 @@ cases: every read and command goes to it as the signed-in person."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -49,19 +48,14 @@ DONE = {
 }
 
 
-def _names(policy_staff: Any) -> dict[str, str]:
-    return {m.id: m.name for m in policy_staff}
-
-
 @router.get("/cases")
 async def cases(request: Request) -> Response:
     signed = await signed_in(request)
     scope = scope_of(request, signed)
     ctx = context(request)
-    policy = await queries.shop_policy(ctx.pool, signed.shop)
-    zone = ZoneInfo(policy.timezone)
+    zone = ZoneInfo(signed.policy.timezone)
     now = ctx.deps.clock()
-    names = _names(policy.staff)
+    names = signed.staff_names
     after = request.query_params.get("after")
     values: dict[str, Any] = {"cases": [], "unreachable": None, "next_cursor": None}
     try:
@@ -193,10 +187,9 @@ async def _case_page(
     if answer.status != 200 or not isinstance(answer.body, dict):
         return await _missing(request, signed)
     case = answer.body
-    policy = await queries.shop_policy(ctx.pool, signed.shop)
-    zone = ZoneInfo(policy.timezone)
+    zone = ZoneInfo(signed.policy.timezone)
     now = ctx.deps.clock()
-    names = _names(policy.staff)
+    names = signed.staff_names
     people, visits = await queries.call_context(
         ctx.pool, signed.shop, [case["customer_id"]], [case.get("repair_order_id") or ""]
     )
@@ -216,7 +209,6 @@ async def _case_page(
         case=case,
         customer_name=person.get("name") or case["customer_id"],
         phone=phone,
-        phone_link=re.sub(r"[^\d+]", "", phone or ""),
         email=None,
         stage=person.get("stage"),
         visit=None

@@ -4,14 +4,11 @@ journey, all from loyalty's own projections."""
 from __future__ import annotations
 
 import base64
-import re
 import uuid
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from regulars_runtime.service import context
@@ -19,6 +16,7 @@ from regulars_runtime.service import context
 from ...adapters import queries
 from ...domain.call_sheet import staff_name
 from ...domain.journey import describe
+from ..api import json_value, key_cursor
 from .access import signed_in
 from .pages import view
 from .rendering import local, stage_words
@@ -29,10 +27,6 @@ CUSTOMERS_PER_PAGE = 50
 JOURNEY_PER_PAGE = 100
 CHANNELS = {"sms": "Text messages", "email": "Email", "call": "Calls"}
 ACTORS = {"customer": "the customer", "system": "Regulars", "shop_system": "the shop system"}
-
-
-def _key(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
 
 
 def _unkey(value: str | None) -> str | None:
@@ -50,8 +44,7 @@ async def customers(request: Request) -> Response:
     ctx = context(request)
     q = (request.query_params.get("q") or "").strip()[:200] or None
     after = _unkey(request.query_params.get("after"))
-    policy = await queries.shop_policy(ctx.pool, signed.shop)
-    zone = ZoneInfo(policy.timezone)
+    zone = ZoneInfo(signed.policy.timezone)
     rows = await queries.customers_page(
         ctx.pool,
         signed.shop,
@@ -77,7 +70,7 @@ async def customers(request: Request) -> Response:
         else "Customers by id"
     )
     next_query = urlencode(
-        {**({"q": q} if q else {}), "after": _key(shown[-1]["customer_id"])} if shown else {}
+        {**({"q": q} if q else {}), "after": key_cursor(shown[-1]["customer_id"])} if shown else {}
     )
     return await view(
         request,
@@ -92,10 +85,6 @@ async def customers(request: Request) -> Response:
         next_cursor=more,
         next_query=next_query,
     )
-
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _before(value: str | None) -> tuple[datetime, uuid.UUID] | None:
@@ -127,15 +116,15 @@ async def customer(request: Request, customer_id: str) -> Response:
             back="/customers",
             back_words="Back to customers",
         )
-    policy = await queries.shop_policy(ctx.pool, signed.shop)
-    zone = ZoneInfo(policy.timezone)
-    names = {m.id: m.name for m in policy.staff}
-    steps = await queries.journey_latest(
+    zone = ZoneInfo(signed.policy.timezone)
+    names = signed.staff_names
+    steps = await queries.journey_page(
         ctx.pool,
         signed.shop,
         customer_id,
-        before=_before(request.query_params.get("before")),
+        after=_before(request.query_params.get("before")),
         limit=JOURNEY_PER_PAGE + 1,
+        newest_first=True,
     )
     journey = []
     for step in steps[:JOURNEY_PER_PAGE]:
@@ -156,8 +145,8 @@ async def customer(request: Request, customer_id: str) -> Response:
     older = None
     if len(steps) > JOURNEY_PER_PAGE:
         last = steps[JOURNEY_PER_PAGE - 1]
-        older = _key(f"{last['occurred_at'].isoformat()}|{last['id']}")
-    consent = _json(row["consent"]) or {}
+        older = key_cursor(f"{last['occurred_at'].isoformat()}|{last['id']}")
+    consent = json_value(row["consent"]) or {}
     p_alive = row["p_alive"]
     model = "visit rhythm (BG/NBD) fitted on the shop's customers"
     if row["risk_model"] != "bg_nbd":
@@ -169,7 +158,6 @@ async def customer(request: Request, customer_id: str) -> Response:
         "customers",
         title=row["name"] or customer_id,
         c=row,
-        phone_link=re.sub(r"[^\d+]", "", row["phone"] or ""),
         stage_words=stage_words(row["stage"]),
         stage_since=local(row["stage_since"], zone, "%d %b %Y"),
         first_visit=local(row["first_visit_at"], zone, "%d %b %Y"),
@@ -178,7 +166,7 @@ async def customer(request: Request, customer_id: str) -> Response:
         risk_pct=f"{row['risk_score'] * 100:.0f}%",
         p_alive="not estimated" if p_alive is None else f"{p_alive * 100:.0f}%",
         model_words=model,
-        reasons=_json(row["risk_reasons"]) or [],
+        reasons=json_value(row["risk_reasons"]) or [],
         consent=[(CHANNELS.get(k, k), v) for k, v in sorted(consent.items())],
         journey=journey,
         older=older,

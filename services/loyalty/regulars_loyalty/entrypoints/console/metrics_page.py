@@ -12,7 +12,6 @@ from fastapi.responses import Response
 from regulars_runtime.http import Problem
 from regulars_runtime.service import context
 
-from ...adapters import queries
 from ...domain.metrics import definitions
 from ..api import metrics_report
 from .access import signed_in
@@ -59,7 +58,7 @@ def _words(value: float | None, unit: str) -> str:
 async def metrics_page(request: Request) -> Response:
     signed = await signed_in(request)
     ctx = context(request)
-    policy = await queries.shop_policy(ctx.pool, signed.shop)
+    policy = signed.policy
     zone = ZoneInfo(policy.timezone)
     today = ctx.deps.clock().astimezone(zone).date()
     start = (request.query_params.get("from") or "").strip()[:10]

@@ -69,13 +69,12 @@ def shop_name(policy: Policy) -> str:
 async def view(
     request: Request, signed: Signed, template: str, section: str, status: int = 200, **values: Any
 ) -> Response:
-    policy = await queries.shop_policy(context(request).pool, signed.shop)
     response = page(
         template,
         status,
         signed=signed,
         section=section,
-        shop_name=shop_name(policy),
+        shop_name=shop_name(signed.policy),
         **values,
     )
     if signed.touched:
@@ -226,10 +225,6 @@ def _due_words(due: datetime, now: datetime, zone: ZoneInfo) -> str:
     return local(due, zone, "%H:%M" if same_day else "%a %d %b %H:%M")
 
 
-def _phone_link(phone: str) -> str:
-    return re.sub(r"[^\d+]", "", phone)
-
-
 async def _calls(
     request: Request,
     signed: Signed,
@@ -242,8 +237,7 @@ async def _calls(
     """What the call list shows: the page of calls due by the end of the shop's day."""
     ctx = context(request)
     parts = parts_of(request)
-    policy = await queries.shop_policy(ctx.pool, signed.shop)
-    zone = ZoneInfo(policy.timezone)
+    zone = ZoneInfo(signed.policy.timezone)
     now = ctx.deps.clock()
     after = request.query_params.get("after")
     values: dict[str, Any] = {"calls": [], "unreachable": None, "next_cursor": None}
@@ -266,7 +260,7 @@ async def _calls(
         sorted({t["customer_id"] for t in items}),
         sorted({t["repair_order_id"] for t in items}),
     )
-    names = {m.id: m.name for m in policy.staff}
+    names = signed.staff_names
     calls = []
     for task in items:
         person = people.get(task["customer_id"], {})
@@ -282,7 +276,6 @@ async def _calls(
                 or (task.get("script") or {}).get("customer")
                 or task["customer_id"],
                 "phone": phone,
-                "phone_link": _phone_link(phone) if phone else "",
                 "open_case": person.get("open_case"),
                 "overdue": due <= now,
                 "due_words": local(
@@ -321,8 +314,7 @@ async def _today(
     **extra: Any,
 ) -> Response:
     ctx = context(request)
-    policy = await queries.shop_policy(ctx.pool, signed.shop)
-    zone = ZoneInfo(policy.timezone)
+    zone = ZoneInfo(signed.policy.timezone)
     now = ctx.deps.clock()
     calls = await _calls(
         request,

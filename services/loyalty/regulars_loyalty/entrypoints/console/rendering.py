@@ -4,6 +4,7 @@ carries (a strict Content-Security-Policy: scripts and styles from this origin o
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -102,5 +103,11 @@ def stage_words(stage: str | None) -> str:
     return STAGE_WORDS.get(stage or "", stage or "")
 
 
+def tel(phone: str | None) -> str:
+    """A phone number as a tel: link's target (digits and the leading +)."""
+    return re.sub(r"[^\d+]", "", phone or "")
+
+
 ENV.filters["money"] = money
+ENV.filters["tel"] = tel
 ENV.filters["stage"] = stage_words

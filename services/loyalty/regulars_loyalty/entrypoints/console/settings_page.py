@@ -18,6 +18,7 @@ from ...domain.settings_form import (
     duration_parts,
     hours_text,
     read_form,
+    staff_row_keys,
     suppressed,
 )
 from .access import Forbidden, Signed, check_csrf, form_of, signed_in
@@ -60,12 +61,8 @@ def _staff_rows(policy: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _rows_from_form(form: dict[str, str]) -> list[dict[str, Any]]:
-    keys = sorted(
-        {k.split(".")[1] for k in form if k.startswith("staff.") and k.count(".") == 2},
-        key=lambda r: (r == "new", int(r) if r.isdigit() else 0),
-    )
     rows = []
-    for key in keys:
+    for key in staff_row_keys(form):
         row: dict[str, Any] = {f: form.get(f"staff.{key}.{f}", "") for f in STAFF_FIELDS}
         row.update(key=key, was=form.get(f"staff.{key}.was", ""))
         row["legend"] = "Add a staff member" if key == "new" else row["name"] or row["id"]
