@@ -455,6 +455,12 @@ def _check_phone(value: str | None) -> str | None:
     return value
 
 
+def _check_web_address(value: str | None) -> str | None:
+    if value is not None and not re.match(r"https?://[^\s/]+\.[^\s]+$", value):
+        raise ValueError(f"{value[:60]!r} is not a web address such as https://g.page/r/...")
+    return value
+
+
 class StaffMember(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -475,7 +481,9 @@ class ShopContact(BaseModel):
     phone: Annotated[str | None, AfterValidator(_check_phone)] = None
     email: Annotated[str | None, AfterValidator(_check_email)] = None
     postal_address: Annotated[str | None, Field(max_length=500)] = None
-    review_url: Annotated[str | None, Field(max_length=2000, pattern=r"^https?://")] = None
+    review_url: Annotated[
+        str | None, Field(max_length=2000), AfterValidator(_check_web_address)
+    ] = None
 
 
 def _check_timezone(name: str) -> str:
