@@ -53,6 +53,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import compliance
+from .contact import DEFAULT_COUNTRY, is_country
 
 if TYPE_CHECKING:
     from .calendar import BusinessCalendar
@@ -497,6 +498,12 @@ def _check_timezone(name: str) -> str:
     return name
 
 
+def _check_country(code: str) -> str:
+    if not is_country(code):
+        raise ValueError(f"{code[:20]!r} is not a country code such as US, CA or GB (upper case)")
+    return code
+
+
 def _check_holiday(value: object) -> object:
     if isinstance(value, datetime):
         raise ValueError(f"{value!r} is a date and time; give a date YYYY-MM-DD")
@@ -545,6 +552,11 @@ class Policy(BaseModel):
 
     timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
         default="America/New_York", description="the shop's IANA time zone"
+    )
+    country: Annotated[str, AfterValidator(_check_country)] = Field(
+        default=DEFAULT_COUNTRY,
+        description="the shop's country (ISO 3166-1 alpha-2): a customer's national phone"
+        " number without a country of its own is read as one of this country",
     )
     business_hours: BusinessHours = Field(
         default_factory=BusinessHours,

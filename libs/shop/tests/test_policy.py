@@ -13,6 +13,7 @@ from regulars_shop.policy import KeyProblem, Policy, parse_duration, validation_
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "America/New_York",
+    "country": "US",
     "business_hours": {
         "mon": [["09:00", "18:00"]],
         "tue": [["09:00", "18:00"]],
