@@ -29,10 +29,14 @@ class CustomerUpserted(Event):
     type = "regulars.customer.upserted.v1"
     customer_id: Id = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=500)
+    #: E.164 once intake has accepted it (``+15125550142``); a shop may post it as typed
     phone: str | None = Field(default=None, max_length=50)
     email: str | None = Field(default=None, max_length=320)
     state: str | None = Field(default=None, max_length=2)
     timezone: str | None = None
+    #: ISO 3166-1 alpha-2; a national phone number is read as one of this country (else
+    #: the shop's)
+    country: str | None = Field(default=None, min_length=2, max_length=2)
     birthday: date | None = None
     consent: Consent | None = None
 

@@ -66,8 +66,7 @@ def normalise_phone(raw: str, country: str = DEFAULT_COUNTRY) -> str:
         ) from None
     if not phonenumbers.is_possible_number(number):
         raise UnusableContact(
-            f"{raw[:50]!r} has the wrong number of digits for "
-            f"{_region_of(number) or country}"
+            f"{raw[:50]!r} has the wrong number of digits for {_region_of(number) or country}"
         )
     if not phonenumbers.is_valid_number(number):
         where = _region_of(number) or f"+{number.country_code}"
@@ -93,9 +92,7 @@ def check_timezone(name: str) -> str:
     "America/Chicago")."""
     canonical = _zones().get(name.strip().lower())
     if canonical is None:
-        raise UnusableContact(
-            f"{name[:60]!r} is not an IANA time zone such as 'America/Chicago'"
-        )
+        raise UnusableContact(f"{name[:60]!r} is not an IANA time zone such as 'America/Chicago'")
     try:
         ZoneInfo(canonical)
     except (ZoneInfoNotFoundError, ValueError, OSError):

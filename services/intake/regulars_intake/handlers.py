@@ -18,6 +18,7 @@ from regulars_runtime.auth import issue_key
 from regulars_runtime.bus import Command
 from regulars_runtime.clock import Clock
 from regulars_runtime.unit_of_work import UnitOfWork
+from regulars_shop.contact import DEFAULT_COUNTRY
 from regulars_shop.policy import Policy
 
 from .domain.acceptance import (
@@ -41,7 +42,8 @@ from .domain.acceptance import (
     decide,
     runs,
 )
-from .domain.postings import Posting
+from .domain.contact import usable_contact
+from .domain.postings import Posting, Rejected
 from .domain.repair_orders import RepairOrder
 from .domain.shop import Shop
 
@@ -89,6 +91,11 @@ class ShopRegistry(Protocol):
 
     async def summaries(self) -> list[ShopSummary]:
         """Every shop, oldest first."""
+        ...
+
+    async def countries(self, shop_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """Each shop's country in its latest policy (absent: a policy from before the
+        setting, read as the default)."""
         ...
 
 
@@ -254,10 +261,36 @@ async def accept_many(
     each with its own id) are claimed and stored with one statement per table; the hot
     path of single posts shares these runs through the group commit.
     """
-    outcomes: list[Outcome] = []
-    for run in runs([Arrival.of(shop_id, posting) for shop_id, posting in postings]):
-        outcomes += await _accept_run(uow, run)
-    return outcomes
+    usable, refused = await _usable_contacts(uow, postings)
+    accepted: list[Outcome] = []
+    for run in runs([Arrival.of(shop_id, posting) for shop_id, posting in usable]):
+        accepted += await _accept_run(uow, run)
+    if not refused:
+        return accepted
+    answers = iter(accepted)
+    return [refused[i] if i in refused else next(answers) for i in range(len(postings))]
+
+
+async def _usable_contacts(
+    uow: IntakeUnitOfWork, postings: Sequence[tuple[uuid.UUID, Posting]]
+) -> tuple[list[tuple[uuid.UUID, Posting]], dict[int, Outcome]]:
+    """Customers' contact data in the form every service uses (phones in E.164), read in
+    each shop's country; a posting with an unusable value is refused before its id is
+    claimed, so the shop can post it again corrected under the same id."""
+    shops = {s for s, p in postings if isinstance(p.event, CustomerUpserted)}
+    if not shops:
+        return list(postings), {}
+    countries = await uow.registry.countries(sorted(shops))
+    usable: list[tuple[uuid.UUID, Posting]] = []
+    refused: dict[int, Outcome] = {}
+    for i, (shop_id, posting) in enumerate(postings):
+        try:
+            usable.append(
+                (shop_id, usable_contact(posting, countries.get(shop_id, DEFAULT_COUNTRY)))
+            )
+        except Rejected as rejected:
+            refused[i] = Outcome("rejected", None, posting.client_id, rejected)
+    return usable, refused
 
 
 async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome]:

@@ -66,6 +66,16 @@ class FakeShopRegistry:
             if s.policies
         ]
 
+    async def countries(self, shop_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        found = {}
+        for shop_id in shop_ids:
+            stored = self.shops.get(shop_id)
+            if stored and stored.policies:
+                latest = max(stored.policies, key=lambda p: p.version).document
+                if latest.get("country"):
+                    found[shop_id] = latest["country"]
+        return found
+
 
 class FakeCustomerDirectory:
     def __init__(self) -> None:

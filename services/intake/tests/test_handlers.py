@@ -12,6 +12,7 @@ from regulars_intake import bootstrap, handlers
 from regulars_intake.domain.acceptance import Arrival, runs
 from regulars_intake.domain.postings import Posting, parse_posting
 from regulars_intake.domain.repair_orders import VisitStatus
+from regulars_intake.domain.shop import PolicyVersion
 from regulars_intake.handlers import (
     AcceptPostings,
     ChangePolicy,
@@ -22,7 +23,7 @@ from regulars_intake.handlers import (
 )
 from regulars_shop.policy import Policy
 
-from services.intake.tests.fakes import Intake
+from services.intake.tests.fakes import Intake, StoredShop
 
 SHOP = uuid.UUID("00000000-0000-4000-8000-00000000beef")
 COMPLETED = "regulars.service.completed.v1"
@@ -397,3 +398,67 @@ def test_every_command_runs_through_the_bus() -> None:
         AcceptPostings: handlers.accept_postings,
         ListShops: handlers.list_shops,
     }
+
+
+# -- contact data -----------------------------------------------------------------------
+
+
+async def shop_in(country: str | None) -> Intake:
+    intake = Intake()
+    document = Policy.defaults().model_dump(mode="json")
+    if country is None:
+        document.pop("country")  # a policy from before the setting
+    else:
+        document["country"] = country
+    intake.registry.shops[SHOP] = StoredShop("Main St Auto", intake.clock())
+    intake.registry.shops[SHOP].policies.append(PolicyVersion(1, document))
+    return intake
+
+
+@pytest.mark.parametrize(
+    ("country", "phone", "extra", "e164"),
+    [
+        ("US", "(512) 555-0142", {}, "+15125550142"),
+        (None, "512.555.0142", {}, "+15125550142"),
+        ("GB", "020 7946 0958", {}, "+442079460958"),
+        ("US", "020 7946 0958", {"country": "gb"}, "+442079460958"),
+        ("GB", "+1 512 555 0142", {}, "+15125550142"),
+    ],
+)
+async def test_phones_are_stored_and_emitted_in_e164(
+    country: str | None, phone: str, extra: dict[str, Any], e164: str
+) -> None:
+    intake = await shop_in(country)
+    (outcome,) = await accept(intake, customer("c-1", phone=phone, **extra))
+    assert outcome.status == "accepted", outcome
+    [event] = intake.emitted("regulars.customer.upserted.v1")
+    assert event.data["phone"] == e164
+    assert intake.customers.customers[(SHOP, "c-1")]["data"]["phone"] == e164
+
+
+async def test_time_zone_and_state_are_spelled_canonically() -> None:
+    intake = await shop_in("US")
+    await accept(
+        intake, customer("c-1", phone="5125550142", timezone="america/chicago", state="tx")
+    )
+    [event] = intake.emitted("regulars.customer.upserted.v1")
+    assert (event.data["timezone"], event.data["state"]) == ("America/Chicago", "TX")
+
+
+async def test_unusable_contact_data_is_a_422_naming_each_field_and_claims_no_id() -> None:
+    intake = await shop_in("US")
+    bad = customer("c-1", "cust-1", phone="(555) 010-0100", timezone="Central", state="XX")
+    ok = customer("c-2", phone="(512) 555-0143")
+    refused, accepted = await accept(intake, bad, ok)
+    assert refused.status == "rejected" and refused.rejection is not None
+    assert refused.rejection.status == 422 and refused.client_id == "cust-1"
+    assert [e.field for e in refused.rejection.errors] == [
+        "data.phone",
+        "data.timezone",
+        "data.state",
+    ]
+    assert accepted.status == "accepted"
+    assert [e.subject for e in intake.outbox] == ["c-2"]
+    # corrected, the same id is accepted: the refused one was never claimed
+    (again,) = await accept(intake, customer("c-1", "cust-1", phone="(512) 555-0142"))
+    assert again.status == "accepted"

@@ -71,6 +71,14 @@ class PostgresShopRegistry:
             for r in rows
         ]
 
+    async def countries(self, shop_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT ON (shop_id) shop_id, policy->>'country' AS country"
+            " FROM policies WHERE shop_id = ANY($1::uuid[]) ORDER BY shop_id, version DESC",
+            list(shop_ids),
+        )
+        return {r["shop_id"]: r["country"] for r in rows if r["country"]}
+
 
 class PostgresReceipts:
     def __init__(self, conn: asyncpg.Connection) -> None:
