@@ -47,6 +47,8 @@ def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[IntakeUnitOf
             handlers.CreateShop: handlers.open_shop,
             handlers.ChangePolicy: handlers.change_policy,
             handlers.IssueApiKey: handlers.issue_api_key,
+            handlers.RevokeApiKey: handlers.revoke_api_key,
+            handlers.NoteKeyUse: handlers.note_key_use,
             handlers.AcceptPostings: handlers.accept_postings,
             handlers.ListShops: handlers.list_shops,
         },

@@ -45,7 +45,7 @@ from .domain.acceptance import (
 from .domain.contact import usable_contact
 from .domain.postings import Posting, Rejected
 from .domain.repair_orders import RepairOrder
-from .domain.shop import Shop
+from .domain.shop import Shop, UnknownKey, coarse_use
 
 SCHEMA = "intake"
 
@@ -56,16 +56,21 @@ __all__ = [
     "Deps",
     "IntakeUnitOfWork",
     "IssueApiKey",
+    "IssuedApiKey",
     "ListShops",
     "NewShop",
+    "NoteKeyUse",
     "Outcome",
+    "RevokeApiKey",
     "accept",
     "accept_many",
     "accept_postings",
     "change_policy",
     "issue_api_key",
     "list_shops",
+    "note_key_use",
     "open_shop",
+    "revoke_api_key",
 ]
 
 
@@ -91,6 +96,14 @@ class ShopRegistry(Protocol):
 
     async def summaries(self) -> list[ShopSummary]:
         """Every shop, oldest first."""
+        ...
+
+    async def key_known(self, shop_id: uuid.UUID, key_id: str) -> bool:
+        """Whether the shop ever had this key (revoked ones included)."""
+        ...
+
+    async def note_key_use(self, shop_id: uuid.UUID, key_id: str, hour: datetime) -> None:
+        """Record that the key was used in this hour, unless it is recorded already."""
         ...
 
     async def countries(self, shop_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -176,8 +189,24 @@ class ChangePolicy(Command[int]):
 
 
 @dataclass(frozen=True)
-class IssueApiKey(Command[str]):
+class IssueApiKey(Command["IssuedApiKey"]):
     shop_id: uuid.UUID
+    #: what the key is for, in the shop's words ("Tekmetric", "reporting script")
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class RevokeApiKey(Command[bool]):
+    """Answers True when revoked now, False when it was revoked before (nothing changes)."""
+
+    shop_id: uuid.UUID
+    key_id: str
+
+
+@dataclass(frozen=True)
+class NoteKeyUse(Command[None]):
+    shop_id: uuid.UUID
+    key_id: str
 
 
 @dataclass(frozen=True)
@@ -185,6 +214,14 @@ class AcceptPostings(Command[list[Outcome]]):
     """Postings, each for its shop, answered in order as if posted one by one."""
 
     postings: Sequence[tuple[uuid.UUID, Posting]]
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    key_id: str
+    #: shown once, here; only its hash is kept
+    api_key: str
+    label: str | None
 
 
 @dataclass(frozen=True)
@@ -212,13 +249,33 @@ async def list_shops(command: ListShops, uow: IntakeUnitOfWork, deps: Deps) -> l
     return await uow.registry.summaries()
 
 
-async def issue_api_key(command: IssueApiKey, uow: IntakeUnitOfWork, deps: Deps) -> str:
+async def issue_api_key(command: IssueApiKey, uow: IntakeUnitOfWork, deps: Deps) -> IssuedApiKey:
+    """A new key for the shop (raises TooManyKeys past the most it may have in use)."""
     shop = await _shop(uow, command.shop_id)
     key = issue_key()
-    issued = shop.issue_key(key.key_id, key.secret_sha256)
+    issued = shop.issue_key(key.key_id, key.secret_sha256, command.label)
     await uow.registry.save(shop)
     uow.emit(issued, shop_id=shop.id)
-    return key.api_key
+    return IssuedApiKey(key.key_id, key.api_key, command.label)
+
+
+async def revoke_api_key(command: RevokeApiKey, uow: IntakeUnitOfWork, deps: Deps) -> bool:
+    """The key stops working: here at once, on the other services when they apply the
+    event. Raises UnknownKey (not this shop's) and LastActiveKey (its only key in use)."""
+    shop = await _shop(uow, command.shop_id)
+    try:
+        revoked = shop.revoke_key(command.key_id)
+    except UnknownKey:
+        if await uow.registry.key_known(shop.id, command.key_id):
+            return False
+        raise
+    await uow.registry.save(shop)
+    uow.emit(revoked, shop_id=shop.id)
+    return True
+
+
+async def note_key_use(command: NoteKeyUse, uow: IntakeUnitOfWork, deps: Deps) -> None:
+    await uow.registry.note_key_use(command.shop_id, command.key_id, coarse_use(deps.clock()))
 
 
 async def change_policy(command: ChangePolicy, uow: IntakeUnitOfWork, deps: Deps) -> int:

@@ -28,6 +28,8 @@ class StoredShop:
     created_at: datetime
     policies: list[PolicyVersion] = field(default_factory=list)
     keys: list[ApiKey] = field(default_factory=list)
+    revoked: set[str] = field(default_factory=set)
+    last_used: dict[str, datetime] = field(default_factory=dict)
 
 
 class FakeShopRegistry:
@@ -40,7 +42,8 @@ class FakeShopRegistry:
         if stored is None:
             return None
         latest = max((p.version for p in stored.policies), default=0)
-        return Shop(shop_id, stored.name, policy_version=latest)
+        active = {k.key_id for k in stored.keys} - stored.revoked
+        return Shop(shop_id, stored.name, policy_version=latest, active_keys=active)
 
     async def save(self, shop: Shop) -> None:
         if shop.is_new:
@@ -53,6 +56,18 @@ class FakeShopRegistry:
             stored.policies.append(policy)
             taken.add(policy.version)
         stored.keys.extend(shop.new_keys)
+        stored.revoked.update(shop.revoked_keys)
+
+    async def key_known(self, shop_id: uuid.UUID, key_id: str) -> bool:
+        stored = self.shops.get(shop_id)
+        return stored is not None and any(k.key_id == key_id for k in stored.keys)
+
+    async def note_key_use(self, shop_id: uuid.UUID, key_id: str, hour: datetime) -> None:
+        stored = self.shops[shop_id]
+        if key_id in {k.key_id for k in stored.keys}:
+            before = stored.last_used.get(key_id)
+            if before is None or before < hour:
+                stored.last_used[key_id] = hour
 
     async def summaries(self) -> list[ShopSummary]:
         return [

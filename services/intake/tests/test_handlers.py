@@ -12,14 +12,22 @@ from regulars_intake import bootstrap, handlers
 from regulars_intake.domain.acceptance import Arrival, runs
 from regulars_intake.domain.postings import Posting, parse_posting
 from regulars_intake.domain.repair_orders import VisitStatus
-from regulars_intake.domain.shop import PolicyVersion
+from regulars_intake.domain.shop import (
+    MAX_ACTIVE_KEYS,
+    LastActiveKey,
+    PolicyVersion,
+    TooManyKeys,
+    UnknownKey,
+)
 from regulars_intake.handlers import (
     AcceptPostings,
     ChangePolicy,
     CreateShop,
     IssueApiKey,
     ListShops,
+    NoteKeyUse,
     Outcome,
+    RevokeApiKey,
 )
 from regulars_shop.policy import Policy
 
@@ -395,6 +403,8 @@ def test_every_command_runs_through_the_bus() -> None:
         CreateShop: handlers.open_shop,
         ChangePolicy: handlers.change_policy,
         IssueApiKey: handlers.issue_api_key,
+        RevokeApiKey: handlers.revoke_api_key,
+        NoteKeyUse: handlers.note_key_use,
         AcceptPostings: handlers.accept_postings,
         ListShops: handlers.list_shops,
     }
@@ -462,3 +472,91 @@ async def test_unusable_contact_data_is_a_422_naming_each_field_and_claims_no_id
     # corrected, the same id is accepted: the refused one was never claimed
     (again,) = await accept(intake, customer("c-1", "cust-1", phone="(512) 555-0142"))
     assert again.status == "accepted"
+
+
+# -- API keys ---------------------------------------------------------------------------
+
+
+async def new_shop(intake: Intake) -> handlers.NewShop:
+    uow = intake.unit_of_work()
+    created = await handlers.open_shop(CreateShop("Quick Lube", "UTC"), uow, intake.deps)
+    await uow.flush()
+    intake.outbox.clear()
+    return created
+
+
+async def run(intake: Intake, command: Any, handler: Any) -> Any:
+    uow = intake.unit_of_work()
+    result = await handler(command, uow, intake.deps)
+    await uow.flush()
+    return result
+
+
+async def test_a_key_is_issued_with_its_label_and_only_its_hash_travels() -> None:
+    intake = Intake()
+    shop = await new_shop(intake)
+    issued = await run(intake, IssueApiKey(shop.shop_id, "Tekmetric"), handlers.issue_api_key)
+    assert issued.api_key.startswith(f"rk_{issued.key_id}_") and issued.label == "Tekmetric"
+    [event] = intake.outbox
+    assert event.type == "regulars.shop.api_key_issued.v1"
+    assert event.data["key_id"] == issued.key_id
+    assert issued.api_key.split("_", 2)[2] not in repr(event.data)
+    assert [k.label for k in intake.registry.shops[shop.shop_id].keys] == [None, "Tekmetric"]
+
+
+async def test_a_revoked_key_is_told_to_every_service_once() -> None:
+    intake = Intake()
+    shop = await new_shop(intake)
+    first = shop.api_key.split("_", 2)[1]
+    await run(intake, IssueApiKey(shop.shop_id), handlers.issue_api_key)
+    intake.outbox.clear()
+    assert await run(intake, RevokeApiKey(shop.shop_id, first), handlers.revoke_api_key) is True
+    assert [(e.type, e.data["key_id"]) for e in intake.outbox] == [
+        ("regulars.shop.api_key_revoked.v1", first)
+    ]
+    # again: nothing changes, nothing is told
+    assert await run(intake, RevokeApiKey(shop.shop_id, first), handlers.revoke_api_key) is False
+    assert len(intake.outbox) == 1
+    assert intake.registry.shops[shop.shop_id].revoked == {first}
+
+
+async def test_the_last_key_in_use_cannot_be_revoked() -> None:
+    intake = Intake()
+    shop = await new_shop(intake)
+    second = await run(intake, IssueApiKey(shop.shop_id), handlers.issue_api_key)
+    await run(intake, RevokeApiKey(shop.shop_id, second.key_id), handlers.revoke_api_key)
+    first = shop.api_key.split("_", 2)[1]
+    with pytest.raises(LastActiveKey):
+        await run(intake, RevokeApiKey(shop.shop_id, first), handlers.revoke_api_key)
+    assert intake.registry.shops[shop.shop_id].revoked == {second.key_id}
+
+
+async def test_another_shops_key_is_unknown_here() -> None:
+    intake = Intake()
+    mine, theirs = await new_shop(intake), await new_shop(intake)
+    await run(intake, IssueApiKey(mine.shop_id), handlers.issue_api_key)
+    with pytest.raises(UnknownKey):
+        await run(
+            intake,
+            RevokeApiKey(mine.shop_id, theirs.api_key.split("_", 2)[1]),
+            handlers.revoke_api_key,
+        )
+    assert not intake.registry.shops[theirs.shop_id].revoked
+
+
+async def test_keys_in_use_are_bounded() -> None:
+    intake = Intake()
+    shop = await new_shop(intake)
+    for _ in range(MAX_ACTIVE_KEYS - 1):
+        await run(intake, IssueApiKey(shop.shop_id), handlers.issue_api_key)
+    with pytest.raises(TooManyKeys):
+        await run(intake, IssueApiKey(shop.shop_id), handlers.issue_api_key)
+
+
+async def test_a_keys_use_is_kept_to_the_hour() -> None:
+    intake = Intake()
+    shop = await new_shop(intake)
+    key_id = shop.api_key.split("_", 2)[1]
+    await run(intake, NoteKeyUse(shop.shop_id, key_id), handlers.note_key_use)
+    used = intake.registry.shops[shop.shop_id].last_used[key_id]
+    assert used == intake.clock().replace(minute=0, second=0, microsecond=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted
@@ -34,7 +35,12 @@ class PostgresShopRegistry:
         version: int = await self.conn.fetchval(
             "SELECT coalesce(max(version), 0) FROM policies WHERE shop_id = $1", shop_id
         )
-        return Shop(shop_id, name, policy_version=version)
+        active = await self.conn.fetch(
+            "SELECT key_id FROM api_keys WHERE shop_id = $1 AND revoked_at IS NULL", shop_id
+        )
+        return Shop(
+            shop_id, name, policy_version=version, active_keys={r["key_id"] for r in active}
+        )
 
     async def save(self, shop: Shop) -> None:
         if shop.is_new:
@@ -52,11 +58,37 @@ class PostgresShopRegistry:
             )
         for key in shop.new_keys:
             await self.conn.execute(
-                "INSERT INTO api_keys (key_id, shop_id, secret_sha256) VALUES ($1, $2, $3)",
+                "INSERT INTO api_keys (key_id, shop_id, secret_sha256, label)"
+                " VALUES ($1, $2, $3, $4)",
                 key.key_id,
                 shop.id,
                 key.secret_sha256,
+                key.label,
             )
+        if shop.revoked_keys:
+            # intake's own copy stops the key at once; the other services' copies when
+            # they apply the event
+            await self.conn.execute(
+                "UPDATE api_keys SET revoked_at = now() WHERE shop_id = $1"
+                " AND key_id = ANY($2::text[]) AND revoked_at IS NULL",
+                shop.id,
+                shop.revoked_keys,
+            )
+
+    async def key_known(self, shop_id: uuid.UUID, key_id: str) -> bool:
+        found = await self.conn.fetchval(
+            "SELECT 1 FROM api_keys WHERE shop_id = $1 AND key_id = $2", shop_id, key_id
+        )
+        return found is not None
+
+    async def note_key_use(self, shop_id: uuid.UUID, key_id: str, hour: datetime) -> None:
+        await self.conn.execute(
+            "UPDATE api_keys SET last_used_at = $3 WHERE shop_id = $1 AND key_id = $2"
+            " AND (last_used_at IS NULL OR last_used_at < $3)",
+            shop_id,
+            key_id,
+            hour,
+        )
 
     async def summaries(self) -> list[ShopSummary]:
         rows = await self.conn.fetch(

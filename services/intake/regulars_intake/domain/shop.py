@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from regulars_events.catalogue import ShopApiKeyIssued, ShopPolicyChanged
+from regulars_events.catalogue import ShopApiKeyIssued, ShopApiKeyRevoked, ShopPolicyChanged
 from regulars_shop.policy import Policy
 
 
@@ -22,12 +23,36 @@ class PolicyVersion:
     changed_by: str | None = None
 
 
+#: keys in use at once: one per system or integration the shop connects, and a spare
+#: while one is rotated; more is a sign of keys handed out and forgotten
+MAX_ACTIVE_KEYS = 20
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A key as it is kept: its id and the SHA-256 of its secret, never the secret."""
 
     key_id: str
     secret_sha256: bytes
+    label: str | None = None
+
+
+class LastActiveKey(Exception):
+    """Revoking it would lock the shop's system out, with nothing left to issue a new one."""
+
+
+class TooManyKeys(Exception):
+    pass
+
+
+class UnknownKey(LookupError):
+    pass
+
+
+def coarse_use(at: datetime) -> datetime:
+    """When a key was last used, to the hour: enough to find a forgotten key, without a
+    write per request or a record of the shop's traffic."""
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -41,6 +66,10 @@ class Shop:
     #: what this unit of work added, for the repository to store
     new_policies: list[PolicyVersion] = field(default_factory=list)
     new_keys: list[ApiKey] = field(default_factory=list)
+    #: the ids of the keys not revoked, as loaded (held with the shop until commit)
+    active_keys: set[str] = field(default_factory=set)
+    #: what this unit of work revoked
+    revoked_keys: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, shop_id: uuid.UUID, name: str, timezone: str) -> tuple[Shop, ShopPolicyChanged]:
@@ -61,8 +90,31 @@ class Shop:
             version=self.policy_version, policy=document, changed_by=changed_by
         )
 
-    def issue_key(self, key_id: str, secret_sha256: bytes) -> ShopApiKeyIssued:
+    def issue_key(
+        self, key_id: str, secret_sha256: bytes, label: str | None = None
+    ) -> ShopApiKeyIssued:
         """Only the hash is kept and travels: every service can check the key, none can
         show it again."""
-        self.new_keys.append(ApiKey(key_id, secret_sha256))
+        if len(self.active_keys) >= MAX_ACTIVE_KEYS:
+            raise TooManyKeys(
+                f"this shop has {len(self.active_keys)} keys in use, the most it may have;"
+                " revoke one it no longer uses first"
+            )
+        self.new_keys.append(ApiKey(key_id, secret_sha256, label))
+        self.active_keys.add(key_id)
         return ShopApiKeyIssued(key_id=key_id, secret_sha256=secret_sha256.hex())
+
+    def revoke_key(self, key_id: str) -> ShopApiKeyRevoked:
+        """The key stops working on every service once they hear of it. Raises
+        :class:`UnknownKey` for an id not in use (never the shop's, or revoked already)
+        and :class:`LastActiveKey` for its only key in use."""
+        if key_id not in self.active_keys:
+            raise UnknownKey(key_id)
+        if len(self.active_keys) == 1:
+            raise LastActiveKey(
+                "this is the shop's only key in use: issue its replacement first, then"
+                " revoke this one"
+            )
+        self.active_keys.discard(key_id)
+        self.revoked_keys.append(key_id)
+        return ShopApiKeyRevoked(key_id=key_id)
