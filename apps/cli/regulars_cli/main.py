@@ -127,6 +127,128 @@ def _cmd_shops_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shop_arg(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        print(f"regulars: --shop {value[:60]!r} is not a shop id (a UUID)", file=sys.stderr)
+        return None
+
+
+async def _keys(database_url: str, shop_id: uuid.UUID, command: Any | None) -> Any:
+    """Run a key command through intake's handlers (None: list the keys), as its API does."""
+    from regulars_intake import bootstrap, handlers
+    from regulars_intake.adapters import queries
+    from regulars_runtime.clock import system_clock
+    from regulars_runtime.db import create_pool
+
+    pool = await create_pool(database_url, "intake", min_size=1, max_size=1)
+    try:
+        bus = bootstrap.bus(handlers.Deps(clock=system_clock), pool)
+        result = await bus.handle(command) if command is not None else None
+        return result, await queries.keys(pool, shop_id, after=None, limit=10_000)
+    finally:
+        await pool.close()
+
+
+def _key_line(row: dict[str, Any]) -> str:
+    used = f"{row['last_used_at']:%Y-%m-%d %H:00}" if row["last_used_at"] else "never"
+    state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
+    return (
+        f"{row['key_id']}  created {row['issued_at']:%Y-%m-%d %H:%M}  last used {used}"
+        f"  {state}  {row['label'] or ''}".rstrip()
+    )
+
+
+def _key_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key_id": row["key_id"],
+        "label": row["label"],
+        "created_at": row["issued_at"].isoformat(),
+        "last_used_at": row["last_used_at"].isoformat() if row["last_used_at"] else None,
+        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+    }
+
+
+def _cmd_keys_issue(args: argparse.Namespace) -> int:
+    from regulars_intake.domain.shop import TooManyKeys
+    from regulars_intake.handlers import IssueApiKey
+
+    shop_id = _shop_arg(args.shop)
+    if shop_id is None:
+        return 2
+    label = (args.label or "").strip() or None
+    if label is not None and len(label) > 100:
+        print("regulars: --label is at most 100 characters", file=sys.stderr)
+        return 2
+    try:
+        issued, _rows = asyncio.run(
+            _keys(current().database_url, shop_id, IssueApiKey(shop_id, label))
+        )
+    except LookupError:
+        print(f"regulars: no shop {shop_id}", file=sys.stderr)
+        return 1
+    except TooManyKeys as exc:
+        print(f"regulars: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {"shop_id": str(shop_id), "key_id": issued.key_id, "api_key": issued.api_key}
+            )
+        )
+    else:
+        print(
+            f"key_id: {issued.key_id}\napi_key: {issued.api_key}"
+            "\n(the key is shown once; keep it safe)"
+        )
+    return 0
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    shop_id = _shop_arg(args.shop)
+    if shop_id is None:
+        return 2
+    _none, rows = asyncio.run(_keys(current().database_url, shop_id, None))
+    if args.json:
+        print(json.dumps([_key_json(r) for r in rows]))
+    else:
+        for row in rows:
+            print(_key_line(row))
+        if not rows:
+            print(f"no keys for shop {shop_id}")
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from regulars_intake.domain.shop import LastActiveKey, UnknownKey
+    from regulars_intake.handlers import RevokeApiKey
+
+    shop_id = _shop_arg(args.shop)
+    if shop_id is None:
+        return 2
+    key_id = args.key_id.removeprefix("rk_").partition("_")[0]  # a whole key names its id
+    try:
+        now, _rows = asyncio.run(
+            _keys(current().database_url, shop_id, RevokeApiKey(shop_id, key_id))
+        )
+    except UnknownKey:
+        print(f"regulars: no API key {key_id[:40]!r} in shop {shop_id}", file=sys.stderr)
+        return 1
+    except LookupError:
+        print(f"regulars: no shop {shop_id}", file=sys.stderr)
+        return 1
+    except LastActiveKey as exc:
+        print(f"regulars: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{key_id}: revoked; it stops working on every service within 30 seconds"
+        if now
+        else f"{key_id}: was revoked already"
+    )
+    return 0
+
+
 async def _status() -> dict[str, Any]:
     from regulars_bus.dead_letters import waiting
     from regulars_bus.kafka import KafkaConfig, admin_client, cluster_id
@@ -355,6 +477,24 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=_cmd_shops_create)
     shops.add_parser("list", help="list shops").set_defaults(func=_cmd_shops_list)
+    keys = sub.add_parser("keys", help="a shop's API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    issue = keys.add_parser("issue", help="issue a new API key for a shop and print it (once)")
+    issue.add_argument("--shop", required=True, help="the shop id")
+    issue.add_argument("--label", help="what the key is for, e.g. Tekmetric")
+    issue.add_argument("--json", action="store_true")
+    issue.set_defaults(func=_cmd_keys_issue)
+    listed = keys.add_parser("list", help="a shop's keys: created, last used, revoked")
+    listed.add_argument("--shop", required=True, help="the shop id")
+    listed.add_argument("--json", action="store_true")
+    listed.set_defaults(func=_cmd_keys_list)
+    revoke = keys.add_parser(
+        "revoke", help="revoke a key: it stops on every service within 30 seconds"
+    )
+    revoke.add_argument("--shop", required=True, help="the shop id")
+    revoke.add_argument("key_id", help="the key's id (as listed), or the key itself")
+    revoke.set_defaults(func=_cmd_keys_revoke)
     staff = sub.add_parser("staff", help="the shop's staff and the console").add_subparsers(
         dest="staff_command", required=True
     )

@@ -30,7 +30,7 @@ from regulars_events.topics import all_topics, dead_letter_topic
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import metrics, openapi, staff
-from .auth import KeyRing
+from .auth import KeyRing, KeyUse
 from .bus import MessageBus
 from .clock import Clock, system_clock
 from .db import create_pool
@@ -66,6 +66,8 @@ class Wiring(Generic[D]):
     #: what the service's entrypoints alone hold (intake's group commit, rate limits);
     #: each service reads it through a typed accessor of its own
     front: object | None = None
+    #: told when an API key is checked against the table (intake keeps its last use)
+    on_key_use: KeyUse | None = None
 
 
 @dataclass
@@ -230,7 +232,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         ctx: ServiceContext[D] = ServiceContext(
             settings=settings,
             pool=pool,
-            keys=KeyRing(pool),
+            keys=KeyRing(pool, on_use=wiring.on_key_use),
             deps=wiring.deps,
             bus=wiring.bus,
             workers=wiring.workers,

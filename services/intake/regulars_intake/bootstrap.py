@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,9 @@ from .entrypoints.post_event import PostEvent
 from .handlers import Deps, IntakeUnitOfWork
 
 NAME = "intake"
+#: key requests per shop and replica: a person or a rotation script, never a stream
+KEY_REQUESTS_PER_SECOND = 1.0
+KEY_REQUESTS_BURST = 30.0
 
 
 class IntakeSettings(ServiceSettings):
@@ -91,8 +95,13 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
             rate_limits=ShopRateLimits(
                 rate=settings.intake_rate_per_second, burst=settings.intake_rate_burst
             ),
+            key_limits=ShopRateLimits(rate=KEY_REQUESTS_PER_SECOND, burst=KEY_REQUESTS_BURST),
         )
-        return Wiring(deps=deps, bus=commands, front=front)
+
+        async def note_key_use(shop_id: uuid.UUID, key_id: str) -> None:
+            await commands.handle(handlers.NoteKeyUse(shop_id, key_id))
+
+        return Wiring(deps=deps, bus=commands, front=front, on_key_use=note_key_use)
 
     return ServiceDefinition(
         name=NAME,

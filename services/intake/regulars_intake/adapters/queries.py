@@ -48,3 +48,35 @@ async def customer(
     found["birthday"] = birthday.isoformat() if birthday else None
     found["updated_at"] = updated_at.isoformat()
     return found
+
+
+async def keys(
+    pool: asyncpg.Pool,
+    shop_id: uuid.UUID,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The shop's API keys, oldest first, as the API lists them (never a secret or hash)."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT key_id, label, issued_at, last_used_at, revoked_at FROM api_keys"
+            " WHERE shop_id = $1 AND ($2::timestamptz IS NULL OR (issued_at, key_id) > ($2, $3))"
+            " ORDER BY issued_at, key_id LIMIT $4",
+            shop_id,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+        )
+    return [dict(r) for r in rows]
+
+
+async def key(pool: asyncpg.Pool, shop_id: uuid.UUID, key_id: str) -> dict[str, Any] | None:
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT key_id, label, issued_at, last_used_at, revoked_at FROM api_keys"
+            " WHERE shop_id = $1 AND key_id = $2",
+            shop_id,
+            key_id,
+        )
+    return None if row is None else dict(row)

@@ -53,3 +53,24 @@ class CustomerAnswer(BaseModel):
     consent: dict[str, bool]
     data: dict[str, Any] = Field(description="the customer.upserted data as last posted")
     updated_at: datetime
+
+
+class KeyAnswer(BaseModel):
+    """An API key as the shop sees it after it was issued: never its secret."""
+
+    key_id: str = Field(description="the key's public id: the part after rk_ and before _")
+    label: str | None = Field(description="what the key is for, as the shop named it")
+    created_at: datetime
+    last_used_at: datetime | None = Field(
+        description="the hour it was last used on intake (coarse on purpose); null: never"
+    )
+    revoked_at: datetime | None = Field(description="null while the key works")
+
+
+class IssuedKeyAnswer(KeyAnswer):
+    api_key: str = Field(description="the key itself, shown this once: only its hash is kept")
+
+
+class KeyPage(BaseModel):
+    items: list[KeyAnswer]
+    next_cursor: str | None

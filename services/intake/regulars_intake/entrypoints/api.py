@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from regulars_events.catalogue import SHOP_EVENTS
-from regulars_runtime.http import Problem, json_response
+from regulars_runtime.http import PageCursor, PageLimit, Problem, json_response
 from regulars_runtime.service import context, require_api_key, shop_of, staff_of
 from regulars_shop.policy import Policy, validation_errors
 
@@ -22,8 +24,9 @@ from ..domain.postings import (
     Rejected,
     parse_posting,
 )
-from ..handlers import AcceptPostings, ChangePolicy
-from .answers import BatchAnswer, CustomerAnswer, PolicyAnswer
+from ..domain.shop import LastActiveKey, TooManyKeys, UnknownKey
+from ..handlers import AcceptPostings, ChangePolicy, IssueApiKey, RevokeApiKey
+from .answers import BatchAnswer, CustomerAnswer, IssuedKeyAnswer, KeyAnswer, KeyPage, PolicyAnswer
 from .front import front
 from .guards import check_rate, parse_json, read_body
 
@@ -188,3 +191,151 @@ async def get_customer(request: Request, customer_id: str) -> Response:
     if customer is None:
         raise Problem(404, f"no customer {customer_id!r} in this shop")
     return json_response(customer)
+
+
+# -- API keys ---------------------------------------------------------------------------
+
+#: a key request's body is a label at most
+KEY_BODY_BYTES = 4 * 1024
+KeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="the key's public id")]
+
+
+async def _key_manager(request: Request) -> uuid.UUID:
+    """The shop whose keys are managed: by its system (an API key) or an owner at the
+    console; no other staff. Limited apart from events, so a busy shop can still rotate."""
+    shop = await shop_of(request)
+    person = staff_of(request)
+    if person is not None and not person.is_owner:
+        raise Problem(403, "only an owner manages the shop's API keys")
+    check_rate(front(request).key_limits, shop, 1)
+    return shop
+
+
+def _key(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "key_id": row["key_id"],
+        "label": row["label"],
+        "created_at": row["issued_at"].isoformat(),
+        "last_used_at": row["last_used_at"].isoformat() if row["last_used_at"] else None,
+        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+    }
+
+
+def _key_cursor(row: dict[str, Any]) -> str:
+    at: datetime = row["issued_at"]
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row['key_id']}".encode()).decode()
+
+
+def _after_key(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        at, _, key_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None or not key_id:
+            raise ValueError("not a cursor of this list")
+        return when, key_id
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(
+            422,
+            "cursor is not one this API gave out",
+            errors=[{"field": "cursor", "message": "not a next_cursor of this list"}],
+        ) from None
+
+
+@router.post(
+    "/v1/keys",
+    status_code=201,
+    tags=["keys"],
+    summary="Issue a new API key for the shop (shown once)",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "label": {
+                                "type": ["string", "null"],
+                                "maxLength": 100,
+                                "description": "what the key is for, e.g. Tekmetric",
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+    response_model=IssuedKeyAnswer,
+    responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}},
+)
+async def issue_key(request: Request) -> Response:
+    shop = await _key_manager(request)
+    body = await read_body(request.receive, request.headers.get("content-length"), KEY_BODY_BYTES)
+    raw = parse_json(body) if body.strip() else {}
+    label = raw.get("label") if isinstance(raw, dict) else None
+    if (
+        not isinstance(raw, dict)
+        or set(raw) - {"label"}
+        or (label is not None and (not isinstance(label, str) or not 0 < len(label) <= 100))
+    ):
+        field = "label" if isinstance(raw, dict) and not set(raw) - {"label"} else "body"
+        raise Problem(
+            422,
+            f"{field}: an object with an optional label of 1 to 100 characters",
+            errors=[{"field": field, "message": "a label of 1 to 100 characters, or none"}],
+        )
+    try:
+        issued = await context(request).bus.handle(IssueApiKey(shop, label))
+    except TooManyKeys as exc:
+        raise Problem(409, str(exc)) from None
+    row = await queries.key(context(request).pool, shop, issued.key_id)
+    assert row is not None
+    return json_response({**_key(row), "api_key": issued.api_key}, 201)
+
+
+@router.get(
+    "/v1/keys",
+    tags=["keys"],
+    summary="The shop's API keys, oldest first: when made, last used, revoked (no secrets)",
+    response_model=KeyPage,
+    responses={401: {}, 403: {}, 422: {}, 429: {}},
+)
+async def list_keys(
+    request: Request, limit: PageLimit = 100, cursor: PageCursor = None
+) -> Response:
+    shop = await _key_manager(request)
+    rows = await queries.keys(
+        context(request).pool, shop, after=_after_key(cursor), limit=limit + 1
+    )
+    shown = rows[:limit]
+    return json_response(
+        {
+            "items": [_key(r) for r in shown],
+            "next_cursor": _key_cursor(shown[-1]) if len(rows) > limit else None,
+        }
+    )
+
+
+@router.post(
+    "/v1/keys/{key_id}/revoke",
+    tags=["keys"],
+    summary="Revoke a key: it stops working on every service within 30 seconds",
+    description="Revoking a revoked key changes nothing. The shop's last key in use cannot"
+    " be revoked (409): issue its replacement first.",
+    response_model=KeyAnswer,
+    responses={401: {}, 403: {}, 404: {}, 409: {}, 429: {}},
+)
+async def revoke_key(request: Request, key_id: KeyIdPath) -> Response:
+    shop = await _key_manager(request)
+    try:
+        await context(request).bus.handle(RevokeApiKey(shop, key_id))
+    except UnknownKey:
+        raise Problem(404, f"no API key {key_id!r} in this shop") from None
+    except LastActiveKey as exc:
+        raise Problem(409, str(exc)) from None
+    row = await queries.key(context(request).pool, shop, key_id)
+    assert row is not None
+    return json_response(_key(row))

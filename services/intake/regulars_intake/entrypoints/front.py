@@ -16,6 +16,8 @@ from .acceptance import AcceptanceQueue
 class Front:
     acceptance: AcceptanceQueue
     rate_limits: ShopRateLimits
+    #: key management, apart from events: a flood of posts never blocks a rotation
+    key_limits: ShopRateLimits
 
 
 def front_of(ctx: ServiceContext[Any]) -> Front:
