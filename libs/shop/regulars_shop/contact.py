@@ -24,75 +24,19 @@ from phonenumbers import NumberParseException, PhoneNumberFormat
 
 DEFAULT_COUNTRY: Final = "US"
 
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 #: USPS codes: the 50 states, DC, the territories and the armed forces' "states"
-US_STATES: Final = frozenset(
-    [
-        "AL",
-        "AK",
-        "AZ",
-        "AR",
-        "CA",
-        "CO",
-        "CT",
-        "DE",
-        "FL",
-        "GA",
-        "HI",
-        "ID",
-        "IL",
-        "IN",
-        "IA",
-        "KS",
-        "KY",
-        "LA",
-        "ME",
-        "MD",
-        "MA",
-        "MI",
-        "MN",
-        "MS",
-        "MO",
-        "MT",
-        "NE",
-        "NV",
-        "NH",
-        "NJ",
-        "NM",
-        "NY",
-        "NC",
-        "ND",
-        "OH",
-        "OK",
-        "OR",
-        "PA",
-        "RI",
-        "SC",
-        "SD",
-        "TN",
-        "TX",
-        "UT",
-        "VT",
-        "VA",
-        "WA",
-        "WV",
-        "WI",
-        "WY",
-        "DC",
-        "AS",
-        "GU",
-        "MP",
-        "PR",
-        "VI",
-        "UM",
-        "AA",
-        "AE",
-        "AP",
-    ]
+US_STATES: Final = _codes(
+    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS "
+    "MO MT NE NV NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV "
+    "WI WY DC AS GU MP PR VI UM AA AE AP"
 )
 #: Canada Post's codes for the provinces and territories
-CA_PROVINCES: Final = frozenset(
-    ["AB", "BC", "MB", "NB", "NL", "NS", "NT", "NU", "ON", "PE", "QC", "SK", "YT"]
-)
+CA_PROVINCES: Final = _codes("AB BC MB NB NL NS NT NU ON PE QC SK YT")
 _SUBDIVISIONS: Final = {"US": US_STATES, "CA": CA_PROVINCES}
 _SUBDIVISION = re.compile(r"[A-Z0-9]{1,3}")
 
