@@ -11,7 +11,7 @@ import asyncpg
 _TASK_VIEW = (
     "SELECT t.id, t.customer_id, t.repair_order_id, t.assignee, t.status, t.due_at,"
     " t.attempts, t.script, t.status_reason, t.created_at, t.updated_at,"
-    " c.name AS customer_name FROM follow_up_tasks t"
+    " c.name AS customer_name, c.phone AS customer_phone FROM follow_up_tasks t"
     " LEFT JOIN customers c USING (shop_id, customer_id)"
 )
 

@@ -50,6 +50,9 @@ class FollowUpOut(BaseModel):
     status_reason: str | None
     due_at: datetime
     attempts: int
+    customer_phone: str | None = Field(
+        description="the number to call, in E.164 (+15125550142); null when the shop has none"
+    )
     script: CallScript
     created_at: datetime
     updated_at: datetime
@@ -108,6 +111,7 @@ def _task(row: Any) -> dict[str, Any]:
         "status_reason": row["status_reason"],
         "due_at": row["due_at"].isoformat(),
         "attempts": row["attempts"],
+        "customer_phone": row["customer_phone"],
         "script": addressed(row["script"], row["customer_name"]),
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),

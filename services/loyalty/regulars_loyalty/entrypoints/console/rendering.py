@@ -11,7 +11,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
+from regulars_shop.contact import DEFAULT_COUNTRY, readable_phone
 
 ENV = Environment(
     loader=PackageLoader("regulars_loyalty.entrypoints.console", "templates"),
@@ -108,6 +110,18 @@ def tel(phone: str | None) -> str:
     return re.sub(r"[^\d+]", "", phone or "")
 
 
+@pass_context
+def phone(context: Context, e164: str | None) -> str:
+    """A number as staff read it: national in the shop's country ("(512) 555-0142"),
+    international otherwise; the tel: link keeps E.164."""
+    if not e164:
+        return ""
+    signed = context.get("signed")
+    country = getattr(getattr(signed, "policy", None), "country", DEFAULT_COUNTRY)
+    return readable_phone(e164, country)
+
+
 ENV.filters["money"] = money
+ENV.filters["phone"] = phone
 ENV.filters["tel"] = tel
 ENV.filters["stage"] = stage_words
