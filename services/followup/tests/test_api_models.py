@@ -26,6 +26,7 @@ def task_row(**more: object) -> dict[str, object]:
         "attempts": 0,
         "script": call_script({"work_performed": "brakes", "asset_id": "2019 CR-V"}, "Main St"),
         "customer_name": "Dana Reyes",
+        "customer_phone": "+15125550142",
         "created_at": NOW,
         "updated_at": NOW,
         **more,
