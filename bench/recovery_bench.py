@@ -48,7 +48,7 @@ POLICY = {
     "staff": STAFF,
     "contact": {
         "name": "Bench Auto Recovery",
-        "phone": "+15555550123",
+        "phone": "+15125550123",
         "postal_address": "1 Main St, Springfield",
         "review_url": "https://g.page/r/bench-auto/review",
     },

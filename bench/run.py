@@ -199,7 +199,7 @@ async def _post_customers(intake_url: str, api_key: str, ids: list[str]) -> None
             "type": "customer.upserted",
             "id": f"customer-{cid}",
             "occurred_at": datetime.now(UTC).isoformat(),
-            "data": {"customer_id": cid, "name": "Dana Whitfield", "phone": "+15555550100"},
+            "data": {"customer_id": cid, "name": "Dana Whitfield", "phone": "+15125550100"},
         }
         for cid in ids
     ]

@@ -38,7 +38,7 @@ POLICY = {
     "staff": STAFF,
     "contact": {
         "name": "Quick & Sons <Auto>",
-        "phone": "+15555550123",
+        "phone": "+15125550123",
         "postal_address": "1 Main St, Springfield",
         "review_url": "https://g.page/r/quick-and-sons/review",
     },
@@ -469,7 +469,7 @@ async def test_replies_complain_or_are_notes_and_a_second_signal_joins_the_case(
             "type": "customer.upserted",
             "id": f"up-{other}",
             "occurred_at": datetime.now(UTC).isoformat(),
-            "data": {"customer_id": other, "name": "Pat Reply", "phone": "+15555550188"},
+            "data": {"customer_id": other, "name": "Pat Reply", "phone": "+15125550188"},
         },
     )
     assert r.status_code == 202

@@ -19,7 +19,7 @@ def customer(cid: str, **extra: Any) -> dict[str, Any]:
         "type": "customer.upserted",
         "id": f"cust-{cid}-{uuid.uuid4().hex[:6]}",
         "occurred_at": "2026-11-20T10:00:00-05:00",
-        "data": {"customer_id": cid, "name": "Dana Whitfield", "phone": "+15555550100", **extra},
+        "data": {"customer_id": cid, "name": "Dana Whitfield", "phone": "+15125550100", **extra},
     }
 
 

@@ -41,7 +41,7 @@ async def setup_shop(running: System) -> tuple[str, str, str]:
             "type": "customer.upserted",
             "id": "c-kill",
             "occurred_at": "2026-11-20T09:00:00Z",
-            "data": {"customer_id": cid, "name": "Kim Kill", "phone": "+15555550111"},
+            "data": {"customer_id": cid, "name": "Kim Kill", "phone": "+15125550111"},
         },
     )
     assert status == "accepted"

@@ -24,7 +24,7 @@ async def test_every_event_about_a_customer_reaches_loyalty(system: System) -> N
             {
                 "type": "customer.upserted",
                 "occurred_at": "2026-11-20T10:00:00-05:00",
-                "data": {"customer_id": cid, "name": "Ada Ruiz", "phone": "+15555550142"},
+                "data": {"customer_id": cid, "name": "Ada Ruiz", "phone": "+15125550142"},
             },
             {
                 "type": "service.completed",
@@ -76,7 +76,7 @@ async def test_a_customers_journey_is_read_a_page_at_a_time_by_its_shop_alone(
             {
                 "type": "customer.upserted",
                 "occurred_at": now,
-                "data": {"customer_id": cid, "name": "Ada Ruiz", "phone": "+15555550142"},
+                "data": {"customer_id": cid, "name": "Ada Ruiz", "phone": "+15125550142"},
             },
             {
                 "type": "service.completed",

@@ -273,7 +273,9 @@ def _after_key(cursor: str | None) -> tuple[datetime, str] | None:
 )
 async def issue_key(request: Request) -> Response:
     shop = await _key_manager(request)
-    body = await read_body(request.receive, request.headers.get("content-length"), KEY_BODY_BYTES)
+    body = await read_body(
+        request.receive, request.headers.get("content-length"), KEY_BODY_BYTES, allow_empty=True
+    )
     raw = parse_json(body) if body.strip() else {}
     label = raw.get("label") if isinstance(raw, dict) else None
     if (

@@ -25,7 +25,11 @@ def check_rate(limits: ShopRateLimits, shop: uuid.UUID, cost: int) -> None:
 
 
 async def read_body(
-    receive: Receive, declared: str | None, limit: int = MAX_REQUEST_BYTES
+    receive: Receive,
+    declared: str | None,
+    limit: int = MAX_REQUEST_BYTES,
+    *,
+    allow_empty: bool = False,
 ) -> bytes:
     """The whole request body, refused (413) as soon as it is known to be over ``limit``."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -40,7 +44,7 @@ async def read_body(
         if len(body) > limit:
             raise Problem(413, f"request body is over the limit of {limit} bytes")
         more = message.get("more_body", False)
-    if not body:
+    if not body and not allow_empty:
         raise Problem(400, "request body is empty; send a JSON object")
     return body
 
