@@ -67,7 +67,7 @@ def cli(system: System, *args: str) -> subprocess.CompletedProcess[str]:
 async def test_keys_over_the_api_issue_list_and_revoke_everywhere_within_30_s(
     four: System,
 ) -> None:
-    shop_id, first = await four.create_shop("Key Ring Auto")
+    _shop_id, first = await four.create_shop("Key Ring Auto")
     await wait_for(lambda: works_everywhere(four, first), 30)
     intake = four.services["intake"].url
     async with httpx.AsyncClient(base_url=intake, timeout=10) as http:
