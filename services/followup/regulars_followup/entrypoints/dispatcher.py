@@ -31,6 +31,9 @@ from ..handlers.outreach import (
 
 log = logging.getLogger(__name__)
 
+#: where the SMS provider posts what became of a text (entrypoints/sms_hooks.py)
+STATUS_HOOK = "/hooks/sms/status"
+
 
 class EmailSender(Protocol):
     async def send(
@@ -46,7 +49,9 @@ class EmailSender(Protocol):
 
 
 class SmsSender(Protocol):
-    async def send(self, *, to: str, body: str, idempotency_key: str) -> str: ...
+    async def send(
+        self, *, to: str, body: str, idempotency_key: str, status_callback: str | None = None
+    ) -> str: ...
 
 
 class Wakeups(Protocol):
@@ -113,7 +118,11 @@ class MessageDispatcher:
             if self.sms is None:
                 raise DeliveryError(True, "no SMS gateway configured (SMS_API_URL)")
             return await self.sms.send(
-                to=out.to, body=out.text, idempotency_key=message.idempotency_key
+                to=out.to,
+                body=out.text,
+                idempotency_key=message.idempotency_key,
+                # our id in the URL: the callback can come before the sid is saved
+                status_callback=f"{self.public_url}{STATUS_HOOK}?message={message.id}",
             )
         if self.email is None:
             raise DeliveryError(True, "no SMTP server configured (SMTP_URL)")

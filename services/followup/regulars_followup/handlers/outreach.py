@@ -76,30 +76,50 @@ async def on_consent_changed(
 async def on_customer_replied(
     message: Received[CustomerReplied], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    """A reply the shop's system relayed (or our own SMS hook emitted, which applied it
+    already and marked it applied here)."""
+    event, envelope = message.event, message.envelope
+    await apply_reply(
+        uow,
+        deps.clock,
+        shop_id=message.shop_id,
+        customer_id=event.customer_id,
+        channel=event.channel,
+        text=event.text,
+        event_id=envelope.id,
+    )
+
+
+async def apply_reply(
+    uow: FollowUpUnitOfWork,
+    clock: Clock,
+    *,
+    shop_id: uuid.UUID,
+    customer_id: str,
+    channel: str,
+    text: str,
+    event_id: uuid.UUID,
+) -> None:
     """STOP and its plain-word forms revoke at once; START restores; HELP gets the contact.
 
     Anything else is feedback's to classify (a complaint opens a case) and stays on the
     customer's timeline; nothing here acts on it.
     """
-    event, envelope, clock = message.event, message.envelope, deps.clock
-    shop_id = message.shop_id
-    customer = await known_customer(uow, shop_id, event.customer_id)
-    meaning = from_reply(
-        event.text, event.channel, after_confirmation=customer.awaiting_opt_out_answer
-    )
+    customer = await known_customer(uow, shop_id, customer_id)
+    meaning = from_reply(text, channel, after_confirmation=customer.awaiting_opt_out_answer)
     now = clock()
     for change in meaning.changes:
-        await uow.customers.record_consent(shop_id, event.customer_id, change, envelope.id, now)
-    if event.channel != "sms" or meaning.kind not in ("opt_out", "help"):
+        await uow.customers.record_consent(shop_id, customer_id, change, event_id, now)
+    if channel != "sms" or meaning.kind not in ("opt_out", "help"):
         return
     kind = "opt_out_confirmation" if meaning.kind == "opt_out" else "help"
     await request_message(
         uow,
         clock,
         shop_id=shop_id,
-        customer_id=event.customer_id,
+        customer_id=customer_id,
         kind=kind,
-        purpose=f"{kind}:{envelope.id}",
+        purpose=f"{kind}:{event_id}",
         channels=["sms"],
     )
 
