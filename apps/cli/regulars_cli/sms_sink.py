@@ -1,31 +1,116 @@
-"""A local stand-in for a Twilio-compatible SMS gateway, for `make run` only.
+"""A local stand-in for a Twilio-compatible SMS gateway, for `make run` and the tests.
 
 Real texts need a paid gateway; on one machine, messages are kept as JSON files (one per
 message, in arrival order) so a person can read what customers would have received. It
-honours the idempotency token as the real API does, so a retried send is kept once.
+behaves as the real API does where followup depends on it:
+
+- it honours the idempotency token, so a retried send is kept once;
+- given a StatusCallback, it posts signed status callbacks there (``sent``, then
+  ``delivered``; ``undelivered`` with error 30003 for a number listed with
+  ``--unreachable``), as the provider does when the carrier reports;
+- it plays a customer: ``POST /local/inbound`` (what `regulars sms reply` calls) posts a
+  signed inbound text to the webhook URL given, as the provider does when a text arrives.
+
+Signatures are ``X-Twilio-Signature`` computed by the ``twilio`` library with the auth
+token (``SMS_API_TOKEN``, "local" by default, as followup defaults to in embedded mode).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from twilio.request_validator import RequestValidator
+
+log = logging.getLogger("regulars.sms_sink")
+
+#: the auth token followup takes in embedded mode when SMS_API_TOKEN is not set: a
+#: stand-in's, worthless anywhere else
+LOCAL_TOKEN = "local"  # noqa: S105
+
+#: the carrier's delay between the provider's steps, short enough for tests
+STEP_SECONDS = 0.2
 
 
-def app(folder: Path) -> FastAPI:
+class InboundText(BaseModel):
+    """A customer's text, as their phone would send it."""
+
+    from_: str = Field(alias="from", min_length=1, max_length=32)
+    to: str = Field(min_length=1, max_length=32)
+    text: str = Field(max_length=1600)
+    url: str = Field(min_length=1, max_length=2000, description="the inbound webhook")
+    sid: str | None = Field(None, max_length=64, description="a MessageSid to send again")
+
+
+def inbound_form(text: InboundText, account: str) -> dict[str, str]:
+    """The fields the provider posts for an incoming text."""
+    sid = text.sid or "SM" + uuid.uuid4().hex
+    return {
+        "ToCountry": "US",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "SmsSid": sid,
+        "SmsStatus": "received",
+        "Body": text.text,
+        "To": text.to,
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": account,
+        "From": text.from_,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+async def post_signed(
+    http: httpx.AsyncClient, validator: RequestValidator, url: str, form: dict[str, str]
+) -> httpx.Response:
+    signature = validator.compute_signature(url, form)
+    return await http.post(url, data=form, headers={"X-Twilio-Signature": signature})
+
+
+def app(
+    folder: Path,
+    *,
+    auth_token: str = LOCAL_TOKEN,
+    account: str = "AClocal",
+    unreachable: frozenset[str] = frozenset(),
+    step: float = STEP_SECONDS,
+) -> FastAPI:
     folder.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}
-    sink = FastAPI(title="Regulars local SMS sink")
+    validator = RequestValidator(auth_token)
+    sink = FastAPI(title="Regulars local SMS gateway")
+    background: set[asyncio.Task[None]] = set()
 
-    @sink.post("/2010-04-01/Accounts/{account}/Messages.json")
-    async def send(account: str, request: Request) -> JSONResponse:
+    async def report(url: str, form: dict[str, str], failed: bool) -> None:
+        steps = ["sent", "undelivered" if failed else "delivered"]
+        async with httpx.AsyncClient(timeout=10) as http:
+            for status in steps:
+                await asyncio.sleep(step)
+                fields = {**form, "MessageStatus": status, "SmsStatus": status}
+                if status == "undelivered":
+                    fields["ErrorCode"] = "30003"  # unreachable destination handset
+                try:
+                    await post_signed(http, validator, url, fields)
+                except httpx.HTTPError as exc:
+                    # The provider does not retry status callbacks either.
+                    log.warning("status callback to %s failed: %s", url, exc)
+
+    @sink.post("/2010-04-01/Accounts/{account_sid}/Messages.json")
+    async def send(account_sid: str, request: Request) -> JSONResponse:
         # The gateway's API is form-encoded; parsed here without a multipart dependency.
         fields = parse_qs((await request.body()).decode(), keep_blank_values=True)
         form = {k: v[0] for k, v in fields.items()}
@@ -35,17 +120,51 @@ def app(folder: Path) -> FastAPI:
         sid = "SM" + uuid.uuid4().hex
         record = {
             "sid": sid,
-            "account": account,
+            "account": account_sid,
             "to": form.get("To"),
             "from": form.get("From"),
             "body": form.get("Body"),
+            "status_callback": form.get("StatusCallback"),
             "idempotency_token": token,
             "received_at": time.time(),
         }
         (folder / f"{time.time_ns()}-{sid}.json").write_text(json.dumps(record, indent=2))
         if token:
             seen[token] = sid
+        callback = form.get("StatusCallback")
+        if callback:
+            common = {
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "AccountSid": account_sid,
+                "From": form.get("From", ""),
+                "To": form.get("To", ""),
+                "ApiVersion": "2010-04-01",
+            }
+            task = asyncio.create_task(
+                report(callback, common, failed=form.get("To", "") in unreachable)
+            )
+            background.add(task)
+            task.add_done_callback(background.discard)
         return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
+
+    @sink.post("/local/inbound")
+    async def inbound(text: InboundText) -> JSONResponse:
+        form = inbound_form(text, account)
+        async with httpx.AsyncClient(timeout=10) as http:
+            try:
+                answer = await post_signed(http, validator, text.url, form)
+            except httpx.HTTPError as exc:
+                return JSONResponse(
+                    {"message_sid": form["MessageSid"], "error": f"{type(exc).__name__}: {exc}"},
+                    status_code=502,
+                )
+        result: dict[str, Any] = {
+            "message_sid": form["MessageSid"],
+            "status_code": answer.status_code,
+            "answer": answer.text[:2000],
+        }
+        return JSONResponse(result)
 
     return sink
 
@@ -54,8 +173,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument(
+        "--unreachable",
+        action="append",
+        default=[],
+        help="a number whose texts the carrier reports undelivered (repeatable)",
+    )
     args = parser.parse_args()
-    uvicorn.run(app(args.dir), host="127.0.0.1", port=args.port, log_level="warning")
+    # The token from the environment, never the command line (ps shows arguments).
+    sink = app(
+        args.dir,
+        auth_token=os.environ.get("SMS_API_TOKEN") or LOCAL_TOKEN,
+        account=os.environ.get("SMS_ACCOUNT_SID") or "AClocal",
+        unreachable=frozenset(args.unreachable),
+    )
+    uvicorn.run(sink, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from regulars_runtime.settings import ServiceSettings
 from . import handlers
 from .adapters.email import SmtpSender
 from .adapters.sms import TwilioCompatibleSms
+from .adapters.twilio_signature import TwilioSignatures
 from .adapters.unit_of_work import PostgresFollowUpUnitOfWork
 from .adapters.wakeups import PostgresWakeups
-from .adapters.twilio_signature import TwilioSignatures
 from .entrypoints import api, sms_hooks
 from .entrypoints.dispatcher import MessageDispatcher
 from .handlers import Deps, FollowUpUnitOfWork
@@ -113,9 +113,7 @@ def hooks(settings: FollowUpSettings) -> sms_hooks.SmsHooks:
     """The provider signs its webhooks with the account's auth token, for the public URL
     it was given: without a token nothing here can tell its posts from anyone's."""
     token = settings.sms_api_token
-    signatures = (
-        TwilioSignatures(token, settings.followup_public_url or "") if token else None
-    )
+    signatures = TwilioSignatures(token, settings.followup_public_url or "") if token else None
     return sms_hooks.SmsHooks(signatures)
 
 

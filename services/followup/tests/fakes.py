@@ -15,10 +15,10 @@ from typing import Any
 
 from regulars_events.base import Event
 from regulars_events.envelope import Envelope
+from regulars_followup.adapters.sms import normalize_e164
 from regulars_followup.domain.attempts import Attempt
 from regulars_followup.domain.consent import ConsentChange
 from regulars_followup.domain.customers import Customer
-from regulars_followup.adapters.sms import normalize_e164
 from regulars_followup.domain.follow_up import CompletedVisit, FollowUpTask
 from regulars_followup.domain.inbound_texts import InboundText, KnownNumber
 from regulars_followup.domain.messages import MessageStatus, OutboundMessage
@@ -320,7 +320,9 @@ class FakeTexts:
                 and m.sent_at is not None
             ]
             found.append(
-                KnownNumber(shop_id, customer_id, max(sent, default=None), c.awaiting_opt_out_answer)
+                KnownNumber(
+                    shop_id, customer_id, max(sent, default=None), c.awaiting_opt_out_answer
+                )
             )
         return found
 

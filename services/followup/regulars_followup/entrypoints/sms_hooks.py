@@ -6,6 +6,7 @@ without a good one is 403 with nothing recorded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -63,7 +64,9 @@ def hooks_of(ctx: ServiceContext[Any]) -> SmsHooks:
 def _limit(limits: HookRateLimits, key: str, what: str) -> None:
     wait = limits.retry_after(key, time.monotonic())
     if wait:
-        raise Problem(429, f"over the rate for {what}; retry in {wait} s", {"Retry-After": str(wait)})
+        raise Problem(
+            429, f"over the rate for {what}; retry in {wait} s", {"Retry-After": str(wait)}
+        )
 
 
 async def _signed_form(request: Request, hooks: SmsHooks) -> dict[str, str]:
@@ -260,10 +263,8 @@ async def status_callback(request: Request) -> Response:
     code = form.get("ErrorCode", "")
     error_code = int(code) if code.isdigit() and len(code) < 10 else None
     message_id = None
-    try:
+    with contextlib.suppress(ValueError):
         message_id = uuid.UUID(request.query_params.get("message", ""))
-    except ValueError:
-        pass
     known = await ctx.bus.handle(
         handlers.texts.RecordCarrierReport(sid, status.lower()[:40], error_code, message_id)
     )

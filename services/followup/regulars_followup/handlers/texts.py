@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from regulars_events.catalogue import CustomerReplied
 from regulars_runtime.bus import Command
@@ -97,7 +98,7 @@ async def record_carrier_report(
     return True
 
 
-COMMANDS = {
+COMMANDS: dict[type, Any] = {
     ReceiveText: receive_text,
     RecordCarrierReport: record_carrier_report,
 }
