@@ -7,7 +7,8 @@ behaves as the real API does where followup depends on it:
 - it honours the idempotency token, so a retried send is kept once;
 - given a StatusCallback, it posts signed status callbacks there (``sent``, then
   ``delivered``; ``undelivered`` with error 30003 for a number listed with
-  ``--unreachable``), as the provider does when the carrier reports;
+  ``--unreachable``, ``failed`` with error 30008 for one listed with ``--failing``), as
+  the provider does when the carrier reports;
 - it plays a customer: ``POST /local/inbound`` (what `regulars sms reply` calls) posts a
   signed inbound text to the webhook URL given, as the provider does when a text arrives.
 
@@ -87,6 +88,7 @@ def app(
     auth_token: str = LOCAL_TOKEN,
     account: str = "AClocal",
     unreachable: frozenset[str] = frozenset(),
+    failing: frozenset[str] = frozenset(),
     step: float = STEP_SECONDS,
 ) -> FastAPI:
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,14 +97,21 @@ def app(
     sink = FastAPI(title="Regulars local SMS gateway")
     background: set[asyncio.Task[None]] = set()
 
-    async def report(url: str, form: dict[str, str], failed: bool) -> None:
-        steps = ["sent", "undelivered" if failed else "delivered"]
+    def outcome(number: str) -> tuple[str, str | None]:
+        if number in unreachable:
+            return "undelivered", "30003"  # unreachable destination handset
+        if number in failing:
+            return "failed", "30008"  # unknown error
+        return "delivered", None
+
+    async def report(url: str, form: dict[str, str]) -> None:
+        final, code = outcome(form["To"])
         async with httpx.AsyncClient(timeout=10) as http:
-            for status in steps:
+            for status in ("sent", final):
                 await asyncio.sleep(step)
                 fields = {**form, "MessageStatus": status, "SmsStatus": status}
-                if status == "undelivered":
-                    fields["ErrorCode"] = "30003"  # unreachable destination handset
+                if code and status == final:
+                    fields["ErrorCode"] = code
                 try:
                     await post_signed(http, validator, url, fields)
                 except httpx.HTTPError as exc:
@@ -141,9 +150,7 @@ def app(
                 "To": form.get("To", ""),
                 "ApiVersion": "2010-04-01",
             }
-            task = asyncio.create_task(
-                report(callback, common, failed=form.get("To", "") in unreachable)
-            )
+            task = asyncio.create_task(report(callback, common))
             background.add(task)
             task.add_done_callback(background.discard)
         return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
@@ -179,6 +186,12 @@ def main() -> None:
         default=[],
         help="a number whose texts the carrier reports undelivered (repeatable)",
     )
+    parser.add_argument(
+        "--failing",
+        action="append",
+        default=[],
+        help="a number whose texts the provider reports failed (repeatable)",
+    )
     args = parser.parse_args()
     # The token from the environment, never the command line (ps shows arguments).
     sink = app(
@@ -186,6 +199,7 @@ def main() -> None:
         auth_token=os.environ.get("SMS_API_TOKEN") or LOCAL_TOKEN,
         account=os.environ.get("SMS_ACCOUNT_SID") or "AClocal",
         unreachable=frozenset(args.unreachable),
+        failing=frozenset(args.failing),
     )
     uvicorn.run(sink, host="127.0.0.1", port=args.port, log_level="warning")
 
