@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from regulars_runtime.http import Problem
-from regulars_runtime.openapi import PUBLIC
+from regulars_runtime.openapi import NO_NUL, PUBLIC
 from regulars_runtime.service import ServiceContext, context
 
 from .. import handlers
@@ -134,6 +134,8 @@ _INBOUND_FORM = {
         "Body": _FORM_FIELD,
     },
     "additionalProperties": {"type": "string"},
+    # the provider's own names; a NUL in any part of a request is refused before this
+    "propertyNames": {"pattern": NO_NUL},
 }
 
 _STATUS_FORM = {
@@ -160,6 +162,8 @@ _STATUS_FORM = {
         "AccountSid": {**_FORM_FIELD, "maxLength": 200},
     },
     "additionalProperties": {"type": "string"},
+    # the provider's own names; a NUL in any part of a request is refused before this
+    "propertyNames": {"pattern": NO_NUL},
 }
 
 _SIGNATURE = {
@@ -235,9 +239,11 @@ async def inbound_text(request: Request) -> Response:
     summary="What became of a text we sent (Twilio-compatible status callback)",
     description="delivered, undelivered or failed moves the message there, once and never"
     " back; other statuses change nothing.",
-    status_code=204,
     response_class=Response,
-    responses={204: {"description": "Noted"}, **_REFUSALS},
+    responses={
+        200: {"content": {"application/xml": {"schema": {"type": "string"}}}},
+        **_REFUSALS,
+    },
     openapi_extra={
         **PUBLIC,
         "parameters": [
@@ -270,4 +276,4 @@ async def status_callback(request: Request) -> Response:
     )
     if not known:
         log.info("status callback for a text not ours", extra={"message_sid": sid})
-    return Response(status_code=204)
+    return Response(EMPTY_TWIML, media_type="application/xml")
