@@ -270,6 +270,17 @@ async def test_regulars_sms_reply_plays_a_customer(outreach: System, shop: tuple
         (number, OUR_NUMBER, "STOP")
     ]
     assert cid in kept[0]["outcome"]
+    # the provider blocks the number after its STOP (error 21610), as Twilio's default
+    # opt-out handling does: our confirmation is refused, and nothing else goes
+    _shop_id, key = shop
+    refused = await wait_for(
+        lambda: status_is(outreach, key, cid, "opt_out_confirmation", "failed"), 30
+    )
+    assert "21610" in refused["reason"]
+    assert outreach.sms.to(number) == []
+    back = await asyncio.to_thread(reply, "--text", "START", "--json")
+    assert back["status_code"] == 200
+    assert await ledger(outreach, cid) == [("sms", False, "reply"), ("sms", True, "reply")]
 
 
 async def test_the_hooks_bound_their_bodies_and_rate(

@@ -10,7 +10,10 @@ behaves as the real API does where followup depends on it:
   ``--unreachable``, ``failed`` with error 30008 for one listed with ``--failing``), as
   the provider does when the carrier reports;
 - it plays a customer: ``POST /local/inbound`` (what `regulars sms reply` calls) posts a
-  signed inbound text to the webhook URL given, as the provider does when a text arrives.
+  signed inbound text to the webhook URL given, as the provider does when a text arrives;
+- as the provider's default opt-out handling does, a customer who texted STOP (or
+  STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT) is blocked: a send to them is
+  refused with error 21610 until they text START, UNSTOP or YES.
 
 Signatures are ``X-Twilio-Signature`` computed by the ``twilio`` library with the auth
 token (``SMS_API_TOKEN``, "local" by default, as followup defaults to in embedded mode).
@@ -41,6 +44,12 @@ log = logging.getLogger("regulars.sms_sink")
 #: the auth token followup takes in embedded mode when SMS_API_TOKEN is not set: a
 #: stand-in's, worthless anywhere else
 LOCAL_TOKEN = "local"  # noqa: S105
+
+#: the provider's default opt-out and opt-in keywords (the whole text, any case)
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
 
 #: the carrier's delay between the provider's steps, short enough for tests
 STEP_SECONDS = 0.2
@@ -93,6 +102,7 @@ def app(
 ) -> FastAPI:
     folder.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}
+    blocked: set[str] = set()
     validator = RequestValidator(auth_token)
     sink = FastAPI(title="Regulars local SMS gateway")
     background: set[asyncio.Task[None]] = set()
@@ -124,6 +134,16 @@ def app(
         fields = parse_qs((await request.body()).decode(), keep_blank_values=True)
         form = {k: v[0] for k, v in fields.items()}
         token = request.headers.get("i-twilio-idempotency-token", "")
+        if form.get("To") in blocked:
+            return JSONResponse(
+                {
+                    "code": 21610,
+                    "message": "Attempt to send to unsubscribed recipient",
+                    "more_info": "https://www.twilio.com/docs/errors/21610",
+                    "status": 400,
+                },
+                status_code=400,
+            )
         if token and token in seen:
             return JSONResponse({"sid": seen[token], "status": "queued"}, status_code=201)
         sid = "SM" + uuid.uuid4().hex
@@ -158,6 +178,11 @@ def app(
     @sink.post("/local/inbound")
     async def inbound(text: InboundText) -> JSONResponse:
         form = inbound_form(text, account)
+        keyword = text.text.strip().upper()
+        if keyword in OPT_OUT_WORDS:
+            blocked.add(text.from_)
+        elif keyword in OPT_IN_WORDS:
+            blocked.discard(text.from_)
         async with httpx.AsyncClient(timeout=10) as http:
             try:
                 answer = await post_signed(http, validator, text.url, form)

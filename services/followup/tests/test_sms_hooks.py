@@ -238,3 +238,24 @@ def test_hook_rate_limits_shed_a_flood_and_refill() -> None:
     assert [limits.retry_after("+1555", 100.0) for _ in range(4)] == [0, 0, 0, 1]
     assert limits.retry_after("+1666", 100.0) == 0  # another number has its own bucket
     assert limits.retry_after("+1555", 101.0) == 0
+
+
+async def test_a_send_refused_as_opted_out_at_the_carrier_enters_the_ledger(
+    world: World,
+) -> None:
+    message_id = await due_message(world)
+    refused = RecordDelivery(
+        message_id, error="SMS provider answered 400 (21610)", permanent=True, code=21610
+    )
+    await outreach.record_delivery(refused, world.uow, world.deps)
+    assert only_message(world).status is MessageStatus.FAILED
+    ((_shop, cid, change),) = world.uow.customers.ledger
+    assert (cid, change.channel, change.granted, change.source) == ("c-1", "sms", False, "carrier")
+    assert world.uow.customers.rows[(world.shop_id, "c-1")].consents_to("sms") is False
+
+
+async def test_another_refusal_leaves_consent_alone(world: World) -> None:
+    message_id = await due_message(world)
+    refused = RecordDelivery(message_id, error="not a mobile number", permanent=True, code=21614)
+    await outreach.record_delivery(refused, world.uow, world.deps)
+    assert world.uow.customers.ledger == []

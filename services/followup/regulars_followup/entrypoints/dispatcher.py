@@ -103,9 +103,12 @@ class MessageDispatcher:
         outcome = RecordDelivery(message.id)
         try:
             outcome = RecordDelivery(message.id, provider_id=await self._send(claimed))
-        except (DeliveryError, Undeliverable) as exc:
-            permanent = exc.permanent if isinstance(exc, DeliveryError) else True
-            outcome = RecordDelivery(message.id, error=exc.message, permanent=permanent)
+        except DeliveryError as exc:
+            outcome = RecordDelivery(
+                message.id, error=exc.message, permanent=exc.permanent, code=exc.code
+            )
+        except Undeliverable as exc:
+            outcome = RecordDelivery(message.id, error=exc.message, permanent=True)
         except Exception as exc:  # a bug or a bad template must not stall the queue
             log.exception("message could not be sent", extra={"message_id": str(message.id)})
             outcome = RecordDelivery(message.id, error=f"{type(exc).__name__}: {exc}")

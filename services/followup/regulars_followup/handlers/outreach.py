@@ -30,7 +30,12 @@ from regulars_runtime.timers import Timer
 from regulars_runtime.unit_of_work import Waiting
 from regulars_shop.policy import Policy
 
-from ..domain.consent import ConsentChange, from_customer_record, from_reply
+from ..domain.consent import (
+    ConsentChange,
+    from_carrier_refusal,
+    from_customer_record,
+    from_reply,
+)
 from ..domain.customers import Customer
 from ..domain.messages import MessageStatus, OutboundMessage
 from ..domain.outreach import Decision, best_channel
@@ -312,6 +317,8 @@ class RecordDelivery(Command[None]):
     provider_id: str | None = None
     error: str | None = None
     permanent: bool = True
+    #: the provider's own code for the failure (e.g. Twilio 21610: the number opted out)
+    code: int | None = None
 
 
 async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps: Deps) -> None:
@@ -329,6 +336,13 @@ async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps
         uow.emit(event, shop_id=message.shop_id)
     if message.status is MessageStatus.SCHEDULED:  # a transient failure, to retry
         await wake_at(uow, message)
+    if command.error is not None and message.channel == "sms" and message.to_staff is None:
+        customer = await uow.customers.get(message.shop_id, message.customer_id)
+        change = from_carrier_refusal(command.code, customer.consent) if customer else None
+        if change is not None:
+            await uow.customers.record_consent(
+                message.shop_id, message.customer_id, change, None, now
+            )
 
 
 @dataclass(frozen=True)
