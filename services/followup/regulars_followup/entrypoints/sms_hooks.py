@@ -35,8 +35,11 @@ STATUS = "/hooks/sms/status"
 
 #: the provider's form is a few hundred bytes (a text is at most 1,600 characters)
 HOOK_BODY_LIMIT = 16 * 1024
-#: per replica, per hook: far above a shop's real traffic, low enough to shed a flood
-HOOK_RATE, HOOK_BURST = 50.0, 200.0
+#: per replica: far above what customers text, low enough to shed a flood
+INBOUND_RATE, INBOUND_BURST = 50.0, 200.0
+#: per replica: two or three callbacks per text we send, and the provider does not retry
+#: one we refuse, so a month's reminders going out at once must pass
+STATUS_RATE, STATUS_BURST = 300.0, 3000.0
 #: per replica, per customer's number: a person texts a few times a minute at most
 SENDER_RATE, SENDER_BURST = 1.0, 10.0
 
@@ -49,7 +52,12 @@ class SmsHooks:
     their rate limits."""
 
     signatures: TwilioSignatures | None
-    hooks: HookRateLimits = field(default_factory=lambda: HookRateLimits(HOOK_RATE, HOOK_BURST))
+    inbound: HookRateLimits = field(
+        default_factory=lambda: HookRateLimits(INBOUND_RATE, INBOUND_BURST)
+    )
+    status: HookRateLimits = field(
+        default_factory=lambda: HookRateLimits(STATUS_RATE, STATUS_BURST)
+    )
     senders: HookRateLimits = field(
         default_factory=lambda: HookRateLimits(SENDER_RATE, SENDER_BURST)
     )
@@ -71,7 +79,8 @@ def _limit(limits: HookRateLimits, key: str, what: str) -> None:
 
 async def _signed_form(request: Request, hooks: SmsHooks) -> dict[str, str]:
     """The form the provider posted, once its signature is good (403 otherwise)."""
-    _limit(hooks.hooks, request.url.path, request.url.path)
+    limits = hooks.status if request.url.path == STATUS else hooks.inbound
+    _limit(limits, request.url.path, request.url.path)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise Problem(415, "the provider posts application/x-www-form-urlencoded")
