@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import SmsSink, System
+from harness import SmsSink, System, auth
 from test_followup_flow import tasks
 from test_outreach import (
     _async,
@@ -303,3 +303,24 @@ async def test_the_hooks_bound_their_bodies_and_rate(
 @pytest.fixture(autouse=True, scope="module")
 def _sink_is_running(outreach: System) -> None:
     assert outreach.sms is not None and outreach.sms.proc.poll() is None
+
+
+async def test_a_texted_complaint_reaches_feedback_as_the_customers_reply(
+    outreach: System, shop: tuple[str, str]
+) -> None:
+    _shop_id, key = shop
+    number = phone_number()
+    cid = await texting_customer(outreach, shop, number)
+    complaint = "The brakes are grinding worse than before, I'm really unhappy"
+    assert (await post_hook(outreach, INBOUND, inbound_form(number, complaint))).status_code == 200
+    found = await wait_for(lambda: feedback_cases(outreach, key, cid), 30)
+    assert found[0]["customer_id"] == cid
+    assert await ledger(outreach, cid) == []  # a complaint is no opt-out
+
+
+async def feedback_cases(system: System, key: str, cid: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=system.services["feedback"].url) as http:
+        r = await http.get("/v1/cases", params={"customer_id": cid}, headers=auth(key))
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
