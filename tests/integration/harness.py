@@ -173,8 +173,8 @@ class SmsSink:
     Texts to ``UNREACHABLE`` come back undelivered and to ``FAILING`` failed, in the
     status callbacks it posts (the carrier's word), as the provider's would."""
 
-    UNREACHABLE = "+15550100404"
-    FAILING = "+15550100500"
+    UNREACHABLE = "+15125550404"
+    FAILING = "+15125550500"
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
