@@ -94,6 +94,9 @@ async def test_keys_over_the_api_issue_list_and_revoke_everywhere_within_30_s(
         )
         assert [k["key_id"] for k in rest.json()["items"]] == [issued["key_id"]]
 
+        # not with itself (a script would lock itself out midway)
+        r = await http.post(f"/v1/keys/{first_id}/revoke", headers=auth(first))
+        assert r.status_code == 409 and "signed with" in r.json()["detail"], r.text
         # revoke the first key with the second: it stops on all four services
         revoked_at = time.monotonic()
         r = await http.post(f"/v1/keys/{first_id}/revoke", headers=auth(second))

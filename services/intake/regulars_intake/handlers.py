@@ -201,6 +201,8 @@ class RevokeApiKey(Command[bool]):
 
     shop_id: uuid.UUID
     key_id: str
+    #: the id of the API key the request is signed with (None: a person, the CLI)
+    signed_with: str | None = None
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ async def revoke_api_key(command: RevokeApiKey, uow: IntakeUnitOfWork, deps: Dep
     event. Raises UnknownKey (not this shop's) and LastActiveKey (its only key in use)."""
     shop = await _shop(uow, command.shop_id)
     try:
-        revoked = shop.revoke_key(command.key_id)
+        revoked = shop.revoke_key(command.key_id, command.signed_with)
     except UnknownKey:
         if await uow.registry.key_known(shop.id, command.key_id):
             return False

@@ -14,6 +14,7 @@ from regulars_intake.domain.postings import Posting, parse_posting
 from regulars_intake.domain.repair_orders import VisitStatus
 from regulars_intake.domain.shop import (
     MAX_ACTIVE_KEYS,
+    KeyInUse,
     LastActiveKey,
     PolicyVersion,
     TooManyKeys,
@@ -529,6 +530,17 @@ async def test_the_last_key_in_use_cannot_be_revoked() -> None:
     with pytest.raises(LastActiveKey):
         await run(intake, RevokeApiKey(shop.shop_id, first), handlers.revoke_api_key)
     assert intake.registry.shops[shop.shop_id].revoked == {second.key_id}
+
+
+async def test_a_request_cannot_revoke_the_key_it_is_signed_with() -> None:
+    intake = Intake()
+    shop = await new_shop(intake)
+    first = shop.api_key.split("_", 2)[1]
+    second = await run(intake, IssueApiKey(shop.shop_id), handlers.issue_api_key)
+    with pytest.raises(KeyInUse):
+        await run(intake, RevokeApiKey(shop.shop_id, first, first), handlers.revoke_api_key)
+    revoked = RevokeApiKey(shop.shop_id, first, second.key_id)
+    assert await run(intake, revoked, handlers.revoke_api_key) is True
 
 
 async def test_another_shops_key_is_unknown_here() -> None:

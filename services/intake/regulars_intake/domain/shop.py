@@ -41,6 +41,11 @@ class LastActiveKey(Exception):
     """Revoking it would lock the shop's system out, with nothing left to issue a new one."""
 
 
+class KeyInUse(Exception):
+    """A request may not revoke the key it is signed with: a rotation signs with the new
+    key (or an owner revokes at the console), so a script cannot lock itself out midway."""
+
+
 class TooManyKeys(Exception):
     pass
 
@@ -104,12 +109,17 @@ class Shop:
         self.active_keys.add(key_id)
         return ShopApiKeyIssued(key_id=key_id, secret_sha256=secret_sha256.hex())
 
-    def revoke_key(self, key_id: str) -> ShopApiKeyRevoked:
+    def revoke_key(self, key_id: str, signed_with: str | None = None) -> ShopApiKeyRevoked:
         """The key stops working on every service once they hear of it. Raises
         :class:`UnknownKey` for an id not in use (never the shop's, or revoked already)
         and :class:`LastActiveKey` for its only key in use."""
         if key_id not in self.active_keys:
             raise UnknownKey(key_id)
+        if key_id == signed_with:
+            raise KeyInUse(
+                "this request is signed with the key it revokes: revoke it with another of"
+                " the shop's keys, or at the console"
+            )
         if len(self.active_keys) == 1:
             raise LastActiveKey(
                 "this is the shop's only key in use: issue its replacement first, then"

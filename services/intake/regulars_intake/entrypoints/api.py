@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from regulars_events.catalogue import SHOP_EVENTS
+from regulars_runtime.auth import parse_key
 from regulars_runtime.http import PageCursor, PageLimit, Problem, json_response
 from regulars_runtime.service import context, require_api_key, shop_of, staff_of
 from regulars_shop.policy import Policy, validation_errors
@@ -24,7 +25,7 @@ from ..domain.postings import (
     Rejected,
     parse_posting,
 )
-from ..domain.shop import LastActiveKey, TooManyKeys, UnknownKey
+from ..domain.shop import KeyInUse, LastActiveKey, TooManyKeys, UnknownKey
 from ..handlers import AcceptPostings, ChangePolicy, IssueApiKey, RevokeApiKey
 from .answers import BatchAnswer, CustomerAnswer, IssuedKeyAnswer, KeyAnswer, KeyPage, PolicyAnswer
 from .front import front
@@ -326,17 +327,22 @@ async def list_keys(
     tags=["keys"],
     summary="Revoke a key: it stops working on every service within 30 seconds",
     description="Revoking a revoked key changes nothing. The shop's last key in use cannot"
-    " be revoked (409): issue its replacement first.",
+    " be revoked (409): issue its replacement first; nor can the key the request is signed"
+    " with (409): revoke it with the new one.",
     response_model=KeyAnswer,
     responses={401: {}, 403: {}, 404: {}, 409: {}, 429: {}},
 )
 async def revoke_key(request: Request, key_id: KeyIdPath) -> Response:
     shop = await _key_manager(request)
+    _scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    signed_with = parse_key(token.strip())
     try:
-        await context(request).bus.handle(RevokeApiKey(shop, key_id))
+        await context(request).bus.handle(
+            RevokeApiKey(shop, key_id, signed_with[0] if signed_with else None)
+        )
     except UnknownKey:
         raise Problem(404, f"no API key {key_id!r} in this shop") from None
-    except LastActiveKey as exc:
+    except (LastActiveKey, KeyInUse) as exc:
         raise Problem(409, str(exc)) from None
     row = await queries.key(context(request).pool, shop, key_id)
     assert row is not None
