@@ -112,18 +112,19 @@ class Shop:
     def revoke_key(self, key_id: str, signed_with: str | None = None) -> ShopApiKeyRevoked:
         """The key stops working on every service once they hear of it. Raises
         :class:`UnknownKey` for an id not in use (never the shop's, or revoked already)
-        and :class:`LastActiveKey` for its only key in use."""
+        and :class:`LastActiveKey` for its only key in use, :class:`KeyInUse` for the key
+        the request is signed with."""
         if key_id not in self.active_keys:
             raise UnknownKey(key_id)
-        if key_id == signed_with:
-            raise KeyInUse(
-                "this request is signed with the key it revokes: revoke it with another of"
-                " the shop's keys, or at the console"
-            )
         if len(self.active_keys) == 1:
             raise LastActiveKey(
                 "this is the shop's only key in use: issue its replacement first, then"
                 " revoke this one"
+            )
+        if key_id == signed_with:
+            raise KeyInUse(
+                "this request is signed with the key it revokes: revoke it with another of"
+                " the shop's keys, or at the console"
             )
         self.active_keys.discard(key_id)
         self.revoked_keys.append(key_id)

@@ -270,7 +270,7 @@ def _after_key(cursor: str | None) -> tuple[datetime, str] | None:
         }
     },
     response_model=IssuedKeyAnswer,
-    responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}},
+    responses={400: {}, 401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}},
 )
 async def issue_key(request: Request) -> Response:
     shop = await _key_manager(request)
