@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from regulars_runtime.http import Problem, json_response
+from regulars_runtime.openapi import PUBLIC
 from regulars_runtime.service import context, shop_of, staff_of
 
 from ..adapters import connectors as stored
@@ -122,11 +123,16 @@ def _refused() -> Problem:
     "/hooks/{system}/{connector_id}",
     tags=["connectors"],
     summary="A shop system's own webhook (authenticated by that system's signature scheme)",
+    description="Public: the credential is the system's own signature (Shopmonkey"
+    " webhook-signature, Housecall Pro Api-Signature, Jobber X-Jobber-Hmac-SHA256,"
+    " ServiceTitan X-ServiceTitan-Signature) or, for Tekmetric, ?token=. A bad or missing"
+    " one, or an unknown connector, is 403 and records nothing.",
     openapi_extra={
+        **PUBLIC,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"type": "object"}}},
-        }
+        },
     },
     response_model=DeliveryAnswer,
     responses={400: {}, 403: {}, 413: {}, 422: {}, 429: {}, 502: {}},

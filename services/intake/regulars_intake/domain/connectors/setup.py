@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -27,14 +27,18 @@ class ConnectorSetup(BaseModel):
         None, max_length=4000, description="Jobber: the OAuth access token its API is read with"
     )
     timezone: str | None = Field(
-        None, description="times without an offset are read here; default the shop's timezone"
+        None,
+        max_length=200,
+        description="times without an offset are read here; default the shop's timezone",
     )
-    completed_statuses: list[str] = Field(
+    completed_statuses: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list,
         max_length=50,
         description="the system's statuses that mean the visit is done (default per system)",
     )
-    voided_statuses: list[str] = Field(default_factory=list, max_length=50)
+    voided_statuses: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=50
+    )
     money: Literal["cents", "dollars"] | None = Field(
         None, description="how the system writes money where it differs (default per system)"
     )
@@ -49,7 +53,8 @@ class ConnectorSetup(BaseModel):
             return None
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+            # OSError: a name too long for a file name (the zone database is files)
             raise ValueError(f"{value[:60]!r} is not an IANA timezone name") from None
         return value
 
