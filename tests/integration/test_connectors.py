@@ -146,7 +146,7 @@ def hooks(running: System, jobber_api: JobberStandIn) -> Iterator[str]:
     svc = ServiceProcess(
         "intake",
         free_port(),
-        running.env(JOBBER_API_URL=jobber_api.url),
+        running.env(JOBBER_API_URL=jobber_api.url, HOOK_RATE_PER_SECOND="1", HOOK_RATE_BURST="20"),
         running.workdir / "intake-connectors.log",
     )
     svc.start()
@@ -406,3 +406,23 @@ async def test_connectors_are_the_shops_own(
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "secret"
     async with httpx.AsyncClient(base_url=hooks) as http:
         assert (await http.get("/v1/connectors")).status_code == 401
+
+
+async def test_a_flood_from_one_connector_is_shed_and_forgeries_do_not_count(
+    running: System, hooks: str, shop: tuple[str, str]
+) -> None:
+    _shop_id, key = await running.create_shop("Flood Garage")
+    made = await connect(hooks, key, "jobber", secret=JOBBER_SECRET, access_token=JOBBER_TOKEN)
+    destroy = json.dumps(fixture("jobber", "webhook_job_destroy")).encode()
+    forged = {"X-Jobber-Hmac-SHA256": base64.b64encode(b"x" * 32).decode()}
+    for _ in range(30):
+        assert (await deliver(hooks, made["hook_path"], destroy, forged)).status_code == 403
+    answers = [
+        await deliver(hooks, made["hook_path"], destroy, jobber_sign(destroy)) for _ in range(25)
+    ]
+    codes = [a.status_code for a in answers]
+    # the forged 30 took nothing from the burst of 20 the system itself has
+    assert codes[:19].count(200) == 19, codes
+    assert 429 in codes, codes
+    shed = next(a for a in answers if a.status_code == 429)
+    assert int(shed.headers["Retry-After"]) >= 1

@@ -140,11 +140,6 @@ def _refused() -> Problem:
 async def post_hook(request: Request, system: System, connector_id: uuid.UUID) -> Response:
     ctx = context(request)
     the_front = front(request)
-    wait = the_front.hook_limits.retry_after(str(connector_id), time.monotonic())
-    if wait:
-        raise Problem(
-            429, f"over this connector's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
-        )
     body = await read_body(request.receive, request.headers.get("content-length"), MAX_HOOK_BYTES)
     target = await stored.hook_target(ctx.pool, connector_id, system.value)
     if target is None or the_front.secrets is None:
@@ -159,6 +154,12 @@ async def post_hook(request: Request, system: System, connector_id: uuid.UUID) -
     module = SYSTEMS[system.value]
     if secret is None or not module.verify(delivery, secret):
         raise _refused()
+    # Counted once signed: forged deliveries cannot use up the system's own allowance.
+    wait = the_front.hook_limits.retry_after(str(connector_id), time.monotonic())
+    if wait:
+        raise Problem(
+            429, f"over this connector's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
+        )
     connector = target["connector"]
     choices = connector.reading(target["timezone"])
     try:
