@@ -236,10 +236,14 @@ async def test_shopmonkey_flood_completed_invoiced_and_deleted(
     invoiced["data"].update(status="Invoice", invoicedDate=z(done + timedelta(minutes=10)))
     flood = fixture("shopmonkey", "order_update_flood")
     sends = [flood] * 5 + [order, order] + [invoiced] * 3
+    statuses = []
     for i, body in enumerate(sends):
         raw = json.dumps(body).encode()
         r = await deliver(hooks, path, raw, shopmonkey_sign(raw, f"m-{i}"))
         assert r.status_code == 200, r.text
+        statuses += [(x["type"], x["status"]) for x in r.json()["results"]]
+    completions = [s for t, s in statuses if t == "service.completed"]
+    assert completions == ["accepted"] + ["duplicate"] * 4, statuses
     ro = order["data"]["id"]
     assert (await visits(running, shop_id))[ro] == "completed"
     await one_task(running, key, ro)

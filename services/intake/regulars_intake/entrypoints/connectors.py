@@ -22,6 +22,7 @@ from regulars_runtime.service import context, shop_of, staff_of
 
 from ..adapters import connectors as stored
 from ..adapters.connectors import FetchFailed
+from ..domain.acceptance import Outcome
 from ..domain.connectors import SYSTEMS, Delivery, MappingFailed, Raw
 from ..domain.connectors import jobber as jobber_mapping
 from ..domain.connectors.setup import ConnectorSetup
@@ -185,9 +186,17 @@ async def post_hook(request: Request, system: System, connector_id: uuid.UUID) -
         AcceptDelivery(connector.id, connector.shop_id, postings, rejected=len(results))
     )
     results = [
-        {"type": p.short_type, **o.as_dict()} for p, o in zip(postings, outcomes, strict=True)
+        {"type": p.short_type, **_answer(o)} for p, o in zip(postings, outcomes, strict=True)
     ] + results
     return json_response({"results": results})
+
+
+def _answer(outcome: Outcome) -> dict[str, Any]:
+    # The same id with other details is a later version of something already taken (an
+    # order updated after completion): for the system, a duplicate, not its mistake.
+    if outcome.rejection is not None and outcome.rejection.status == 409:
+        return Outcome("duplicate", outcome.event_id, outcome.client_id).as_dict()
+    return outcome.as_dict()
 
 
 async def _jobber(
