@@ -408,6 +408,9 @@ def test_every_command_runs_through_the_bus() -> None:
         NoteKeyUse: handlers.note_key_use,
         AcceptPostings: handlers.accept_postings,
         ListShops: handlers.list_shops,
+        handlers.ConfigureConnector: handlers.configure_connector,
+        handlers.AcceptDelivery: handlers.accept_delivery,
+        handlers.CountFailedDelivery: handlers.count_failed_delivery,
     }
 
 

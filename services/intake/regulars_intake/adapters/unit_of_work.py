@@ -7,6 +7,7 @@ from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..handlers import IntakeUnitOfWork
+from .connectors import PostgresConnectors
 from .repository import (
     PostgresCustomerDirectory,
     PostgresReceipts,
@@ -22,3 +23,4 @@ class PostgresIntakeUnitOfWork(PostgresUnitOfWork, IntakeUnitOfWork):
         self.receipts = PostgresReceipts(conn)
         self.repair_orders = PostgresRepairOrders(conn)
         self.customers = PostgresCustomerDirectory(conn)
+        self.connectors = PostgresConnectors(conn)

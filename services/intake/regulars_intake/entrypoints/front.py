@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from regulars_runtime.service import ServiceContext, context
 
+from ..adapters.connectors import JobberApi, SecretBox
 from ..domain.rate_limit import ShopRateLimits
 from .acceptance import AcceptanceQueue
 
@@ -18,6 +19,10 @@ class Front:
     rate_limits: ShopRateLimits
     #: key management, apart from events: a flood of posts never blocks a rotation
     key_limits: ShopRateLimits
+    #: per connector: a flood from one shop system waits, the others go on
+    hook_limits: ShopRateLimits
+    secrets: SecretBox | None
+    jobber: JobberApi
 
 
 def front_of(ctx: ServiceContext[Any]) -> Front:
