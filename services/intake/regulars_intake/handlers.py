@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypedDict
 
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted
@@ -44,6 +44,7 @@ from .domain.acceptance import (
 from .domain.postings import Posting
 from .domain.repair_orders import RepairOrder
 from .domain.shop import Shop
+from .domain.webhooks import DEFAULT_RETRY_SCHEDULE
 
 SCHEMA = "intake"
 
@@ -144,6 +145,8 @@ class Deps:
     """What intake's handlers need besides the unit of work."""
 
     clock: Clock
+    #: waits between tries of a webhook delivery (REGULARS_WEBHOOK_RETRY_SCHEDULE)
+    webhook_retry_schedule: tuple[timedelta, ...] = DEFAULT_RETRY_SCHEDULE
 
 
 # -- commands ---------------------------------------------------------------------------

@@ -1,0 +1,349 @@
+"""The shop's outbound webhooks over HTTP: subscribe, change, rotate, see and replay."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from regulars_runtime.http import Problem, json_response
+from regulars_runtime.service import ShopApiKey, context
+
+from ..adapters import webhooks as reads
+from ..domain.webhooks import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_URL_LENGTH,
+    OLD_SECRET_KEPT,
+    WebhookRejected,
+)
+from ..webhook_handlers import (
+    CreateWebhook,
+    DeleteWebhook,
+    ReplayDeliveries,
+    RotateSecret,
+    UpdateWebhook,
+    Webhook,
+    offered_event_types,
+)
+from .front import front
+from .guards import check_rate
+
+router = APIRouter(tags=["webhooks"])
+
+MAX_EVENT_TYPES = 200
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 422: {}, 429: {}}
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=MAX_URL_LENGTH, description="an http or https address")
+    event_types: list[Annotated[str, Field(max_length=200)]] = Field(
+        min_length=1,
+        max_length=MAX_EVENT_TYPES,
+        description="event types from GET /v1/webhooks/event-types",
+    )
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
+
+
+class WebhookChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, max_length=MAX_URL_LENGTH)
+    event_types: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None, min_length=1, max_length=MAX_EVENT_TYPES
+    )
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
+    enabled: bool | None = Field(None, description="false pauses deliveries; true resumes")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime = Field(description="re-send every delivery recorded since then")
+
+
+class WebhookOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    description: str
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class NewWebhookOut(WebhookOut):
+    secret: str = Field(description="whsec_...: shown once; verify deliveries with it")
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class SecretOut(BaseModel):
+    secret: str
+    previous_secret_valid_hours: int
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    deliveries: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class Replayed(BaseModel):
+    replayed: int
+
+
+class EventTypes(BaseModel):
+    event_types: list[str]
+
+
+def _as_dict(webhook: Webhook) -> dict[str, Any]:
+    return {
+        "id": str(webhook.id),
+        "url": webhook.url,
+        "event_types": list(webhook.event_types),
+        "description": webhook.description,
+        "enabled": webhook.enabled,
+        "disabled_reason": webhook.disabled_reason,
+        "created_at": webhook.created_at.isoformat(),
+        "updated_at": webhook.updated_at.isoformat(),
+    }
+
+
+def _limit(request: Request, shop: uuid.UUID) -> None:
+    check_rate(front(request).rate_limits, shop, 1)
+
+
+def _rejected(exc: WebhookRejected) -> Problem:
+    return Problem(422, str(exc), errors=[{"field": exc.field, "message": exc.message}])
+
+
+def _not_found(webhook_id: uuid.UUID) -> Problem:
+    return Problem(404, f"no webhook {webhook_id} in this shop")
+
+
+def _secrets_on(request: Request) -> None:
+    if not context(request).settings.webhooks_on():  # type: ignore[attr-defined]
+        raise Problem(503, "webhooks are off: REGULARS_WEBHOOK_SECRET_KEY is not set")
+
+
+@router.get(
+    "/v1/webhooks/event-types",
+    summary="The event types a webhook may subscribe to",
+    response_model=EventTypes,
+    responses=_ERRORS,
+)
+async def event_types(request: Request, shop: ShopApiKey) -> Response:
+    _limit(request, shop)
+    return json_response({"event_types": offered_event_types()})
+
+
+@router.post(
+    "/v1/webhooks",
+    status_code=201,
+    summary="Subscribe an endpoint to event types; the answer holds its secret, once",
+    response_model=NewWebhookOut,
+    responses={**_ERRORS, 503: {}},
+)
+async def create(request: Request, shop: ShopApiKey, body: WebhookIn) -> Response:
+    _limit(request, shop)
+    _secrets_on(request)
+    try:
+        webhook, secret = await context(request).bus.handle(
+            CreateWebhook(shop, body.url, body.event_types, body.description)
+        )
+    except WebhookRejected as exc:
+        raise _rejected(exc) from None
+    return json_response({**_as_dict(webhook), "secret": secret}, 201)
+
+
+@router.get(
+    "/v1/webhooks",
+    summary="The shop's webhooks",
+    response_model=WebhookList,
+    responses=_ERRORS,
+)
+async def list_all(request: Request, shop: ShopApiKey) -> Response:
+    _limit(request, shop)
+    async with context(request).pool.acquire() as conn:
+        found = await reads.list_webhooks(conn, shop)
+    return json_response({"webhooks": [_as_dict(w) for w in found]})
+
+
+@router.get(
+    "/v1/webhooks/{webhook_id}",
+    summary="One webhook of the shop",
+    response_model=WebhookOut,
+    responses=_ERRORS,
+)
+async def get_one(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> Response:
+    _limit(request, shop)
+    async with context(request).pool.acquire() as conn:
+        found = await reads.webhook(conn, shop, webhook_id)
+    if found is None:
+        raise _not_found(webhook_id)
+    return json_response(_as_dict(found))
+
+
+@router.patch(
+    "/v1/webhooks/{webhook_id}",
+    summary="Change a webhook's url, event types, description, or switch it on or off",
+    response_model=WebhookOut,
+    responses=_ERRORS,
+)
+async def update(
+    request: Request, shop: ShopApiKey, webhook_id: uuid.UUID, body: WebhookChange
+) -> Response:
+    _limit(request, shop)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("url", "event_types", "enabled"):
+        if name in changes and changes[name] is None:
+            raise Problem(
+                422, f"{name}: may not be null", errors=[{"field": name, "message": "not null"}]
+            )
+    try:
+        found = await context(request).bus.handle(UpdateWebhook(shop, webhook_id, changes))
+    except WebhookRejected as exc:
+        raise _rejected(exc) from None
+    if found is None:
+        raise _not_found(webhook_id)
+    return json_response(_as_dict(found))
+
+
+@router.delete(
+    "/v1/webhooks/{webhook_id}",
+    status_code=204,
+    summary="Remove a webhook and its deliveries",
+    response_class=Response,
+    responses=_ERRORS,
+)
+async def delete(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> Response:
+    _limit(request, shop)
+    if not await context(request).bus.handle(DeleteWebhook(shop, webhook_id)):
+        raise _not_found(webhook_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/webhooks/{webhook_id}/rotate-secret",
+    summary="A new secret (shown once); the old one keeps signing for 24 hours beside it",
+    response_model=SecretOut,
+    responses={**_ERRORS, 503: {}},
+)
+async def rotate(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> Response:
+    _limit(request, shop)
+    _secrets_on(request)
+    secret = await context(request).bus.handle(RotateSecret(shop, webhook_id))
+    if secret is None:
+        raise _not_found(webhook_id)
+    hours = int(OLD_SECRET_KEPT.total_seconds() // 3600)
+    return json_response({"secret": secret, "previous_secret_valid_hours": hours})
+
+
+def _cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['created_at'].isoformat()}|{row['id']}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, delivery = raw.partition("|")
+        return datetime.fromisoformat(when), uuid.UUID(delivery)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(
+            422,
+            "cursor: not a cursor this API gave",
+            errors=[{"field": "cursor", "message": "use next_cursor of the page before"}],
+        ) from None
+
+
+@router.get(
+    "/v1/webhooks/{webhook_id}/deliveries",
+    summary="The webhook's deliveries, oldest first: status, attempts, last answer, next try",
+    response_model=DeliveryPage,
+    responses=_ERRORS,
+)
+async def deliveries(
+    request: Request,
+    shop: ShopApiKey,
+    webhook_id: uuid.UUID,
+    limit: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    _limit(request, shop)
+    after = _after(cursor)
+    async with context(request).pool.acquire() as conn:
+        if await reads.webhook(conn, shop, webhook_id) is None:
+            raise _not_found(webhook_id)
+        rows = await reads.deliveries(conn, shop, webhook_id, after=after, limit=limit)
+    page = [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+        for row in rows
+    ]
+    for item in page:
+        item["id"], item["event_id"] = str(item["id"]), str(item["event_id"])
+    next_cursor = _cursor(rows[-1]) if len(rows) == limit else None
+    return json_response({"deliveries": page, "next_cursor": next_cursor})
+
+
+@router.post(
+    "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+    status_code=202,
+    summary="Send one delivery again (same webhook-id), with a fresh retry ladder",
+    response_model=Replayed,
+    responses=_ERRORS,
+)
+async def replay_one(
+    request: Request, shop: ShopApiKey, webhook_id: uuid.UUID, delivery_id: uuid.UUID
+) -> Response:
+    _limit(request, shop)
+    count = await context(request).bus.handle(
+        ReplayDeliveries(shop, webhook_id, delivery_id=delivery_id)
+    )
+    if count is None:
+        raise _not_found(webhook_id)
+    if count == 0:
+        raise Problem(404, f"no delivery {delivery_id} of webhook {webhook_id}")
+    return json_response({"replayed": count}, 202)
+
+
+@router.post(
+    "/v1/webhooks/{webhook_id}/replay",
+    status_code=202,
+    summary="Send again every delivery recorded since a time (at most 10,000 at once)",
+    response_model=Replayed,
+    responses=_ERRORS,
+)
+async def replay_since(
+    request: Request, shop: ShopApiKey, webhook_id: uuid.UUID, body: ReplayIn
+) -> Response:
+    _limit(request, shop)
+    count = await context(request).bus.handle(ReplayDeliveries(shop, webhook_id, since=body.since))
+    if count is None:
+        raise _not_found(webhook_id)
+    return json_response({"replayed": count}, 202)
