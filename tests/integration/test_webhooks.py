@@ -297,7 +297,8 @@ async def test_two_replicas_never_send_the_same_try_twice(
 
     async def recorded() -> list[Any] | None:
         rows = await running.fetch(
-            "SELECT attempts, status, last_error, last_status_code FROM intake.webhook_deliveries WHERE webhook_id = $1",
+            "SELECT attempts, status, last_error, last_status_code"
+            " FROM intake.webhook_deliveries WHERE webhook_id = $1",
             uuid.UUID(made["id"]),
         )
         done = len(rows) == len(customers) and all(r["status"] != "pending" for r in rows)
