@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from regulars_intake import bootstrap, handlers
+from regulars_intake import bootstrap, handlers, webhook_handlers
 from regulars_intake.domain.acceptance import Arrival, runs
 from regulars_intake.domain.postings import Posting, parse_posting
 from regulars_intake.domain.repair_orders import VisitStatus
@@ -396,4 +396,12 @@ def test_every_command_runs_through_the_bus() -> None:
         IssueApiKey: handlers.issue_api_key,
         AcceptPostings: handlers.accept_postings,
         ListShops: handlers.list_shops,
+        webhook_handlers.CreateWebhook: webhook_handlers.create_webhook,
+        webhook_handlers.UpdateWebhook: webhook_handlers.update_webhook,
+        webhook_handlers.DeleteWebhook: webhook_handlers.delete_webhook,
+        webhook_handlers.RotateSecret: webhook_handlers.rotate_secret,
+        webhook_handlers.ReplayDeliveries: webhook_handlers.replay_deliveries,
+        webhook_handlers.ClaimDeliveries: webhook_handlers.claim_deliveries,
+        webhook_handlers.RecordAnswer: webhook_handlers.record_answer,
     }
+    assert bus.every_event is webhook_handlers.on_event
