@@ -207,7 +207,7 @@ async def create_webhook(
     event_types = check_event_types(command.event_types, offered_event_types())
     description = check_description(command.description)
     if await uow.webhooks.count(command.shop_id) >= MAX_WEBHOOKS_PER_SHOP:
-        raise WebhookRejected("url", f"a shop has at most {MAX_WEBHOOKS_PER_SHOP} webhooks")
+        raise WebhookRejected("webhooks", f"a shop has at most {MAX_WEBHOOKS_PER_SHOP} webhooks")
     now = deps.clock()
     webhook = Webhook(
         id=uuid.uuid4(),

@@ -64,6 +64,8 @@ def check_url(url: object) -> str:
         _ = parts.port
     except ValueError:
         raise WebhookRejected("url", "the port is not a number in 0-65535") from None
+    if any(ord(c) <= 0x20 for c in url):
+        raise WebhookRejected("url", "must not hold spaces or control characters")
     return url
 
 

@@ -36,14 +36,24 @@ from .guards import check_rate
 router = APIRouter(tags=["webhooks"])
 
 MAX_EVENT_TYPES = 200
-_ERRORS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 422: {}, 429: {}}
+#: what check_url takes, as a schema can say it: http(s), a host, no user, an optional port
+URL_PATTERN = (
+    r"^https?://[^\x00-\x20/?#@:\[\]\\]+"
+    r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"([/?#][^\x00-\x20]*)?$"
+)
+#: documented as the catalogue's names; checked by the handler, which names an unknown one
+EventType = Annotated[str, Field(max_length=200, json_schema_extra={"enum": offered_event_types()})]
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 429: {}}
 
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=MAX_URL_LENGTH, description="an http or https address")
-    event_types: list[Annotated[str, Field(max_length=200)]] = Field(
+    url: str = Field(
+        max_length=MAX_URL_LENGTH, pattern=URL_PATTERN, description="an http or https address"
+    )
+    event_types: list[EventType] = Field(
         min_length=1,
         max_length=MAX_EVENT_TYPES,
         description="event types from GET /v1/webhooks/event-types",
@@ -54,12 +64,15 @@ class WebhookIn(BaseModel):
 class WebhookChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, max_length=MAX_URL_LENGTH)
-    event_types: list[Annotated[str, Field(max_length=200)]] | None = Field(
-        None, min_length=1, max_length=MAX_EVENT_TYPES
-    )
+    url: str | None = Field(None, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN)
+    event_types: list[EventType] | None = Field(None, min_length=1, max_length=MAX_EVENT_TYPES)
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
     enabled: bool | None = Field(None, description="false pauses deliveries; true resumes")
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given; a null url, event_types or enabled leaves it as it is."""
+        given = self.model_dump(exclude_unset=True)
+        return {k: v for k, v in given.items() if v is not None or k == "description"}
 
 
 class ReplayIn(BaseModel):
@@ -137,7 +150,9 @@ def _limit(request: Request, shop: uuid.UUID) -> None:
 
 
 def _rejected(exc: WebhookRejected) -> Problem:
-    return Problem(422, str(exc), errors=[{"field": exc.field, "message": exc.message}])
+    # a shop at its limit of webhooks is a conflict with what it has, not a bad field
+    status = 409 if exc.field == "webhooks" else 422
+    return Problem(status, str(exc), errors=[{"field": exc.field, "message": exc.message}])
 
 
 def _not_found(webhook_id: uuid.UUID) -> Problem:
@@ -193,7 +208,7 @@ async def list_all(request: Request, shop: ShopApiKey) -> Response:
 
 
 @router.get(
-    "/v1/webhooks/{webhook_id}",
+    "/v1/webhooks/{webhook_id:uuid}",
     summary="One webhook of the shop",
     response_model=WebhookOut,
     responses=_ERRORS,
@@ -208,7 +223,7 @@ async def get_one(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> 
 
 
 @router.patch(
-    "/v1/webhooks/{webhook_id}",
+    "/v1/webhooks/{webhook_id:uuid}",
     summary="Change a webhook's url, event types, description, or switch it on or off",
     response_model=WebhookOut,
     responses=_ERRORS,
@@ -217,12 +232,7 @@ async def update(
     request: Request, shop: ShopApiKey, webhook_id: uuid.UUID, body: WebhookChange
 ) -> Response:
     _limit(request, shop)
-    changes = body.model_dump(exclude_unset=True)
-    for name in ("url", "event_types", "enabled"):
-        if name in changes and changes[name] is None:
-            raise Problem(
-                422, f"{name}: may not be null", errors=[{"field": name, "message": "not null"}]
-            )
+    changes = body.changes()
     try:
         found = await context(request).bus.handle(UpdateWebhook(shop, webhook_id, changes))
     except WebhookRejected as exc:
@@ -233,7 +243,7 @@ async def update(
 
 
 @router.delete(
-    "/v1/webhooks/{webhook_id}",
+    "/v1/webhooks/{webhook_id:uuid}",
     status_code=204,
     summary="Remove a webhook and its deliveries",
     response_class=Response,
@@ -247,7 +257,7 @@ async def delete(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> R
 
 
 @router.post(
-    "/v1/webhooks/{webhook_id}/rotate-secret",
+    "/v1/webhooks/{webhook_id:uuid}/rotate-secret",
     summary="A new secret (shown once); the old one keeps signing for 24 hours beside it",
     response_model=SecretOut,
     responses={**_ERRORS, 503: {}},
@@ -283,7 +293,7 @@ def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
 
 
 @router.get(
-    "/v1/webhooks/{webhook_id}/deliveries",
+    "/v1/webhooks/{webhook_id:uuid}/deliveries",
     summary="The webhook's deliveries, oldest first: status, attempts, last answer, next try",
     response_model=DeliveryPage,
     responses=_ERRORS,
@@ -312,7 +322,7 @@ async def deliveries(
 
 
 @router.post(
-    "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+    "/v1/webhooks/{webhook_id:uuid}/deliveries/{delivery_id:uuid}/replay",
     status_code=202,
     summary="Send one delivery again (same webhook-id), with a fresh retry ladder",
     response_model=Replayed,
@@ -333,7 +343,7 @@ async def replay_one(
 
 
 @router.post(
-    "/v1/webhooks/{webhook_id}/replay",
+    "/v1/webhooks/{webhook_id:uuid}/replay",
     status_code=202,
     summary="Send again every delivery recorded since a time (at most 10,000 at once)",
     response_model=Replayed,
