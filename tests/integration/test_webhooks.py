@@ -336,7 +336,9 @@ async def test_another_shop_sees_nothing(running: System, api: httpx.AsyncClient
         assert (await other.get(f"/v1/webhooks/{mine['id']}")).status_code == 404
         assert (await other.delete(f"/v1/webhooks/{mine['id']}")).status_code == 404
         assert (await other.get("/v1/webhooks")).json()["webhooks"] == []
-    assert (await api.delete(f"/v1/webhooks/{mine['id']}")).status_code == 204
+    gone = await api.delete(f"/v1/webhooks/{mine['id']}")
+    assert gone.status_code == 200 and gone.json() == {"deleted": mine["id"]}
+    assert (await api.get(f"/v1/webhooks/{mine['id']}")).status_code == 404
 
 
 async def _delivered(api: httpx.AsyncClient, webhook_id: str) -> list[dict[str, Any]] | None:

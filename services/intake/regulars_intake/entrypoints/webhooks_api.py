@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 from regulars_runtime.http import Problem, json_response
 from regulars_runtime.service import ShopApiKey, context
 
@@ -67,7 +67,7 @@ class WebhookChange(BaseModel):
     url: str | None = Field(None, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN)
     event_types: list[EventType] | None = Field(None, min_length=1, max_length=MAX_EVENT_TYPES)
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
-    enabled: bool | None = Field(None, description="false pauses deliveries; true resumes")
+    enabled: StrictBool | None = Field(None, description="false pauses deliveries; true resumes")
 
     def changes(self) -> dict[str, Any]:
         """The fields given; a null url, event_types or enabled leaves it as it is."""
@@ -79,6 +79,14 @@ class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     since: AwareDatetime = Field(description="re-send every delivery recorded since then")
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _a_time_in_words(cls, value: object) -> object:
+        # not a number of seconds: the document says an ISO 8601 time with its offset
+        if not isinstance(value, str | datetime):
+            raise ValueError("an ISO 8601 time with its offset, such as 2026-11-20T10:00:00Z")
+        return value
 
 
 class WebhookOut(BaseModel):
@@ -122,6 +130,10 @@ class DeliveryOut(BaseModel):
 class DeliveryPage(BaseModel):
     deliveries: list[DeliveryOut]
     next_cursor: str | None
+
+
+class Deleted(BaseModel):
+    deleted: uuid.UUID
 
 
 class Replayed(BaseModel):
@@ -244,16 +256,15 @@ async def update(
 
 @router.delete(
     "/v1/webhooks/{webhook_id:uuid}",
-    status_code=204,
     summary="Remove a webhook and its deliveries",
-    response_class=Response,
+    response_model=Deleted,
     responses=_ERRORS,
 )
 async def delete(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> Response:
     _limit(request, shop)
     if not await context(request).bus.handle(DeleteWebhook(shop, webhook_id)):
         raise _not_found(webhook_id)
-    return Response(status_code=204)
+    return json_response({"deleted": str(webhook_id)})
 
 
 @router.post(
