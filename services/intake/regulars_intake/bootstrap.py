@@ -19,13 +19,14 @@ from regulars_runtime.settings import ServiceSettings
 from regulars_shop.policy import Policy
 
 from . import handlers, webhook_handlers
+from .adapters.connectors import JobberApi, SecretBox
 from .adapters.unit_of_work import PostgresIntakeUnitOfWork
 from .adapters.webhook_sender import OwnerMail, WebhookSender
-from .adapters.webhooks import SecretBox
+from .adapters.webhooks import SecretBox as WebhookSecrets
 from .domain.postings import MAX_REQUEST_BYTES
 from .domain.rate_limit import ShopRateLimits
 from .domain.webhooks import DEFAULT_RETRY_SCHEDULE, parse_networks
-from .entrypoints import api, post_event, webhooks_api
+from .entrypoints import api, connectors, post_event, webhooks_api
 from .entrypoints.acceptance import AcceptanceQueue
 from .entrypoints.answers import PostingResult
 from .entrypoints.front import Front
@@ -77,10 +78,10 @@ class IntakeSettings(ServiceSettings):
     def webhooks_on(self) -> bool:
         return self.webhook_secret_key is not None or self.embedded
 
-    def secret_box(self) -> SecretBox | None:
+    def secret_box(self) -> WebhookSecrets | None:
         if self.webhook_secret_key is not None:
-            return SecretBox(self.webhook_secret_key.get_secret_value())
-        return SecretBox(EMBEDDED_WEBHOOK_KEY) if self.embedded else None
+            return WebhookSecrets(self.webhook_secret_key.get_secret_value())
+        return WebhookSecrets(EMBEDDED_WEBHOOK_KEY) if self.embedded else None
 
     def retry_schedule(self) -> tuple[timedelta, ...]:
         if not self.webhook_retry_schedule:
@@ -99,13 +100,35 @@ class IntakeSettings(ServiceSettings):
             waits.append(wait)
         return tuple(waits)
 
+    hook_rate_per_second: float = Field(
+        20.0, gt=0, description="webhook deliveries/s per connector"
+    )
+    hook_rate_burst: float = Field(
+        200.0, gt=0, description="deliveries a connector may send at once"
+    )
+    #: encrypts connectors' secrets at rest; unset, a key derived from the staff-token key
+    connector_key: SecretStr | None = Field(
+        None, min_length=32, validation_alias=AliasChoices("REGULARS_CONNECTOR_KEY")
+    )
+    jobber_api_url: str = Field(
+        "https://api.getjobber.com/api/graphql",
+        validation_alias=AliasChoices("JOBBER_API_URL"),
+        description="Jobber's GraphQL endpoint, where thin Jobber webhooks are completed",
+    )
+
+    def connector_secret_key(self) -> str | None:
+        if self.connector_key is not None:
+            return self.connector_key.get_secret_value()
+        staff = self.staff_key()
+        return None if staff is None else "derived from the staff-token key\0" + staff
+
 
 def migrations() -> list[Migration]:
     return service_migrations("regulars_intake", NAME)
 
 
 def bus(
-    deps: Deps, pool: asyncpg.Pool | None = None, box: SecretBox | None = None
+    deps: Deps, pool: asyncpg.Pool | None = None, box: WebhookSecrets | None = None
 ) -> MessageBus[WebhookUnitOfWork, Deps]:
     return MessageBus(
         unit_of_work=functools.partial(PostgresIntakeUnitOfWork, box=box),
@@ -123,6 +146,9 @@ def bus(
             webhook_handlers.ReplayDeliveries: webhook_handlers.replay_deliveries,
             webhook_handlers.ClaimDeliveries: webhook_handlers.claim_deliveries,
             webhook_handlers.RecordAnswer: webhook_handlers.record_answer,
+            handlers.ConfigureConnector: handlers.configure_connector,
+            handlers.AcceptDelivery: handlers.accept_delivery,
+            handlers.CountFailedDelivery: handlers.count_failed_delivery,
         },
         # intake's own consumer group reads every topic for the webhooks alone: the
         # ingestion path never waits on it
@@ -159,7 +185,9 @@ def _customize(app: FastAPI) -> None:
 
 def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: IntakeSettings) -> Wiring[Deps]:
-        deps = Deps(clock=clock, webhook_retry_schedule=settings.retry_schedule())
+        key = settings.connector_secret_key()
+        secrets = None if key is None else SecretBox(key)
+        deps = Deps(clock=clock, sealer=secrets, webhook_retry_schedule=settings.retry_schedule())
         commands = bus(deps, pool, settings.secret_box())
         worker = DeliveryWorker(
             commands,
@@ -177,6 +205,11 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
             rate_limits=ShopRateLimits(
                 rate=settings.intake_rate_per_second, burst=settings.intake_rate_burst
             ),
+            hook_limits=ShopRateLimits(
+                rate=settings.hook_rate_per_second, burst=settings.hook_rate_burst
+            ),
+            secrets=secrets,
+            jobber=JobberApi(settings.jobber_api_url),
         )
         return Wiring(deps=deps, bus=commands, workers=[deliver], front=front)
 
@@ -186,7 +219,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
         description="Event ingestion from shop systems, shops and API keys, policy, customers.",
         settings=IntakeSettings,
         wire=wire,
-        routers=[api.router, webhooks_api.router],
+        routers=[api.router, connectors.router, webhooks_api.router],
         consumes=all_topics(),
         clock=clock,
         body_limit=MAX_REQUEST_BYTES,

@@ -16,6 +16,7 @@ from typing import Any
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted
 from regulars_events.envelope import Envelope
 from regulars_intake.domain.acceptance import ClaimFirst, Receipt, ReceiptKey
+from regulars_intake.domain.connectors.setup import Connector, Tally
 from regulars_intake.domain.repair_orders import RepairOrder
 from regulars_intake.domain.shop import ApiKey, PolicyVersion, Shop
 from regulars_intake.domain.webhooks import Answer, DeliveryStatus, signing_secrets
@@ -310,6 +311,31 @@ class FakeWebhookBook:
         return True
 
 
+class FakeConnectors:
+    def __init__(self) -> None:
+        self.connectors: dict[uuid.UUID, Connector] = {}
+        self.sealed: dict[uuid.UUID, tuple[bytes, bytes | None]] = {}
+        self.tallies: dict[uuid.UUID, Tally] = {}
+
+    async def for_system(self, shop_id: uuid.UUID, system: str) -> Connector | None:
+        for c in self.connectors.values():
+            if c.shop_id == shop_id and c.system == system:
+                return c
+        return None
+
+    async def save(
+        self, connector: Connector, sealed_secret: bytes, sealed_token: bytes | None
+    ) -> None:
+        self.connectors[connector.id] = connector
+        self.sealed[connector.id] = (sealed_secret, sealed_token)
+
+    async def tally(self, connector_id: uuid.UUID, tally: Tally) -> None:
+        was = self.tallies.get(connector_id, Tally())
+        self.tallies[connector_id] = Tally(
+            was.accepted + tally.accepted, was.rejected + tally.rejected, was.errors + tally.errors
+        )
+
+
 class Intake:
     """intake's state in memory, and what its committed units of work emitted."""
 
@@ -320,6 +346,7 @@ class Intake:
         self.customers = FakeCustomerDirectory()
         self.receipts = FakeReceipts(self.customers)
         self.repair_orders = FakeRepairOrders()
+        self.connectors = FakeConnectors()
         self.shops = ShopsInMemory()
         self.timers = TimersInMemory()
         self.webhooks = FakeWebhookBook(self.clock)
@@ -340,6 +367,7 @@ class FakeIntakeUnitOfWork(WebhookUnitOfWork):
         self.receipts = intake.receipts
         self.repair_orders = intake.repair_orders
         self.customers = intake.customers
+        self.connectors = intake.connectors
         self.shops = intake.shops
         self.timers = intake.timers
         self.webhooks = intake.webhooks

@@ -403,5 +403,8 @@ def test_every_command_runs_through_the_bus() -> None:
         webhook_handlers.ReplayDeliveries: webhook_handlers.replay_deliveries,
         webhook_handlers.ClaimDeliveries: webhook_handlers.claim_deliveries,
         webhook_handlers.RecordAnswer: webhook_handlers.record_answer,
+        handlers.ConfigureConnector: handlers.configure_connector,
+        handlers.AcceptDelivery: handlers.accept_delivery,
+        handlers.CountFailedDelivery: handlers.count_failed_delivery,
     }
     assert bus.every_event is webhook_handlers.on_event

@@ -7,6 +7,7 @@ from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..webhook_handlers import WebhookUnitOfWork
+from .connectors import PostgresConnectors
 from .repository import (
     PostgresCustomerDirectory,
     PostgresReceipts,
@@ -29,3 +30,4 @@ class PostgresIntakeUnitOfWork(PostgresUnitOfWork, WebhookUnitOfWork):
         self.repair_orders = PostgresRepairOrders(conn)
         self.customers = PostgresCustomerDirectory(conn)
         self.webhooks = PostgresWebhooks(conn, box)
+        self.connectors = PostgresConnectors(conn)
