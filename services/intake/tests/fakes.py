@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from regulars_events.catalogue import ConsentChanged, CustomerUpserted
+from regulars_events.catalogue import ConsentChanged, CustomerUpserted, InvoiceIssued
 from regulars_events.envelope import Envelope
-from regulars_intake.domain.acceptance import ClaimFirst, Receipt, ReceiptKey
+from regulars_intake.domain.acceptance import ClaimFirst, Needs, Receipt, ReceiptKey
+from regulars_intake.domain.postings import as_posted, parse_posting
 from regulars_intake.domain.repair_orders import RepairOrder
 from regulars_intake.domain.shop import ApiKey, PolicyVersion, Shop
-from regulars_intake.handlers import Deps, IntakeUnitOfWork, ShopSummary
+from regulars_intake.handlers import Deps, HeldPosting, IntakeUnitOfWork, ShopSummary
 from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 
 
@@ -94,18 +95,16 @@ class FakeReceipts:
         #: how many claims each call made: the hot path claims a whole run at once
         self.claim_calls: list[int] = []
 
-    async def claim(self, claims: Sequence[ClaimFirst]) -> set[ReceiptKey]:
+    async def claim(self, claims: Sequence[ClaimFirst]) -> dict[ReceiptKey, bool]:
         self.claim_calls.append(len(claims))
-        recorded = set()
+        recorded = {}
         for claim in sorted(claims, key=lambda c: (str(c.receipt.shop_id), c.receipt.client_id)):
             key = claim.receipt.key
             customer = claim.required_customer
             if key in self.receipts:
                 continue
-            if customer is not None and (key[0], customer) not in self.directory.customers:
-                continue
             self.receipts[key] = claim.receipt
-            recorded.add(key)
+            recorded[key] = customer is None or (key[0], customer) in self.directory.customers
         return recorded
 
     async def stored(self, keys: Sequence[ReceiptKey]) -> dict[ReceiptKey, Receipt]:
@@ -135,6 +134,47 @@ class FakeRepairOrders:
             self.orders[order.key] = order
 
 
+class FakeInvoices:
+    def __init__(self) -> None:
+        self.invoices: dict[tuple[uuid.UUID, str], str] = {}
+
+    async def issued(self, keys: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        return {k for k in keys if k in self.invoices}
+
+    async def add(self, shop_id: uuid.UUID, invoice: InvoiceIssued) -> None:
+        self.invoices.setdefault((shop_id, invoice.invoice_id), invoice.customer_id)
+
+
+class FakeWaitingRoom:
+    """Held postings kept as PostgreSQL keeps them: as posted, parsed again when taken."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[uuid.UUID, uuid.UUID], tuple[Needs, dict[str, Any], int]] = {}
+        self.locked: list[Needs] = []
+        self._arrived = 0
+
+    async def lock(self, needs: Sequence[Needs]) -> None:
+        self.locked.extend(needs)
+
+    async def hold(self, held: HeldPosting) -> None:
+        self._arrived += 1
+        key = (held.shop_id, held.event_id)
+        before = self.held.get(key)
+        arrived = before[2] if before else self._arrived
+        self.held[key] = (held.needs, as_posted(held.posting), arrived)
+
+    async def take(self, needs: Sequence[Needs]) -> list[HeldPosting]:
+        wanted = set(needs)
+        taken = [(k, v) for k, v in self.held.items() if v[0] in wanted]
+        for k, _v in taken:
+            del self.held[k]
+        taken.sort(key=lambda kv: (parse_posting(kv[1][1]).occurred_at, kv[1][2]))
+        return [HeldPosting(k[0], k[1], parse_posting(v[1]), v[0]) for k, v in taken]
+
+    def waiting_for(self, shop_id: uuid.UUID) -> list[Needs]:
+        return [v[0] for k, v in self.held.items() if k[0] == shop_id]
+
+
 class Intake:
     """intake's state in memory, and what its committed units of work emitted."""
 
@@ -145,6 +185,8 @@ class Intake:
         self.customers = FakeCustomerDirectory()
         self.receipts = FakeReceipts(self.customers)
         self.repair_orders = FakeRepairOrders()
+        self.invoices = FakeInvoices()
+        self.waiting = FakeWaitingRoom()
         self.shops = ShopsInMemory()
         self.timers = TimersInMemory()
         self.outbox: list[Envelope] = []
@@ -164,6 +206,8 @@ class FakeIntakeUnitOfWork(IntakeUnitOfWork):
         self.receipts = intake.receipts
         self.repair_orders = intake.repair_orders
         self.customers = intake.customers
+        self.invoices = intake.invoices
+        self.waiting = intake.waiting
         self.shops = intake.shops
         self.timers = intake.timers
 

@@ -9,9 +9,11 @@ from regulars_runtime.unit_of_work import PostgresUnitOfWork
 from ..handlers import IntakeUnitOfWork
 from .repository import (
     PostgresCustomerDirectory,
+    PostgresInvoices,
     PostgresReceipts,
     PostgresRepairOrders,
     PostgresShopRegistry,
+    PostgresWaitingRoom,
 )
 
 
@@ -22,3 +24,5 @@ class PostgresIntakeUnitOfWork(PostgresUnitOfWork, IntakeUnitOfWork):
         self.receipts = PostgresReceipts(conn)
         self.repair_orders = PostgresRepairOrders(conn)
         self.customers = PostgresCustomerDirectory(conn)
+        self.invoices = PostgresInvoices(conn)
+        self.waiting = PostgresWaitingRoom(conn)
