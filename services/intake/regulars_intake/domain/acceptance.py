@@ -32,10 +32,10 @@ from regulars_events.base import Event
 from regulars_events.catalogue import (
     ConsentChanged,
     CustomerUpserted,
-    ReferralReported,
     InvoiceIssued,
     InvoiceOverdue,
     InvoicePaid,
+    ReferralReported,
     ServiceCompleted,
     ServiceReopened,
     ServiceVoided,
@@ -138,9 +138,7 @@ class Arrival:
     held: bool = False
 
     @classmethod
-    def of(
-        cls, shop_id: uuid.UUID, posting: Posting, held_as: uuid.UUID | None = None
-    ) -> Arrival:
+    def of(cls, shop_id: uuid.UUID, posting: Posting, held_as: uuid.UUID | None = None) -> Arrival:
         """``held_as``: the event id a held posting was accepted as."""
         event = posting.event
         order_key = None
