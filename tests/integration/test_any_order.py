@@ -7,6 +7,7 @@ alone."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections import Counter
@@ -130,7 +131,8 @@ async def _intake_state(running: System, shop_id: str) -> dict[str, Any]:
     )
     published: Counter[tuple[str, str, str]] = Counter()
     for e in events:
-        headers = dict((k, v) for k, v in e["headers"])
+        raw = e["headers"]
+        headers = dict(json.loads(raw) if isinstance(raw, str) else raw)
         if not headers["ce_type"].startswith(
             ("regulars.shop.", "regulars.api_key", "regulars.policy")
         ):

@@ -6,7 +6,7 @@ Reads change nothing, so they skip the unit of work and take a connection of the
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -51,7 +51,7 @@ async def customer(
 
 
 #: what is still waiting this long is listed (GET /v1/waiting, ``regulars status``)
-WAITING_LISTED_AFTER = "7 days"
+WAITING_LISTED_AFTER = timedelta(days=7)
 
 
 async def waiting_page(
