@@ -26,3 +26,11 @@ class PostgresIntakeUnitOfWork(PostgresUnitOfWork, IntakeUnitOfWork):
         self.customers = PostgresCustomerDirectory(conn)
         self.invoices = PostgresInvoices(conn)
         self.waiting = PostgresWaitingRoom(conn)
+
+
+def lost_a_lock_race(exc: BaseException) -> bool:
+    """A transaction PostgreSQL rolled back to break a deadlock (two replicas letting held
+    postings through crosswise): safe to run again, and it then goes through."""
+    return isinstance(
+        exc, asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError
+    )

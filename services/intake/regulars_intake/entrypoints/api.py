@@ -20,6 +20,7 @@ from regulars_runtime.service import context, require_api_key, shop_of, staff_of
 from regulars_shop.policy import Policy, validation_errors
 
 from ..adapters import queries
+from ..adapters.unit_of_work import lost_a_lock_race
 from ..domain.acceptance import Outcome
 from ..domain.postings import (
     MAX_BATCH,
@@ -34,6 +35,9 @@ from .front import front
 from .guards import check_rate, parse_json, read_body
 
 router = APIRouter()
+
+#: tries of a batch's transaction when PostgreSQL broke a deadlock with it
+BATCH_TRIES = 4
 
 EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -120,9 +124,16 @@ async def post_batch(request: Request) -> Response:
             results[i] = Outcome(
                 "rejected", None, client_id if isinstance(client_id, str) else None, rejected
             )
-    outcomes = await context(request).bus.handle(
-        AcceptPostings([(shop, posting) for _i, posting in postings])
-    )
+    command = AcceptPostings([(shop, posting) for _i, posting in postings])
+    for tries_left in range(BATCH_TRIES - 1, -1, -1):
+        try:
+            outcomes = await context(request).bus.handle(command)
+            break
+        except Exception as exc:
+            # Rolled back whole to break a deadlock with another replica: nothing of it
+            # was stored, so it is run again.
+            if not tries_left or not lost_a_lock_race(exc):
+                raise
     for (i, _posting), outcome in zip(postings, outcomes, strict=True):
         results[i] = outcome
     return json_response({"results": [r.as_dict() for r in results if r is not None]}, 202)
