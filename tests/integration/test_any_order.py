@@ -170,18 +170,19 @@ async def _sender(url: str, key: str, events: list[dict[str, Any]], batched: boo
     return statuses
 
 
+@pytest.mark.parametrize("seed", [12, 2026])
 async def test_a_shuffled_day_from_concurrent_senders_ends_as_the_day_in_order(
-    running: System, second_intake: ServiceProcess
+    running: System, second_intake: ServiceProcess, seed: int
 ) -> None:
-    in_order_shop, in_order_key = await running.create_shop("In Order Garage")
-    shuffled_shop, shuffled_key = await running.create_shop("Shuffled Garage")
+    in_order_shop, in_order_key = await running.create_shop(f"In Order Garage {seed}")
+    shuffled_shop, shuffled_key = await running.create_shop(f"Shuffled Garage {seed}")
     await wait_for(lambda: _authorised(running, in_order_key))
     await wait_for(lambda: _authorised(running, shuffled_key))
     day = day_of_traffic(datetime.now(UTC) - timedelta(hours=5))
 
     await _post_in_order(running.services["intake"].url, in_order_key, day)
 
-    rng = random.Random(12)
+    rng = random.Random(seed)
     shuffled = day[:]
     rng.shuffle(shuffled)
     resent = rng.sample(day, 8)  # at least once: some delivered twice

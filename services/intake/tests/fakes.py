@@ -1,7 +1,8 @@
 """intake's unit of work in memory: the seam the handler tests stand on.
 
 The repositories keep the promises their Protocols make (an id is claimed once, a claim
-needs its customer in the directory, a known repair order takes ``completed_again``), so
+says whether its customer is in the directory, a known repair order takes
+``completed_again``, a held posting is parsed again from what was stored), so
 a handler that breaks one of them fails here as it would on PostgreSQL.
 """
 
