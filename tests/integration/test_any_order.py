@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from harness import ServiceProcess, System, auth, free_port, wait_for
+from regulars_intake.adapters.queries import waiting_counts
+from regulars_runtime.db import connect
 
 CUSTOMERS = 10
 VISITS = 24
@@ -298,6 +300,14 @@ async def test_what_waits_7_days_is_listed_to_its_shop_alone(
         assert (await other.get("/v1/waiting")).json()["items"] == []
     async with httpx.AsyncClient(base_url=url) as anonymous:
         assert (await anonymous.get("/v1/waiting")).status_code == 401
+    # what `regulars status` prints per shop
+    conn = await connect(running.database_url, "intake")
+    try:
+        counts = {c["shop_id"]: c["waiting"] for c in await waiting_counts(conn)}
+    finally:
+        await conn.close()
+    assert counts[uuid.UUID(shop_id)] == 3
+    assert uuid.UUID(_other_id) not in counts
 
     # never dropped: the customer arrives, and everything held for them goes out
     async with httpx.AsyncClient(base_url=second_intake.url, headers=auth(key)) as http:
