@@ -454,9 +454,10 @@ async def _release(uow: IntakeUnitOfWork, provided: list[Needs]) -> None:
             decision = decide(arrival, known[0])
             if isinstance(decision, Hold):
                 # Waiting for something else now (a payment whose customer arrived, its
-                # invoice not yet): held again for that.
-                await _hold(uow, arrival, decision)
-                continue
+                # invoice not yet): held again for that, unless it has just come too.
+                decision = await _hold(uow, arrival, decision)
+                if isinstance(decision, Hold):
+                    continue
             await _store_released(uow, arrival, decision, provided)
 
 
