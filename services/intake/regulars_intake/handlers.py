@@ -155,6 +155,8 @@ class HeldPosting:
     event_id: uuid.UUID
     posting: Posting
     needs: Needs
+    #: when it was first held (None: now); its age on the waiting list counts from then
+    since: datetime | None = None
 
 
 class WaitingRoom(Protocol):
@@ -409,7 +411,9 @@ async def _store(
     return outcomes
 
 
-async def _hold(uow: IntakeUnitOfWork, arrival: Arrival, hold: Hold) -> Decision:
+async def _hold(
+    uow: IntakeUnitOfWork, arrival: Arrival, hold: Hold, since: datetime | None = None
+) -> Decision:
     """Hold the posting for what it needs, unless that arrived meanwhile (from another
     sender, committed since the look-up): then it is decided again, as held."""
     again = Arrival(
@@ -433,7 +437,7 @@ async def _hold(uow: IntakeUnitOfWork, arrival: Arrival, hold: Hold) -> Decision
         decision = decide(again, known)
     if isinstance(decision, Hold):
         await uow.waiting.hold(
-            HeldPosting(arrival.shop_id, arrival.event_id, arrival.posting, decision.needs)
+            HeldPosting(arrival.shop_id, arrival.event_id, arrival.posting, decision.needs, since)
         )
     return decision
 
@@ -455,7 +459,7 @@ async def _release(uow: IntakeUnitOfWork, provided: list[Needs]) -> None:
             if isinstance(decision, Hold):
                 # Waiting for something else now (a payment whose customer arrived, its
                 # invoice not yet): held again for that, unless it has just come too.
-                decision = await _hold(uow, arrival, decision)
+                decision = await _hold(uow, arrival, decision, one.since)
                 if isinstance(decision, Hold):
                     continue
             await _store_released(uow, arrival, decision, provided)

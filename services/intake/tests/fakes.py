@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted, InvoiceIssued
@@ -152,6 +152,7 @@ class FakeWaitingRoom:
     def __init__(self) -> None:
         self.held: dict[tuple[uuid.UUID, uuid.UUID], tuple[Needs, dict[str, Any], int]] = {}
         self.locked: list[Needs] = []
+        self.since: dict[tuple[uuid.UUID, uuid.UUID], datetime] = {}
         self._arrived = 0
 
     async def lock(self, needs: Sequence[Needs]) -> None:
@@ -163,6 +164,7 @@ class FakeWaitingRoom:
         before = self.held.get(key)
         arrived = before[2] if before else self._arrived
         self.held[key] = (held.needs, as_posted(held.posting), arrived)
+        self.since[key] = held.since or self.since.get(key) or datetime.now(UTC)
 
     async def take(self, needs: Sequence[Needs]) -> list[HeldPosting]:
         wanted = set(needs)
@@ -170,7 +172,9 @@ class FakeWaitingRoom:
         for k, _v in taken:
             del self.held[k]
         taken.sort(key=lambda kv: (parse_posting(kv[1][1]).occurred_at, kv[1][2]))
-        return [HeldPosting(k[0], k[1], parse_posting(v[1]), v[0]) for k, v in taken]
+        return [
+            HeldPosting(k[0], k[1], parse_posting(v[1]), v[0], self.since.pop(k)) for k, v in taken
+        ]
 
     def waiting_for(self, shop_id: uuid.UUID) -> list[Needs]:
         return [v[0] for k, v in self.held.items() if k[0] == shop_id]

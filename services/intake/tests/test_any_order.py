@@ -160,3 +160,12 @@ async def test_a_held_posting_is_locked_for_what_it_needs_before_it_is_held() ->
     await post(intake, CUSTOMER_C1)
     assert Needs(SHOP, CUSTOMER, "c-1") in intake.waiting.locked
     assert Needs(SHOP, REPAIR_ORDER, "ro-1") in intake.waiting.locked  # the visit let through
+
+
+async def test_a_posting_held_again_keeps_its_age_on_the_waiting_list() -> None:
+    intake = Intake()
+    await post(intake, PAID)
+    ((key, first_held),) = intake.waiting.since.items()
+    await post(intake, CUSTOMER_C1)  # let through to wait for its invoice next
+    assert intake.waiting.waiting_for(SHOP) == [Needs(SHOP, INVOICE, "inv-1")]
+    assert intake.waiting.since[key] == first_held

@@ -264,7 +264,8 @@ class PostgresWaitingRoom:
         posted = as_posted(held.posting)
         await self.conn.execute(
             "INSERT INTO waiting_events (shop_id, event_id, client_id, type, occurred_at,"
-            " needs_kind, needs_id, posting) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " needs_kind, needs_id, posting, received_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))"
             " ON CONFLICT (shop_id, event_id) DO UPDATE SET needs_kind = excluded.needs_kind,"
             " needs_id = excluded.needs_id",
             held.shop_id,
@@ -275,6 +276,7 @@ class PostgresWaitingRoom:
             held.needs.kind,
             held.needs.id,
             posted,
+            held.since,
         )
 
     async def take(self, needs: Sequence[Needs]) -> list[HeldPosting]:
@@ -295,6 +297,7 @@ class PostgresWaitingRoom:
                 r["event_id"],
                 parse_posting(r["posting"]),
                 Needs(r["shop_id"], r["needs_kind"], r["needs_id"]),
+                r["received_at"],
             )
             for r in ordered
         ]
