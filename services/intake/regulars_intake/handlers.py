@@ -46,6 +46,7 @@ from .domain.acceptance import (
     provides,
     runs,
 )
+from .domain.connectors.setup import Connector, ConnectorSetup, Tally
 from .domain.postings import Posting
 from .domain.repair_orders import RepairOrder
 from .domain.shop import Shop
@@ -176,6 +177,27 @@ class WaitingRoom(Protocol):
         ...
 
 
+class Connectors(Protocol):
+    async def for_system(self, shop_id: uuid.UUID, system: str) -> Connector | None: ...
+
+    async def save(
+        self, connector: Connector, sealed_secret: bytes, sealed_token: bytes | None
+    ) -> None:
+        """Store the connector, replacing the secret and choices of the shop's one for
+        the same system (its id, counts and hook URL stay)."""
+        ...
+
+    async def tally(self, connector_id: uuid.UUID, tally: Tally) -> None:
+        """Add one delivery to the connector's counts and set its last delivery time."""
+        ...
+
+
+class Sealer(Protocol):
+    """Encrypts the secrets a connector is given (the key is the operator's)."""
+
+    def seal(self, secret: str) -> bytes: ...
+
+
 class IntakeUnitOfWork(UnitOfWork):
     registry: ShopRegistry
     receipts: Receipts
@@ -183,6 +205,7 @@ class IntakeUnitOfWork(UnitOfWork):
     customers: CustomerDirectory
     invoices: Invoices
     waiting: WaitingRoom
+    connectors: Connectors
 
 
 @dataclass(frozen=True)
@@ -190,6 +213,7 @@ class Deps:
     """What intake's handlers need besides the unit of work."""
 
     clock: Clock
+    sealer: Sealer | None = None
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -224,6 +248,32 @@ class AcceptPostings(Command[list[Outcome]]):
     """Postings, each for its shop, answered in order as if posted one by one."""
 
     postings: Sequence[tuple[uuid.UUID, Posting]]
+
+
+@dataclass(frozen=True)
+class ConfigureConnector(Command[Connector]):
+    shop_id: uuid.UUID
+    system: str
+    setup: ConnectorSetup
+
+
+@dataclass(frozen=True)
+class AcceptDelivery(Command[list[Outcome]]):
+    """One webhook delivery of a connector: its postings accepted as if the shop had
+    posted them, and the delivery counted."""
+
+    connector_id: uuid.UUID
+    shop_id: uuid.UUID
+    postings: Sequence[Posting]
+    #: postings the connector made that did not pass intake's checks
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class CountFailedDelivery(Command[None]):
+    """A signed delivery the connector could not read or complete."""
+
+    connector_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -274,6 +324,56 @@ async def _shop(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> Shop:
     if shop is None:
         raise LookupError(f"no shop {shop_id}")
     return shop
+
+
+# -- connectors -------------------------------------------------------------------------
+
+
+async def configure_connector(
+    command: ConfigureConnector, uow: IntakeUnitOfWork, deps: Deps
+) -> Connector:
+    """The shop's connector for the system, new or with its secret and choices replaced."""
+    await _shop(uow, command.shop_id)
+    if deps.sealer is None:
+        raise RuntimeError("connectors need a key to encrypt their secrets with")
+    known = await uow.connectors.for_system(command.shop_id, command.system)
+    connector = Connector(
+        known.id if known is not None else uuid.uuid4(),
+        command.shop_id,
+        command.system,
+        command.setup.choices(),
+    )
+    token = command.setup.access_token
+    await uow.connectors.save(
+        connector,
+        deps.sealer.seal(command.setup.secret),
+        deps.sealer.seal(token) if token is not None else None,
+    )
+    return connector
+
+
+async def accept_delivery(
+    command: AcceptDelivery, uow: IntakeUnitOfWork, deps: Deps
+) -> list[Outcome]:
+    outcomes = await accept_many(uow, [(command.shop_id, p) for p in command.postings])
+    # A re-sent completion whose details changed since (a flood of order updates) is the
+    # same visit already taken: counted with the accepted, not as a rejection.
+    refused = sum(
+        1
+        for o in outcomes
+        if o.status == "rejected" and (o.rejection is None or o.rejection.status != 409)
+    )
+    await uow.connectors.tally(
+        command.connector_id,
+        Tally(accepted=len(outcomes) - refused, rejected=command.rejected + refused),
+    )
+    return outcomes
+
+
+async def count_failed_delivery(
+    command: CountFailedDelivery, uow: IntakeUnitOfWork, deps: Deps
+) -> None:
+    await uow.connectors.tally(command.connector_id, Tally(errors=1))
 
 
 # -- postings ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted, InvoiceIssued
 from regulars_events.envelope import Envelope
 from regulars_intake.domain.acceptance import ClaimFirst, Needs, Receipt, ReceiptKey
+from regulars_intake.domain.connectors.setup import Connector, Tally
 from regulars_intake.domain.postings import as_posted, parse_posting
 from regulars_intake.domain.repair_orders import RepairOrder
 from regulars_intake.domain.shop import ApiKey, PolicyVersion, Shop
@@ -180,6 +181,31 @@ class FakeWaitingRoom:
         return [v[0] for k, v in self.held.items() if k[0] == shop_id]
 
 
+class FakeConnectors:
+    def __init__(self) -> None:
+        self.connectors: dict[uuid.UUID, Connector] = {}
+        self.sealed: dict[uuid.UUID, tuple[bytes, bytes | None]] = {}
+        self.tallies: dict[uuid.UUID, Tally] = {}
+
+    async def for_system(self, shop_id: uuid.UUID, system: str) -> Connector | None:
+        for c in self.connectors.values():
+            if c.shop_id == shop_id and c.system == system:
+                return c
+        return None
+
+    async def save(
+        self, connector: Connector, sealed_secret: bytes, sealed_token: bytes | None
+    ) -> None:
+        self.connectors[connector.id] = connector
+        self.sealed[connector.id] = (sealed_secret, sealed_token)
+
+    async def tally(self, connector_id: uuid.UUID, tally: Tally) -> None:
+        was = self.tallies.get(connector_id, Tally())
+        self.tallies[connector_id] = Tally(
+            was.accepted + tally.accepted, was.rejected + tally.rejected, was.errors + tally.errors
+        )
+
+
 class Intake:
     """intake's state in memory, and what its committed units of work emitted."""
 
@@ -192,6 +218,7 @@ class Intake:
         self.repair_orders = FakeRepairOrders()
         self.invoices = FakeInvoices()
         self.waiting = FakeWaitingRoom()
+        self.connectors = FakeConnectors()
         self.shops = ShopsInMemory()
         self.timers = TimersInMemory()
         self.outbox: list[Envelope] = []
@@ -213,6 +240,7 @@ class FakeIntakeUnitOfWork(IntakeUnitOfWork):
         self.customers = intake.customers
         self.invoices = intake.invoices
         self.waiting = intake.waiting
+        self.connectors = intake.connectors
         self.shops = intake.shops
         self.timers = intake.timers
 

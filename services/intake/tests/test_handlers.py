@@ -391,4 +391,7 @@ def test_every_command_runs_through_the_bus() -> None:
         IssueApiKey: handlers.issue_api_key,
         AcceptPostings: handlers.accept_postings,
         ListShops: handlers.list_shops,
+        handlers.ConfigureConnector: handlers.configure_connector,
+        handlers.AcceptDelivery: handlers.accept_delivery,
+        handlers.CountFailedDelivery: handlers.count_failed_delivery,
     }

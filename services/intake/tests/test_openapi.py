@@ -64,6 +64,8 @@ def test_every_success_answer_of_the_api_has_a_schema(document: dict[str, Any]) 
         ("/v1/policy", "put", "200"),
         ("/v1/customers/{customer_id}", "get", "200"),
         ("/v1/waiting", "get", "200"),
+        ("/v1/connectors/{system}", "put", "200"),
+        ("/v1/connectors", "get", "200"),
     }
     for where, answer in answers.items():
         schema = answer["content"]["application/json"]["schema"]

@@ -7,6 +7,7 @@ from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..handlers import IntakeUnitOfWork
+from .connectors import PostgresConnectors
 from .repository import (
     PostgresCustomerDirectory,
     PostgresInvoices,
@@ -26,6 +27,7 @@ class PostgresIntakeUnitOfWork(PostgresUnitOfWork, IntakeUnitOfWork):
         self.customers = PostgresCustomerDirectory(conn)
         self.invoices = PostgresInvoices(conn)
         self.waiting = PostgresWaitingRoom(conn)
+        self.connectors = PostgresConnectors(conn)
 
 
 def lost_a_lock_race(exc: BaseException) -> bool:
