@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib
 import importlib.util
 import re
 import subprocess
@@ -1007,3 +1008,214 @@ def test_container_healthcheck_script(monkeypatch: pytest.MonkeyPatch) -> None:
         server.server_close()
     monkeypatch.setenv("PORT", str(server.server_address[1]))  # now closed
     assert check.main(["healthcheck", "/readyz"]) == 1
+
+
+# =======================================================================================
+# Stopping: every grace period outlasts the drain
+# =======================================================================================
+
+SERVICE_RUNTIME = ROOT / "libs" / "runtime" / "regulars_runtime" / "service.py"
+
+
+def drain_seconds() -> int:
+    """The longest a service takes to stop after SIGTERM: uvicorn's graceful shutdown of open
+    requests, then the wait for the workers (both bounds in regulars_runtime.service)."""
+    source = SERVICE_RUNTIME.read_text()
+    http = re.search(r"timeout_graceful_shutdown=(\d+)", source)
+    workers = re.search(r"asyncio\.wait\(tasks, timeout=(\d+)\)", source)
+    assert http and workers, "the drain bounds moved: update drain_seconds()"
+    return int(http.group(1)) + int(workers.group(1))
+
+
+def seconds(value: Any) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", str(value))
+    assert match and any(match.groups()), f"not a duration: {value!r}"
+    return int(match.group(1) or 0) * 60 + float(match.group(2) or 0)
+
+
+def test_termination_grace_outlasts_prestop_and_drain(rendered: Any) -> None:
+    which, resources = rendered
+    drain = drain_seconds()
+    for name, dep in regulars_deployments(resources).items():
+        pod = dep["spec"]["template"]["spec"]
+        [c] = pod["containers"]
+        pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop[0] == "sleep", f"{which}: {name}"
+        budget = int(pre_stop[1]) + drain
+        grace = pod["terminationGracePeriodSeconds"]
+        assert grace > budget, f"{which}: {name} gets {grace} s to stop, needs over {budget} s"
+
+
+def test_compose_stop_grace_outlasts_the_drain(compose: dict[str, Any]) -> None:
+    drain = drain_seconds()
+    for svc in SERVICES:
+        service = compose["services"][svc]
+        assert service["stop_signal"] == "SIGTERM"
+        assert seconds(service["stop_grace_period"]) > drain, svc
+
+
+def test_compose_every_container_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        check = service.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+
+
+def test_compose_publishes_on_loopback_unless_told(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports") or []:
+            host = str(port).rsplit(":", 2)[0] if str(port).count(":") >= 2 else ""
+            if name in SERVICES:
+                # loopback by default, REGULARS_BIND to publish on another interface
+                assert host == "${REGULARS_BIND:-127.0.0.1}", f"{name}: {port}"
+            else:
+                assert host == "127.0.0.1", f"{name}: {port}"
+
+
+# =======================================================================================
+# Kafka users: one per service, ACLs on exactly what the code reads and writes
+# =======================================================================================
+
+
+def consumed_topics(service: str) -> set[str]:
+    if service == "intake":
+        return set()  # intake consumes nothing: it is the front door
+    module = importlib.import_module(f"regulars_{service}.handlers")
+    return set(module.TOPICS)
+
+
+def produced_families(service: str) -> set[str]:
+    """The event families whose classes the service's own code constructs (its outbox)."""
+    from regulars_events import catalogue
+    from regulars_events.base import Event
+
+    classes = {
+        name: cls
+        for name, cls in vars(catalogue).items()
+        if isinstance(cls, type) and issubclass(cls, Event) and cls is not Event
+    }
+    package = ROOT / "services" / service / f"regulars_{service}"
+    found = set()
+    for path in package.rglob("*.py"):
+        # the repository rebuilds stored facts; it publishes nothing
+        if path.name == "repository.py":
+            continue
+        # made (`X(`), or chosen to be made (`cls = X if ... else Y`); a `case X():` matches
+        text = "\n".join(
+            line for line in path.read_text().splitlines() if not line.strip().startswith("case ")
+        )
+        for name, cls in classes.items():
+            if re.search(rf"\b{name}\(|=\s*{name}\b|\belse\s+{name}\b", text):
+                found.add(cls.type.split(".")[1])
+        if "SHOP_EVENTS" in text:
+            found |= {cls.type.split(".")[1] for cls in catalogue.SHOP_EVENTS.values()}
+    return found
+
+
+def acls(user: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource = acl["resource"]
+        assert resource.get("patternType", "literal") == "literal", resource
+        assert acl.get("type", "allow") == "allow", acl
+        key = (resource["type"], resource["name"])
+        assert key not in out, f"{name_of(user)}: {key} twice"
+        out[key] = set(acl["operations"])
+    return out
+
+
+def test_a_kafka_user_per_service_with_only_its_topics_and_group(rendered: Any) -> None:
+    which, resources = rendered
+    users = {name_of(u): u for u in of_kind(resources, "KafkaUser")}
+    assert set(users) == {f"regulars-{s}" for s in SERVICES}, which
+    for service in SERVICES:
+        user = users[f"regulars-{service}"]
+        assert user["apiVersion"] == "kafka.strimzi.io/v1"
+        assert labels_of(user)["strimzi.io/cluster"] == "regulars-kafka"
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+        granted = acls(user)
+        reads = {n for (kind, n), ops in granted.items() if kind == "topic" and "Read" in ops}
+        writes = {n for (kind, n), ops in granted.items() if kind == "topic" and "Write" in ops}
+        assert reads == consumed_topics(service), f"{service} reads {sorted(reads)}"
+        wanted = {f"regulars.{f}" for f in produced_families(service)}
+        wanted.add(f"regulars.dead_letter.{service}")
+        assert writes == wanted, f"{service}: writes {sorted(writes ^ wanted)} differ"
+        groups = {n for kind, n in granted if kind == "group"}
+        assert groups == ({f"regulars-{service}"} if reads else set()) or groups == {
+            f"regulars-{service}"
+        }, service
+        assert not {kind for kind, _ in granted} - {"topic", "group"}, service
+        for ops in granted.values():
+            assert "All" not in ops and "Delete" not in ops and "Alter" not in ops, service
+        assert all(n in ALL_TOPICS for kind, n in granted if kind == "topic"), service
+
+
+def test_produced_families_finds_what_a_service_publishes() -> None:
+    assert {"shop", "customer", "service"} <= produced_families("intake")
+    assert "followup" in produced_families("followup")
+    assert "recovery_case" in produced_families("feedback")
+    assert "lifecycle" in produced_families("loyalty")
+    assert "recovery_case" not in produced_families("followup")
+
+
+# =======================================================================================
+# Ingress: only the public paths, on the hosts the ConfigMap gives customers and staff
+# =======================================================================================
+
+
+def routes(resources: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(host, path) -> (pathType, service) over every Ingress."""
+    out = {}
+    for ingress in of_kind(resources, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                key = (rule["host"], path["path"])
+                assert key not in out, key
+                out[key] = (path["pathType"], path["backend"]["service"]["name"])
+    return out
+
+
+def reaches(table: dict[tuple[str, str], tuple[str, str]], host: str, path: str) -> str | None:
+    """The Service an Ingress controller sends host+path to (the longest match wins)."""
+    best: tuple[int, str] | None = None
+    for (h, p), (kind, service) in table.items():
+        if h != host:
+            continue
+        prefix = kind != "Exact" and path.startswith(p.rstrip("/") + "/")
+        hit = path == p or prefix
+        if hit and (best is None or len(p) > best[0]):
+            best = (len(p), service)
+    return best[1] if best else None
+
+
+def test_ingress_exposes_only_the_public_paths(rendered: Any) -> None:
+    which, resources = rendered
+    table = routes(resources)
+    settings = config(resources)
+    api = next(h for h, p in table if p == "/v1" and table[(h, p)][1] == "regulars-intake")
+    links = urlsplit(settings["FOLLOWUP_PUBLIC_URL"]).hostname
+    assert links == urlsplit(settings["FEEDBACK_PUBLIC_URL"]).hostname
+    console = urlsplit(settings["CONSOLE_PUBLIC_URL"]).hostname
+    assert reaches(table, api, "/v1/events/batch") == "regulars-intake"
+    assert reaches(table, api, "/hooks/shopify/orders") == "regulars-intake"
+    assert reaches(table, api, "/hooks/sms/twilio") == "regulars-followup"
+    assert reaches(table, links, "/u/some-token") == "regulars-followup"
+    assert reaches(table, links, "/s/some-token") == "regulars-feedback"
+    assert reaches(table, links, "/v1/surveys/some-token/responses") == "regulars-feedback"
+    assert reaches(table, console, "/") == "regulars-loyalty"
+    for host in {api, links, console}:
+        for private in ("/metrics", "/healthz", "/readyz", "/docs", "/openapi.json"):
+            assert reaches(table, host, private) is None, f"{which}: {host}{private}"
+    # only intake's API: the others' /v1 stays inside (the survey answer aside)
+    assert reaches(table, links, "/v1/cases") is None
+    assert reaches(table, links, "/v1/followups") is None
+    assert reaches(table, console, "/v1/customers/x") is None
+    # every console page the loyalty app serves is reachable, and nothing else of it
+    from regulars_loyalty.entrypoints import console as pages
+
+    for route in pages.router.routes:
+        path = getattr(route, "path", "") or "/"
+        sample = re.sub(r"\{[^}]+\}", "x", path)
+        assert reaches(table, console, sample) == "regulars-loyalty", f"console {path}"
+    ingress = of_kind(resources, "Ingress")[0]
+    tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+    assert {api, links, console} <= tls_hosts, which
