@@ -168,7 +168,13 @@ class MailSink:
 
 
 class SmsSink:
-    """The SMS gateway's HTTP boundary: the local Twilio-compatible stand-in, as a process."""
+    """The SMS gateway's HTTP boundary: the local Twilio-compatible stand-in, as a process.
+
+    Texts to ``UNREACHABLE`` come back undelivered and to ``FAILING`` failed, in the
+    status callbacks it posts (the carrier's word), as the provider's would."""
+
+    UNREACHABLE = "+15550100404"
+    FAILING = "+15550100500"
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
@@ -182,6 +188,10 @@ class SmsSink:
                 str(self.port),
                 "--dir",
                 str(self.folder),
+                "--unreachable",
+                self.UNREACHABLE,
+                "--failing",
+                self.FAILING,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

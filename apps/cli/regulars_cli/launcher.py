@@ -258,9 +258,14 @@ class Launcher:
                     Child(name, [python, "-m", f"regulars_{name}"], env, logs / f"{name}.log")
                 )
                 urls[name] = f"http://127.0.0.1:{ports[name]}"
-            RunState(database_url, bootstrap, smtp_url, urls, os.getpid()).save(
-                self.data / "run.json"
-            )
+            RunState(
+                database_url,
+                bootstrap,
+                smtp_url,
+                urls,
+                os.getpid(),
+                sms_url="" if external_sms else sms_url,
+            ).save(self.data / "run.json")
             for name in SERVICES:
                 if not wait_for_port(ports[name], 60) and not self.stopping:
                     raise RuntimeError(f"{name} did not start; see {logs / (name + '.log')}")

@@ -336,6 +336,50 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+#: where the SMS provider posts a customer's text (followup's entrypoints/sms_hooks.py)
+SMS_INBOUND_HOOK = "/hooks/sms/inbound"
+#: the sender number followup texts from in embedded mode (its SMS_FROM default)
+LOCAL_SENDER = "+15555550000"
+
+
+def _cmd_sms_reply(args: argparse.Namespace) -> int:
+    """Play a customer: the local SMS stand-in posts the text to followup's inbound hook,
+    signed, as the provider does when a text reaches our number."""
+    from .settings import settings
+    from .system import sms_gateway
+
+    gateway, followup = sms_gateway()
+    text = {
+        "from": args.from_,
+        "to": args.to or settings().sms_from or LOCAL_SENDER,
+        "text": args.text,
+        "url": args.url or followup + SMS_INBOUND_HOOK,
+        **({"sid": args.sid} if args.sid else {}),
+    }
+    try:
+        answer = httpx.post(f"{gateway}/local/inbound", json=text, timeout=15)
+    except httpx.HTTPError as exc:
+        print(
+            f"regulars sms reply: the local SMS gateway at {gateway} did not answer"
+            f" ({type(exc).__name__}); is `make run` running? (REGULARS_SMS_URL)",
+            file=sys.stderr,
+        )
+        return 1
+    if answer.status_code != 200:
+        print(
+            f"regulars sms reply: the gateway answered {answer.status_code}: {answer.text}",
+            file=sys.stderr,
+        )
+        return 1
+    result = answer.json()
+    print(
+        json.dumps(result)
+        if args.json
+        else (f"{result['message_sid']}: followup answered {result['status_code']}")
+    )
+    return 0 if result.get("status_code") == 200 else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="regulars", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -376,6 +420,19 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", required=True, help="ISO-8601 time with offset")
     replay.add_argument("--service", action="append", choices=SERVICES)
     replay.set_defaults(func=_cmd_outbox_replay)
+    sms = sub.add_parser("sms", help="the local SMS gateway stand-in").add_subparsers(
+        dest="sms_command", required=True
+    )
+    reply = sms.add_parser(
+        "reply", help="text our number as a customer would (a signed inbound webhook)"
+    )
+    reply.add_argument("--from", dest="from_", required=True, help="the customer's number, E.164")
+    reply.add_argument("--text", required=True, help="what they text, e.g. STOP")
+    reply.add_argument("--to", help=f"our number (default SMS_FROM, else {LOCAL_SENDER})")
+    reply.add_argument("--sid", help="a MessageSid, to send the same text again (a retry)")
+    reply.add_argument("--url", help="the inbound webhook (default followup's public URL)")
+    reply.add_argument("--json", action="store_true")
+    reply.set_defaults(func=_cmd_sms_reply)
     dead = sub.add_parser(
         "dead-letters", help="events a service could not apply, and replaying them"
     ).add_subparsers(dest="dead_letters_command", required=True)

@@ -39,6 +39,12 @@ class CliSettings(BaseSettings):
     regulars_followup_url: str | None = None
     regulars_feedback_url: str | None = None
     regulars_loyalty_url: str | None = None
+    #: the SMS gateway stand-in `regulars sms reply` plays a customer through
+    regulars_sms_url: str | None = None
+    #: our sender number (a customer's text goes to it) and followup's public URL (the
+    #: inbound webhook the provider calls, and signs)
+    sms_from: str | None = None
+    followup_public_url: str | None = None
     xdg_runtime_dir: str | None = None
     #: where staff open the console: the base of `regulars staff link`'s links
     console_public_url: str | None = None

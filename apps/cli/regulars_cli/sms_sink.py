@@ -1,51 +1,202 @@
-"""A local stand-in for a Twilio-compatible SMS gateway, for `make run` only.
+"""A local stand-in for a Twilio-compatible SMS gateway, for `make run` and the tests.
 
 Real texts need a paid gateway; on one machine, messages are kept as JSON files (one per
 message, in arrival order) so a person can read what customers would have received. It
-honours the idempotency token as the real API does, so a retried send is kept once.
+behaves as the real API does where followup depends on it:
+
+- it honours the idempotency token, so a retried send is kept once;
+- given a StatusCallback, it posts signed status callbacks there (``sent``, then
+  ``delivered``; ``undelivered`` with error 30003 for a number listed with
+  ``--unreachable``, ``failed`` with error 30008 for one listed with ``--failing``), as
+  the provider does when the carrier reports;
+- it plays a customer: ``POST /local/inbound`` (what `regulars sms reply` calls) posts a
+  signed inbound text to the webhook URL given, as the provider does when a text arrives;
+- as the provider's default opt-out handling does, a customer who texted STOP (or
+  STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT) is blocked: a send to them is
+  refused with error 21610 until they text START, UNSTOP or YES.
+
+Signatures are ``X-Twilio-Signature`` computed by the ``twilio`` library with the auth
+token (``SMS_API_TOKEN``, "local" by default, as followup defaults to in embedded mode).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from twilio.request_validator import RequestValidator
+
+log = logging.getLogger("regulars.sms_sink")
+
+#: the auth token followup takes in embedded mode when SMS_API_TOKEN is not set: a
+#: stand-in's, worthless anywhere else
+LOCAL_TOKEN = "local"  # noqa: S105
+
+#: the provider's default opt-out and opt-in keywords (the whole text, any case)
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "UNSTOP", "YES"})
+
+#: the carrier's delay between the provider's steps, short enough for tests
+STEP_SECONDS = 0.2
 
 
-def app(folder: Path) -> FastAPI:
+class InboundText(BaseModel):
+    """A customer's text, as their phone would send it."""
+
+    from_: str = Field(alias="from", min_length=1, max_length=32)
+    to: str = Field(min_length=1, max_length=32)
+    text: str = Field(max_length=1600)
+    url: str = Field(min_length=1, max_length=2000, description="the inbound webhook")
+    sid: str | None = Field(None, max_length=64, description="a MessageSid to send again")
+
+
+def inbound_form(text: InboundText, account: str) -> dict[str, str]:
+    """The fields the provider posts for an incoming text."""
+    sid = text.sid or "SM" + uuid.uuid4().hex
+    return {
+        "ToCountry": "US",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "SmsSid": sid,
+        "SmsStatus": "received",
+        "Body": text.text,
+        "To": text.to,
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": account,
+        "From": text.from_,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+async def post_signed(
+    http: httpx.AsyncClient, validator: RequestValidator, url: str, form: dict[str, str]
+) -> httpx.Response:
+    signature = validator.compute_signature(url, form)
+    return await http.post(url, data=form, headers={"X-Twilio-Signature": signature})
+
+
+def app(
+    folder: Path,
+    *,
+    auth_token: str = LOCAL_TOKEN,
+    account: str = "AClocal",
+    unreachable: frozenset[str] = frozenset(),
+    failing: frozenset[str] = frozenset(),
+    step: float = STEP_SECONDS,
+) -> FastAPI:
     folder.mkdir(parents=True, exist_ok=True)
     seen: dict[str, str] = {}
-    sink = FastAPI(title="Regulars local SMS sink")
+    blocked: set[str] = set()
+    validator = RequestValidator(auth_token)
+    sink = FastAPI(title="Regulars local SMS gateway")
+    background: set[asyncio.Task[None]] = set()
 
-    @sink.post("/2010-04-01/Accounts/{account}/Messages.json")
-    async def send(account: str, request: Request) -> JSONResponse:
+    def outcome(number: str) -> tuple[str, str | None]:
+        if number in unreachable:
+            return "undelivered", "30003"  # unreachable destination handset
+        if number in failing:
+            return "failed", "30008"  # unknown error
+        return "delivered", None
+
+    async def report(url: str, form: dict[str, str]) -> None:
+        final, code = outcome(form["To"])
+        async with httpx.AsyncClient(timeout=10) as http:
+            for status in ("sent", final):
+                await asyncio.sleep(step)
+                fields = {**form, "MessageStatus": status, "SmsStatus": status}
+                if code and status == final:
+                    fields["ErrorCode"] = code
+                try:
+                    await post_signed(http, validator, url, fields)
+                except httpx.HTTPError as exc:
+                    # The provider does not retry status callbacks either.
+                    log.warning("status callback to %s failed: %s", url, exc)
+
+    @sink.post("/2010-04-01/Accounts/{account_sid}/Messages.json")
+    async def send(account_sid: str, request: Request) -> JSONResponse:
         # The gateway's API is form-encoded; parsed here without a multipart dependency.
         fields = parse_qs((await request.body()).decode(), keep_blank_values=True)
         form = {k: v[0] for k, v in fields.items()}
         token = request.headers.get("i-twilio-idempotency-token", "")
+        if form.get("To") in blocked:
+            return JSONResponse(
+                {
+                    "code": 21610,
+                    "message": "Attempt to send to unsubscribed recipient",
+                    "more_info": "https://www.twilio.com/docs/errors/21610",
+                    "status": 400,
+                },
+                status_code=400,
+            )
         if token and token in seen:
             return JSONResponse({"sid": seen[token], "status": "queued"}, status_code=201)
         sid = "SM" + uuid.uuid4().hex
         record = {
             "sid": sid,
-            "account": account,
+            "account": account_sid,
             "to": form.get("To"),
             "from": form.get("From"),
             "body": form.get("Body"),
+            "status_callback": form.get("StatusCallback"),
             "idempotency_token": token,
             "received_at": time.time(),
         }
         (folder / f"{time.time_ns()}-{sid}.json").write_text(json.dumps(record, indent=2))
         if token:
             seen[token] = sid
+        callback = form.get("StatusCallback")
+        if callback:
+            common = {
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "AccountSid": account_sid,
+                "From": form.get("From", ""),
+                "To": form.get("To", ""),
+                "ApiVersion": "2010-04-01",
+            }
+            task = asyncio.create_task(report(callback, common))
+            background.add(task)
+            task.add_done_callback(background.discard)
         return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
+
+    @sink.post("/local/inbound")
+    async def inbound(text: InboundText) -> JSONResponse:
+        form = inbound_form(text, account)
+        keyword = text.text.strip().upper()
+        if keyword in OPT_OUT_WORDS:
+            blocked.add(text.from_)
+        elif keyword in OPT_IN_WORDS:
+            blocked.discard(text.from_)
+        async with httpx.AsyncClient(timeout=10) as http:
+            try:
+                answer = await post_signed(http, validator, text.url, form)
+            except httpx.HTTPError as exc:
+                return JSONResponse(
+                    {"message_sid": form["MessageSid"], "error": f"{type(exc).__name__}: {exc}"},
+                    status_code=502,
+                )
+        result: dict[str, Any] = {
+            "message_sid": form["MessageSid"],
+            "status_code": answer.status_code,
+            "answer": answer.text[:2000],
+        }
+        return JSONResponse(result)
 
     return sink
 
@@ -54,8 +205,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument(
+        "--unreachable",
+        action="append",
+        default=[],
+        help="a number whose texts the carrier reports undelivered (repeatable)",
+    )
+    parser.add_argument(
+        "--failing",
+        action="append",
+        default=[],
+        help="a number whose texts the provider reports failed (repeatable)",
+    )
     args = parser.parse_args()
-    uvicorn.run(app(args.dir), host="127.0.0.1", port=args.port, log_level="warning")
+    # The token from the environment, never the command line (ps shows arguments).
+    sink = app(
+        args.dir,
+        auth_token=os.environ.get("SMS_API_TOKEN") or LOCAL_TOKEN,
+        account=os.environ.get("SMS_ACCOUNT_SID") or "AClocal",
+        unreachable=frozenset(args.unreachable),
+        failing=frozenset(args.failing),
+    )
+    uvicorn.run(sink, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

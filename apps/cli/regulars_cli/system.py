@@ -85,6 +85,8 @@ class RunState:
     smtp_url: str
     services: dict[str, str] = field(default_factory=dict)  # name -> base URL
     pid: int = 0
+    #: the local SMS gateway stand-in, when `regulars run` started one
+    sms_url: str = ""
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -122,4 +124,24 @@ def current() -> RunState:
         kafka_bootstrap_servers=kafka or "127.0.0.1:9092",
         smtp_url=env.smtp_url or (state.smtp_url if state else ""),
         services=services,
+        sms_url=state.sms_url if state else "",
     )
+
+
+def sms_gateway() -> tuple[str, str]:
+    """The local SMS stand-in's URL and followup's public URL (what the provider calls),
+    without needing the database: the environment's over what `regulars run` recorded."""
+    state = RunState.load(run_state_path())
+    env = settings()
+    gateway = (
+        env.regulars_sms_url
+        or (state.sms_url if state else "")
+        or f"http://127.0.0.1:{env.regulars_sms_port}"
+    )
+    followup = (
+        env.followup_public_url
+        or env.url("followup")
+        or (state.services.get("followup") if state else None)
+        or f"http://127.0.0.1:{env.port('followup')}"
+    )
+    return gateway.rstrip("/"), followup.rstrip("/")

@@ -16,9 +16,10 @@ from regulars_runtime.settings import ServiceSettings
 from . import handlers
 from .adapters.email import SmtpSender
 from .adapters.sms import TwilioCompatibleSms
+from .adapters.twilio_signature import TwilioSignatures
 from .adapters.unit_of_work import PostgresFollowUpUnitOfWork
 from .adapters.wakeups import PostgresWakeups
-from .entrypoints import api
+from .entrypoints import api, sms_hooks
 from .entrypoints.dispatcher import MessageDispatcher
 from .handlers import Deps, FollowUpUnitOfWork
 
@@ -108,6 +109,14 @@ def dispatcher(
     )
 
 
+def hooks(settings: FollowUpSettings) -> sms_hooks.SmsHooks:
+    """The provider signs its webhooks with the account's auth token, for the public URL
+    it was given: without a token nothing here can tell its posts from anyone's."""
+    token = settings.sms_api_token
+    signatures = TwilioSignatures(token, settings.followup_public_url or "") if token else None
+    return sms_hooks.SmsHooks(signatures)
+
+
 def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: FollowUpSettings) -> Wiring[Deps]:
         deps = Deps(clock=clock)
@@ -117,7 +126,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSetting
         async def dispatch(_ctx: ServiceContext[Any], stop: asyncio.Event) -> None:
             await sender.run(stop)
 
-        return Wiring(deps=deps, bus=messages, workers=[dispatch])
+        return Wiring(deps=deps, bus=messages, workers=[dispatch], front=hooks(settings))
 
     return ServiceDefinition(
         name=NAME,
@@ -125,7 +134,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSetting
         description="Follow-up call tasks, outbound messages, reminders, consent and quiet hours.",
         settings=FollowUpSettings,
         wire=wire,
-        routers=[api.router],
+        routers=[api.router, sms_hooks.router],
         consumes=handlers.TOPICS,
         clock=clock,
     )

@@ -15,10 +15,12 @@ from typing import Any
 
 from regulars_events.base import Event
 from regulars_events.envelope import Envelope
+from regulars_followup.adapters.sms import normalize_e164
 from regulars_followup.domain.attempts import Attempt
 from regulars_followup.domain.consent import ConsentChange
 from regulars_followup.domain.customers import Customer
 from regulars_followup.domain.follow_up import CompletedVisit, FollowUpTask
+from regulars_followup.domain.inbound_texts import InboundText, KnownNumber
 from regulars_followup.domain.messages import MessageStatus, OutboundMessage
 from regulars_followup.domain.outreach import BudgetFacts, Priority
 from regulars_followup.domain.sweep import CustomerHistory, VisitFact
@@ -214,6 +216,12 @@ class FakeMessages:
     async def get(self, message_id: uuid.UUID) -> OutboundMessage | None:
         return copy.deepcopy(self.rows.get(message_id))
 
+    async def by_provider_id(self, provider_id: str) -> OutboundMessage | None:
+        for m in self.rows.values():
+            if m.provider_id == provider_id:
+                return copy.deepcopy(m)
+        return None
+
     async def by_unsubscribe_token(self, token: str) -> OutboundMessage | None:
         for m in self.rows.values():
             if m.context.get("unsubscribe_token") == token:
@@ -283,6 +291,48 @@ class FakeCases:
         return (shop_id, customer_id) in self.messages.open_cases
 
 
+class FakeTexts:
+    """Inbound texts by message sid, and the numbers of the customers in memory."""
+
+    def __init__(self, customers: FakeCustomers, messages: FakeMessages) -> None:
+        self.customers = customers
+        self.messages = messages
+        self.rows: dict[str, InboundText] = {}
+        self.outcomes: dict[str, str] = {}
+        self.inbox: set[uuid.UUID] = set()
+
+    async def record(self, text: InboundText) -> bool:
+        if text.message_sid in self.rows:
+            return False
+        self.rows[text.message_sid] = text
+        return True
+
+    async def known_numbers(self, phone: str) -> list[KnownNumber]:
+        found = []
+        for (shop_id, customer_id), c in sorted(self.customers.rows.items(), key=str):
+            if c.phone is None or normalize_e164(c.phone) != phone:
+                continue
+            sent = [
+                m.sent_at
+                for m in self.messages.rows.values()
+                if (m.shop_id, m.customer_id) == (shop_id, customer_id)
+                and m.channel == "sms"
+                and m.sent_at is not None
+            ]
+            found.append(
+                KnownNumber(
+                    shop_id, customer_id, max(sent, default=None), c.awaiting_opt_out_answer
+                )
+            )
+        return found
+
+    async def answered(self, message_sid: str, outcome: str) -> None:
+        self.outcomes[message_sid] = outcome
+
+    async def applied_here(self, event_id: uuid.UUID, event_type: str) -> None:
+        self.inbox.add(event_id)
+
+
 class FakeUnitOfWork(FollowUpUnitOfWork):
     """One in-memory "database" shared by every unit of work a test opens on it."""
 
@@ -295,6 +345,7 @@ class FakeUnitOfWork(FollowUpUnitOfWork):
         self.visits = FakeVisits(self.customers)
         self.messages = FakeMessages(self.visits)
         self.cases = FakeCases(self.messages)
+        self.texts = FakeTexts(self.customers, self.messages)
         self.outbox: list[Envelope] = []
 
     async def _write_outbox(self, envelopes: list[Envelope]) -> None:

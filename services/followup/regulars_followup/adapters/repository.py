@@ -431,10 +431,18 @@ class PostgresOutboundMessages:
         )
         return None if row is None else _message(row)
 
+    async def by_provider_id(self, provider_id: str) -> OutboundMessage | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE provider_id = $1 FOR UPDATE",
+            provider_id,
+        )
+        return None if row is None else _message(row)
+
     async def save(self, m: OutboundMessage) -> None:
         await self.conn.execute(
             "UPDATE messages SET status = $2, reason = $3, send_at = $4, channel = $5,"
-            " provider_id = $6, sent_at = $7, attempts = $8, updated_at = now() WHERE id = $1",
+            " provider_id = $6, sent_at = $7, attempts = $8, context = $9, updated_at = now()"
+            " WHERE id = $1",
             m.id,
             m.status.value,
             m.reason,
@@ -443,6 +451,7 @@ class PostgresOutboundMessages:
             m.provider_id,
             m.sent_at,
             m.attempts,
+            m.context,
         )
 
     async def claim_due(self, limit: int) -> list[OutboundMessage]:

@@ -76,8 +76,13 @@ class TwilioCompatibleSms:
             await self._client.aclose()
             self._client = None
 
-    async def send(self, *, to: str, body: str, idempotency_key: str) -> str:
+    async def send(
+        self, *, to: str, body: str, idempotency_key: str, status_callback: str | None = None
+    ) -> str:
         """Hand one text to the provider; returns its message sid.
+
+        ``status_callback``: where the provider posts what becomes of the text (sent,
+        delivered, undelivered, failed), our ``/hooks/sms/status``.
 
         The idempotency token makes a retry after an ambiguous failure (timeout after the
         provider had accepted the request) safe: the provider answers the retry with the
@@ -91,10 +96,13 @@ class TwilioCompatibleSms:
             raise DeliveryError(True, "empty message body")
         if not idempotency_key:
             raise ValueError("idempotency_key is required")
+        form = {"To": recipient, "From": self._from, "Body": body}
+        if status_callback:
+            form["StatusCallback"] = status_callback
         try:
             response = await self._http().post(
                 self._url,
-                data={"To": recipient, "From": self._from, "Body": body},
+                data=form,
                 auth=self._auth,
                 headers={"I-Twilio-Idempotency-Token": idempotency_key},
             )

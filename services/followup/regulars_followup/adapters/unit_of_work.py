@@ -14,6 +14,7 @@ from .repository import (
     PostgresOutboundMessages,
     PostgresVisits,
 )
+from .texts import PostgresInboundTexts
 
 
 class PostgresFollowUpUnitOfWork(PostgresUnitOfWork, FollowUpUnitOfWork):
@@ -24,3 +25,4 @@ class PostgresFollowUpUnitOfWork(PostgresUnitOfWork, FollowUpUnitOfWork):
         self.customers = PostgresCustomers(conn)
         self.messages = PostgresOutboundMessages(conn)
         self.cases = PostgresOpenCases(conn)
+        self.texts = PostgresInboundTexts(conn)

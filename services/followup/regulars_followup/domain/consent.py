@@ -51,3 +51,16 @@ def from_reply(text: str, channel: str, *, after_confirmation: bool = False) -> 
     if kind == "opt_in":
         return ReplyMeaning(kind, [ConsentChange(channel, True, "reply", snippet)])
     return ReplyMeaning(kind, [])
+
+
+#: the SMS provider's refusal because the number texted STOP to our sender at the carrier
+#: (Twilio 21610): the customer opted out where we did not hear it (a webhook down, or the
+#: provider's own keyword handling), and the ledger should say so
+CARRIER_OPT_OUT_CODES = frozenset({21610})
+
+
+def from_carrier_refusal(code: int | None, current: dict[str, Any]) -> ConsentChange | None:
+    """An SMS opt-out the carrier holds and the ledger does not, yet."""
+    if code not in CARRIER_OPT_OUT_CODES or current.get("sms") is False:
+        return None
+    return ConsentChange("sms", False, "carrier", f"the provider refused the text ({code})")

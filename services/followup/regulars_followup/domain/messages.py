@@ -3,7 +3,9 @@ is asked for until it is sent, failed or suppressed. Pure.
 
 Its status moves ``scheduled``/``held`` -> ``due`` (the budget let it go) -> ``sending``
 (a dispatcher claimed it) -> ``sent`` or ``failed``, or back to ``scheduled`` to retry a
-transient failure; ``suppressed`` when the budget or consent says never.
+transient failure; ``suppressed`` when the budget or consent says never. A sent text then
+moves once more when the carrier reports on it (the SMS provider's status callback):
+``delivered``, ``undelivered`` or ``failed``, and never back.
 """
 
 from __future__ import annotations
@@ -46,9 +48,32 @@ class MessageStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
-    #: kept for rows written by earlier versions; nothing moves a message there now
+    #: the carrier's last word on a sent text (the provider's status callback)
     DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    #: kept for rows written by earlier versions; nothing moves a message there now
     CANCELLED = "cancelled"
+
+
+#: the provider's final statuses for a text, as ours; its others (queued, sending, sent,
+#: accepted...) say no more than "sent", which we knew when it took the message
+CARRIER_OUTCOMES = {
+    "delivered": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+}
+
+#: where a message ends: nothing the provider says later moves it again (a late "sent"
+#: after "delivered" is an old report overtaken, not news)
+FINAL = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERED,
+        MessageStatus.FAILED,
+        MessageStatus.SUPPRESSED,
+        MessageStatus.CANCELLED,
+    }
+)
 
 
 _BY_DECISION = {
@@ -203,7 +228,51 @@ class OutboundMessage:
                     sent_at=now,
                 )
             )
+        early = self.context.pop("carrier_report", None)
+        if isinstance(early, dict):
+            # The carrier answered before our record of the hand-over was saved.
+            events += self.carrier_report(str(early.get("status")), early.get("error_code"), now)
         return events
+
+    def carrier_report(
+        self, provider_status: str, error_code: int | None, now: datetime
+    ) -> list[Event]:
+        """The provider's status callback for this text: delivered, undelivered or failed
+        moves it (once; never backwards); any other status changes nothing.
+
+        A carrier failure after the provider took the text is a MessageFailed too: the
+        customer did not get it, whatever MessageSent said at hand-over.
+        """
+        outcome = CARRIER_OUTCOMES.get(provider_status)
+        if outcome is None or self.channel != "sms" or self.status in FINAL:
+            return []
+        if self.status is MessageStatus.SENDING:
+            # Our own "sent" is still being recorded (the callback can overtake it): kept
+            # for :meth:`delivered` to apply once it is.
+            self.context["carrier_report"] = {"status": provider_status, "error_code": error_code}
+            return []
+        if self.status is not MessageStatus.SENT:
+            return []
+        self.status = outcome
+        if outcome is MessageStatus.DELIVERED:
+            self.reason = None
+            return []
+        error = f"the carrier reported the text {provider_status}"
+        if error_code:
+            error += f" (provider error {error_code})"
+        self.reason = error
+        return [
+            MessageFailed(
+                message_id=str(self.id),
+                customer_id=self.customer_id,
+                channel=self.channel,
+                kind=self.kind,
+                purpose=self.purpose,
+                error=error,
+                repair_order_id=self.repair_order_id,
+                failed_at=now,
+            )
+        ]
 
     def not_delivered(self, now: datetime, error: str, *, permanent: bool) -> list[Event]:
         """A transient failure is tried again with backoff (``send_at``, status scheduled)

@@ -31,6 +31,9 @@ from ..handlers.outreach import (
 
 log = logging.getLogger(__name__)
 
+#: where the SMS provider posts what became of a text (entrypoints/sms_hooks.py)
+STATUS_HOOK = "/hooks/sms/status"
+
 
 class EmailSender(Protocol):
     async def send(
@@ -46,7 +49,9 @@ class EmailSender(Protocol):
 
 
 class SmsSender(Protocol):
-    async def send(self, *, to: str, body: str, idempotency_key: str) -> str: ...
+    async def send(
+        self, *, to: str, body: str, idempotency_key: str, status_callback: str | None = None
+    ) -> str: ...
 
 
 class Wakeups(Protocol):
@@ -98,9 +103,12 @@ class MessageDispatcher:
         outcome = RecordDelivery(message.id)
         try:
             outcome = RecordDelivery(message.id, provider_id=await self._send(claimed))
-        except (DeliveryError, Undeliverable) as exc:
-            permanent = exc.permanent if isinstance(exc, DeliveryError) else True
-            outcome = RecordDelivery(message.id, error=exc.message, permanent=permanent)
+        except DeliveryError as exc:
+            outcome = RecordDelivery(
+                message.id, error=exc.message, permanent=exc.permanent, code=exc.code
+            )
+        except Undeliverable as exc:
+            outcome = RecordDelivery(message.id, error=exc.message, permanent=True)
         except Exception as exc:  # a bug or a bad template must not stall the queue
             log.exception("message could not be sent", extra={"message_id": str(message.id)})
             outcome = RecordDelivery(message.id, error=f"{type(exc).__name__}: {exc}")
@@ -113,7 +121,11 @@ class MessageDispatcher:
             if self.sms is None:
                 raise DeliveryError(True, "no SMS gateway configured (SMS_API_URL)")
             return await self.sms.send(
-                to=out.to, body=out.text, idempotency_key=message.idempotency_key
+                to=out.to,
+                body=out.text,
+                idempotency_key=message.idempotency_key,
+                # our id in the URL: the callback can come before the sid is saved
+                status_callback=f"{self.public_url}{STATUS_HOOK}?message={message.id}",
             )
         if self.email is None:
             raise DeliveryError(True, "no SMTP server configured (SMTP_URL)")

@@ -23,7 +23,7 @@ from regulars_events.catalogue import (
 )
 from regulars_runtime.bus import Batch, Handler, Received
 
-from . import lifecycle, outreach, recovery, sweep, tasks
+from . import lifecycle, outreach, recovery, sweep, tasks, texts
 from .base import SCHEMA, Deps, FollowUpUnitOfWork
 
 EVENTS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
@@ -79,6 +79,7 @@ BATCHES: dict[str, Batch[FollowUpUnitOfWork, Deps]] = {
 COMMANDS: dict[type, Handler[FollowUpUnitOfWork, Deps]] = {
     tasks.RecordCallAttempt: tasks.record_call_attempt,
     **outreach.COMMANDS,
+    **texts.COMMANDS,
 }
 
 TIMERS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {

@@ -19,6 +19,7 @@ from regulars_runtime.unit_of_work import UnitOfWork
 from ..domain.consent import ConsentChange
 from ..domain.customers import Customer
 from ..domain.follow_up import CompletedVisit, FollowUpTask
+from ..domain.inbound_texts import InboundText, KnownNumber
 from ..domain.messages import OutboundMessage
 from ..domain.outreach import BudgetFacts
 from ..domain.sweep import CustomerHistory
@@ -112,6 +113,10 @@ class OutboundMessages(Protocol):
 
     async def by_unsubscribe_token(self, token: str) -> OutboundMessage | None: ...
 
+    async def by_provider_id(self, provider_id: str) -> OutboundMessage | None:
+        """The message the provider knows by ``provider_id`` (its message sid), locked."""
+        ...
+
     async def save(self, message: OutboundMessage) -> None: ...
 
     async def claim_due(self, limit: int) -> list[OutboundMessage]:
@@ -144,12 +149,33 @@ class OpenCases(Protocol):
     async def has_open(self, shop_id: uuid.UUID, customer_id: str) -> bool: ...
 
 
+class InboundTexts(Protocol):
+    """Texts customers sent to our number, as the SMS provider posted them."""
+
+    async def record(self, text: InboundText) -> bool:
+        """Keep the text; False when its message sid was kept before (a provider retry)."""
+        ...
+
+    async def known_numbers(self, phone: str) -> list[KnownNumber]:
+        """Every shop's customer with this number, with our last text to each."""
+        ...
+
+    async def answered(self, message_sid: str, outcome: str) -> None:
+        """What came of the text (``replied`` to whom, or ``unmatched``)."""
+        ...
+
+    async def applied_here(self, event_id: uuid.UUID, event_type: str) -> None:
+        """An event this service emitted and already applied: its consumer skips it."""
+        ...
+
+
 class FollowUpUnitOfWork(UnitOfWork):
     tasks: FollowUpTasks
     visits: Visits
     customers: Customers
     messages: OutboundMessages
     cases: OpenCases
+    texts: InboundTexts
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,12 @@ from regulars_runtime.timers import Timer
 from regulars_runtime.unit_of_work import Waiting
 from regulars_shop.policy import Policy
 
-from ..domain.consent import ConsentChange, from_customer_record, from_reply
+from ..domain.consent import (
+    ConsentChange,
+    from_carrier_refusal,
+    from_customer_record,
+    from_reply,
+)
 from ..domain.customers import Customer
 from ..domain.messages import MessageStatus, OutboundMessage
 from ..domain.outreach import Decision, best_channel
@@ -76,30 +81,50 @@ async def on_consent_changed(
 async def on_customer_replied(
     message: Received[CustomerReplied], uow: FollowUpUnitOfWork, deps: Deps
 ) -> None:
+    """A reply the shop's system relayed (or our own SMS hook emitted, which applied it
+    already and marked it applied here)."""
+    event, envelope = message.event, message.envelope
+    await apply_reply(
+        uow,
+        deps.clock,
+        shop_id=message.shop_id,
+        customer_id=event.customer_id,
+        channel=event.channel,
+        text=event.text,
+        event_id=envelope.id,
+    )
+
+
+async def apply_reply(
+    uow: FollowUpUnitOfWork,
+    clock: Clock,
+    *,
+    shop_id: uuid.UUID,
+    customer_id: str,
+    channel: str,
+    text: str,
+    event_id: uuid.UUID,
+) -> None:
     """STOP and its plain-word forms revoke at once; START restores; HELP gets the contact.
 
     Anything else is feedback's to classify (a complaint opens a case) and stays on the
     customer's timeline; nothing here acts on it.
     """
-    event, envelope, clock = message.event, message.envelope, deps.clock
-    shop_id = message.shop_id
-    customer = await known_customer(uow, shop_id, event.customer_id)
-    meaning = from_reply(
-        event.text, event.channel, after_confirmation=customer.awaiting_opt_out_answer
-    )
+    customer = await known_customer(uow, shop_id, customer_id)
+    meaning = from_reply(text, channel, after_confirmation=customer.awaiting_opt_out_answer)
     now = clock()
     for change in meaning.changes:
-        await uow.customers.record_consent(shop_id, event.customer_id, change, envelope.id, now)
-    if event.channel != "sms" or meaning.kind not in ("opt_out", "help"):
+        await uow.customers.record_consent(shop_id, customer_id, change, event_id, now)
+    if channel != "sms" or meaning.kind not in ("opt_out", "help"):
         return
     kind = "opt_out_confirmation" if meaning.kind == "opt_out" else "help"
     await request_message(
         uow,
         clock,
         shop_id=shop_id,
-        customer_id=event.customer_id,
+        customer_id=customer_id,
         kind=kind,
-        purpose=f"{kind}:{envelope.id}",
+        purpose=f"{kind}:{event_id}",
         channels=["sms"],
     )
 
@@ -292,6 +317,8 @@ class RecordDelivery(Command[None]):
     provider_id: str | None = None
     error: str | None = None
     permanent: bool = True
+    #: the provider's own code for the failure (e.g. Twilio 21610: the number opted out)
+    code: int | None = None
 
 
 async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps: Deps) -> None:
@@ -309,6 +336,13 @@ async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps
         uow.emit(event, shop_id=message.shop_id)
     if message.status is MessageStatus.SCHEDULED:  # a transient failure, to retry
         await wake_at(uow, message)
+    if command.error is not None and message.channel == "sms" and message.to_staff is None:
+        customer = await uow.customers.get(message.shop_id, message.customer_id)
+        change = from_carrier_refusal(command.code, customer.consent) if customer else None
+        if change is not None:
+            await uow.customers.record_consent(
+                message.shop_id, message.customer_id, change, None, now
+            )
 
 
 @dataclass(frozen=True)
