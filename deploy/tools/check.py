@@ -54,7 +54,13 @@ def locked_crds(crds: Path) -> list[Path]:
             problems.append(f"{path}: not the locked version (sha256 differs)")
         files.append(path)
     if problems:
-        raise SystemExit("CRDs (deploy/crds.lock):\n  " + "\n  ".join(problems))
+        raise SystemExit(
+            f"CRDs (deploy/crds.lock) in {crds}:\n  "
+            + "\n  ".join(problems)
+            + "\nEach line of deploy/crds.lock names its file's source as repository@tag:path"
+            " (the CRD as that release of the operator ships it); put the file there under"
+            " the name the line gives, or point CRDS at a folder that has them."
+        )
     return files
 
 
