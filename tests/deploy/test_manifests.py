@@ -1219,3 +1219,27 @@ def test_ingress_exposes_only_the_public_paths(rendered: Any) -> None:
     ingress = of_kind(resources, "Ingress")[0]
     tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
     assert {api, links, console} <= tls_hosts, which
+
+
+def test_every_pod_passes_the_namespaces_restricted_pod_security(rendered: Any) -> None:
+    """The overlays' Namespaces enforce Pod Security `restricted`: a pod short of it would be
+    refused at admission, so check its rules on every pod template here."""
+    which, resources = rendered
+    if which == "base":
+        return
+    [ns] = of_kind(resources, "Namespace")
+    assert labels_of(ns)["pod-security.kubernetes.io/enforce"] == "restricted", which
+    pods = [(name_of(o), t["spec"]) for o in resources if (t := pod_template(o))]
+    assert len(pods) >= 5, which
+    for name, pod in pods:
+        pod_ctx = pod.get("securityContext") or {}
+        assert not pod.get("hostNetwork") and not pod.get("hostPID"), name
+        for c in all_containers(pod):
+            ctx = c.get("securityContext") or {}
+            where = f"{which}: {name}/{c['name']}"
+            assert ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is True, where
+            seccomp = ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}
+            assert seccomp.get("type") in ("RuntimeDefault", "Localhost"), where
+            assert ctx.get("allowPrivilegeEscalation") is False, where
+            assert (ctx.get("capabilities") or {}).get("drop") == ["ALL"], where
+            assert not ctx.get("privileged"), where
