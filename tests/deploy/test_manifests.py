@@ -12,6 +12,7 @@ policies; and of docker-compose.yml and the Dockerfile.
 
 from __future__ import annotations
 
+import copy
 import functools
 import http.server
 import importlib
@@ -735,9 +736,9 @@ def test_the_check_refuses_what_a_cluster_would(tmp_path: Path) -> None:
     deployment = one(render(BASE), "Deployment", "regulars-intake")
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
     assert any("livenessProbes" in p for p in check.problems_of(deployment, {}))
-    # a custom kind with no CRD schema is not waved through
+    # a custom kind with no schema is not waved through
     topic = of_kind(render(BASE), "KafkaTopic")[0]
-    assert "no CRD schema" in check.problems_of(topic, {})[0]
+    assert "no schema" in check.problems_of(topic, {})[0]
     # with a schema, unknown fields and wrong types are refused, as Strimzi's API would
     crd = {
         "spec": {
@@ -782,7 +783,63 @@ def test_the_check_refuses_what_a_cluster_would(tmp_path: Path) -> None:
     assert any("partition" in p for p in problems) and any("three" in p for p in problems)
     # v1beta2 is not served by this CRD (nor by Strimzi 1.x)
     topic["apiVersion"] = "kafka.strimzi.io/v1beta2"
-    assert "no CRD schema" in check.problems_of(topic, schemas)[0]
+    assert "no schema" in check.problems_of(topic, schemas)[0]
+
+
+def test_own_schemas_cover_every_custom_kind_the_manifests_use(rendered: Any) -> None:
+    """A fresh clone has no operators' CRDs: every custom kind is checked by deploy/schemas."""
+    check = load_check()
+    which, resources = rendered
+    schemas = check.own_schemas()
+    assert set(schemas) == {
+        ("kafka.strimzi.io/v1", "KafkaTopic"),
+        ("kafka.strimzi.io/v1", "KafkaUser"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
+        ("keda.sh/v1alpha1", "TriggerAuthentication"),
+        ("monitoring.coreos.com/v1", "PodMonitor"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
+    }
+    custom = [r for r in resources if (r["apiVersion"], r["kind"]) in schemas]
+    assert len(custom) > 25, which
+    for obj in custom:
+        assert check.problems_of(obj, schemas) == [], f"{which}: {obj['kind']}/{name_of(obj)}"
+
+
+def test_own_schemas_refuse_what_strimzi_and_keda_would() -> None:
+    check = load_check()
+    schemas = check.own_schemas()
+    base = render(BASE)
+    user = copy.deepcopy(one(base, "KafkaUser", "regulars-intake"))
+    user["spec"]["authorization"]["acls"][0]["operations"] = ["Write", "Publish"]
+    assert any("Publish" in p for p in check.problems_of(user, schemas))
+    user = copy.deepcopy(one(base, "KafkaUser", "regulars-intake"))
+    user["spec"]["authorization"]["acls"][0]["resource"]["patternType"] = "wildcard"
+    user["spec"]["authentication"]["type"] = "scram-sha-256"
+    problems = check.problems_of(user, schemas)
+    assert any("wildcard" in p for p in problems) and any("scram-sha-256" in p for p in problems)
+    topic = copy.deepcopy(of_kind(base, "KafkaTopic")[0])
+    topic["spec"]["partition"] = 3
+    assert any("partition" in p for p in check.problems_of(topic, schemas))
+    topic = copy.deepcopy(of_kind(base, "KafkaTopic")[0])
+    topic["apiVersion"] = "kafka.strimzi.io/v1beta2"
+    assert "no schema" in check.problems_of(topic, schemas)[0]
+    scaled = copy.deepcopy(of_kind(base, "ScaledObject")[0])
+    scaled["spec"]["triggers"][0]["type"] = "kafak"
+    scaled["spec"]["minReplicas"] = 2
+    problems = check.problems_of(scaled, schemas)
+    assert any("kafak" in p for p in problems) and any("minReplicas" in p for p in problems)
+    auth = copy.deepcopy(of_kind(base, "TriggerAuthentication")[0])
+    del auth["spec"]["secretTargetRef"][0]["key"]
+    assert any("'key' is a required property" in p for p in check.problems_of(auth, schemas))
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "regulars"},
+        "spec": {
+            "groups": [{"name": "lag", "rules": [{"alert": "Lag", "expr": "1", "for": "5x"}]}]
+        },
+    }
+    assert any("5x" in p for p in check.problems_of(rule, schemas))
 
 
 def test_crd_lock_names_strimzi_1_keda_and_prometheus_operator() -> None:
