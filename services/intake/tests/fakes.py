@@ -1,7 +1,8 @@
 """intake's unit of work in memory: the seam the handler tests stand on.
 
 The repositories keep the promises their Protocols make (an id is claimed once, a claim
-needs its customer in the directory, a known repair order takes ``completed_again``), so
+says whether its customer is in the directory, a known repair order takes
+``completed_again``, a held posting is parsed again from what was stored), so
 a handler that breaks one of them fails here as it would on PostgreSQL.
 """
 
@@ -10,17 +11,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from regulars_events.catalogue import ConsentChanged, CustomerUpserted
+from regulars_events.catalogue import ConsentChanged, CustomerUpserted, InvoiceIssued
 from regulars_events.envelope import Envelope
-from regulars_intake.domain.acceptance import ClaimFirst, Receipt, ReceiptKey
+from regulars_intake.domain.acceptance import ClaimFirst, Needs, Receipt, ReceiptKey
 from regulars_intake.domain.connectors.setup import Connector, Tally
+from regulars_intake.domain.postings import as_posted, parse_posting
 from regulars_intake.domain.repair_orders import RepairOrder
 from regulars_intake.domain.shop import ApiKey, PolicyVersion, Shop
 from regulars_intake.domain.webhooks import Answer, DeliveryStatus, signing_secrets
-from regulars_intake.handlers import Deps, ShopSummary
+from regulars_intake.handlers import Deps, HeldPosting, ShopSummary
 from regulars_intake.webhook_handlers import (
     ClaimedDelivery,
     NewDelivery,
@@ -102,18 +104,16 @@ class FakeReceipts:
         #: how many claims each call made: the hot path claims a whole run at once
         self.claim_calls: list[int] = []
 
-    async def claim(self, claims: Sequence[ClaimFirst]) -> set[ReceiptKey]:
+    async def claim(self, claims: Sequence[ClaimFirst]) -> dict[ReceiptKey, bool]:
         self.claim_calls.append(len(claims))
-        recorded = set()
+        recorded = {}
         for claim in sorted(claims, key=lambda c: (str(c.receipt.shop_id), c.receipt.client_id)):
             key = claim.receipt.key
             customer = claim.required_customer
             if key in self.receipts:
                 continue
-            if customer is not None and (key[0], customer) not in self.directory.customers:
-                continue
             self.receipts[key] = claim.receipt
-            recorded.add(key)
+            recorded[key] = customer is None or (key[0], customer) in self.directory.customers
         return recorded
 
     async def stored(self, keys: Sequence[ReceiptKey]) -> dict[ReceiptKey, Receipt]:
@@ -311,6 +311,51 @@ class FakeWebhookBook:
         return True
 
 
+class FakeInvoices:
+    def __init__(self) -> None:
+        self.invoices: dict[tuple[uuid.UUID, str], str] = {}
+
+    async def issued(self, keys: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        return {k for k in keys if k in self.invoices}
+
+    async def add(self, shop_id: uuid.UUID, invoice: InvoiceIssued) -> None:
+        self.invoices.setdefault((shop_id, invoice.invoice_id), invoice.customer_id)
+
+
+class FakeWaitingRoom:
+    """Held postings kept as PostgreSQL keeps them: as posted, parsed again when taken."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[uuid.UUID, uuid.UUID], tuple[Needs, dict[str, Any], int]] = {}
+        self.locked: list[Needs] = []
+        self.since: dict[tuple[uuid.UUID, uuid.UUID], datetime] = {}
+        self._arrived = 0
+
+    async def lock(self, needs: Sequence[Needs]) -> None:
+        self.locked.extend(needs)
+
+    async def hold(self, held: HeldPosting) -> None:
+        self._arrived += 1
+        key = (held.shop_id, held.event_id)
+        before = self.held.get(key)
+        arrived = before[2] if before else self._arrived
+        self.held[key] = (held.needs, as_posted(held.posting), arrived)
+        self.since[key] = held.since or self.since.get(key) or datetime.now(UTC)
+
+    async def take(self, needs: Sequence[Needs]) -> list[HeldPosting]:
+        wanted = set(needs)
+        taken = [(k, v) for k, v in self.held.items() if v[0] in wanted]
+        for k, _v in taken:
+            del self.held[k]
+        taken.sort(key=lambda kv: (parse_posting(kv[1][1]).occurred_at, kv[1][2]))
+        return [
+            HeldPosting(k[0], k[1], parse_posting(v[1]), v[0], self.since.pop(k)) for k, v in taken
+        ]
+
+    def waiting_for(self, shop_id: uuid.UUID) -> list[Needs]:
+        return [v[0] for k, v in self.held.items() if k[0] == shop_id]
+
+
 class FakeConnectors:
     def __init__(self) -> None:
         self.connectors: dict[uuid.UUID, Connector] = {}
@@ -346,6 +391,8 @@ class Intake:
         self.customers = FakeCustomerDirectory()
         self.receipts = FakeReceipts(self.customers)
         self.repair_orders = FakeRepairOrders()
+        self.invoices = FakeInvoices()
+        self.waiting = FakeWaitingRoom()
         self.connectors = FakeConnectors()
         self.shops = ShopsInMemory()
         self.timers = TimersInMemory()
@@ -367,6 +414,8 @@ class FakeIntakeUnitOfWork(WebhookUnitOfWork):
         self.receipts = intake.receipts
         self.repair_orders = intake.repair_orders
         self.customers = intake.customers
+        self.invoices = intake.invoices
+        self.waiting = intake.waiting
         self.connectors = intake.connectors
         self.shops = intake.shops
         self.timers = intake.timers

@@ -73,6 +73,7 @@ def test_every_success_answer_of_the_api_has_a_schema(document: dict[str, Any]) 
         ("/v1/webhooks/{webhook_id}/deliveries", "get", "200"),
         ("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", "post", "202"),
         ("/v1/webhooks/{webhook_id}/replay", "post", "202"),
+        ("/v1/waiting", "get", "200"),
         ("/v1/connectors/{system}", "put", "200"),
         ("/v1/connectors", "get", "200"),
     }

@@ -10,9 +10,11 @@ from ..webhook_handlers import WebhookUnitOfWork
 from .connectors import PostgresConnectors
 from .repository import (
     PostgresCustomerDirectory,
+    PostgresInvoices,
     PostgresReceipts,
     PostgresRepairOrders,
     PostgresShopRegistry,
+    PostgresWaitingRoom,
 )
 from .webhooks import PostgresWebhooks, SecretBox
 
@@ -30,4 +32,14 @@ class PostgresIntakeUnitOfWork(PostgresUnitOfWork, WebhookUnitOfWork):
         self.repair_orders = PostgresRepairOrders(conn)
         self.customers = PostgresCustomerDirectory(conn)
         self.webhooks = PostgresWebhooks(conn, box)
+        self.invoices = PostgresInvoices(conn)
+        self.waiting = PostgresWaitingRoom(conn)
         self.connectors = PostgresConnectors(conn)
+
+
+def lost_a_lock_race(exc: BaseException) -> bool:
+    """A transaction PostgreSQL rolled back to break a deadlock (two replicas letting held
+    postings through crosswise): safe to run again, and it then goes through."""
+    return isinstance(
+        exc, asyncpg.exceptions.DeadlockDetectedError | asyncpg.exceptions.SerializationError
+    )

@@ -55,6 +55,27 @@ class CustomerAnswer(BaseModel):
     updated_at: datetime
 
 
+class WaitingFor(BaseModel):
+    kind: Literal["customer", "repair_order", "invoice"]
+    id: str = Field(description="the shop's id of what has not arrived")
+
+
+class WaitingEvent(BaseModel):
+    """An accepted event held until what it refers to arrives; never dropped."""
+
+    event_id: uuid.UUID = Field(description="the CloudEvents id it will be published as")
+    id: str | None = Field(None, description="the event's id as the shop sent it")
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    waiting_for: WaitingFor
+
+
+class WaitingPage(BaseModel):
+    items: list[WaitingEvent]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
+
+
 class ConnectorAnswer(BaseModel):
     connector_id: uuid.UUID
     system: str
