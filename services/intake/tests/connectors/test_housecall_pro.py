@@ -49,8 +49,14 @@ def test_a_completed_job_brings_its_customer_and_one_visit() -> None:
 def test_paid_after_completed_is_the_same_visit_and_the_payment() -> None:
     completed = _map("job_completed")
     paid = _map("job_paid")
-    assert [p["type"] for p in paid] == ["customer.upserted", "invoice.paid", "service.completed"]
-    assert paid[2]["id"] == completed[1]["id"]
+    assert [p["type"] for p in paid] == [
+        "customer.upserted",
+        "invoice.issued",  # none of its own: a paid job's invoice was issued
+        "invoice.paid",
+        "service.completed",
+    ]
+    assert paid[1]["data"] == paid[2]["data"]
+    assert paid[3]["id"] == completed[1]["id"]
     assert paid[0]["id"] == completed[0]["id"], "the same customer details: the same upsert"
 
 

@@ -101,6 +101,13 @@ def map_delivery(payload: Any, choices: Choices, delivery: Delivery) -> list[Raw
     if event == "job.paid":
         paid_at = when(job.get("paid_at") or job.get("updated_at"), tz) or now
         if total is not None:
+            # Housecall Pro sends no invoice of its own: the paid job's invoice is issued
+            # here, so that its payment (held until its invoice arrives) goes through.
+            postings.append(
+                invoice_posting(
+                    SYSTEM, "invoice.issued", order, customer_id, total, paid_at, paid_at
+                )
+            )
             postings.append(
                 invoice_posting(SYSTEM, "invoice.paid", order, customer_id, total, paid_at, paid_at)
             )

@@ -213,6 +213,14 @@ def _invoice(
     found = _client(client, occurred)
     if found:
         postings.append(found)
+    status = str(invoice.get("invoiceStatus") or "").lower()
+    if payment is not None or status == "paid":
+        # A paid invoice was issued, whether or not its creation was delivered: the same
+        # posting as its creation's (a duplicate if that came), so its payment, held
+        # until its invoice arrives, goes through.
+        postings.append(
+            invoice_posting(SYSTEM, "invoice.issued", invoice_id, customer, total, due, issued)
+        )
     if payment is not None:
         amount = cents(payment.get("amount"), "dollars")
         paid_at = when(payment.get("entryDate"), tz) or occurred
