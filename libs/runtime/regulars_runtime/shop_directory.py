@@ -30,7 +30,9 @@ async def apply_shop_event(envelope: Envelope, conn: asyncpg.Connection) -> None
         )
     elif envelope.type == "regulars.shop.api_key_revoked.v1":
         await conn.execute(
-            "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND shop_id = $3",
+            # the first word holds: a replay, or intake's own copy revoked at once, keeps it
+            "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND shop_id = $3"
+            " AND revoked_at IS NULL",
             data["key_id"],
             envelope.time,
             shop_id,
