@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from regulars_events.envelope import Envelope, EnvelopeError
 from regulars_events.topics import dead_letter_topic
 
-from .kafka import KafkaConfig, producer
+from .kafka import KafkaConfig, producer, security
 from .supervise import keep_running
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ class EventConsumer:
             max_poll_records=FETCHED_AT_ONCE,
             max_partition_fetch_bytes=self.partition_fetch_bytes,
             metadata_max_age_ms=5000,
+            **security(self.kafka),
         )
         dead_letters = producer(self.kafka, f"{self.group_id}-dead-letters")
         await consumer.start()

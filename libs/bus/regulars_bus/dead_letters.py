@@ -25,7 +25,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from regulars_events.topics import dead_letter_topic
 
-from .kafka import KafkaConfig, producer
+from .kafka import KafkaConfig, producer, security
 
 DLQ_HEADER_PREFIX = "dlq_"
 
@@ -74,6 +74,7 @@ async def _read_all(kafka: KafkaConfig, topic: str, idle_seconds: float) -> list
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        **security(kafka),
     )
     await consumer.start()
     try:
