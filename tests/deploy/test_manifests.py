@@ -1206,6 +1206,25 @@ def test_a_kafka_user_per_service_with_only_its_topics_and_group(rendered: Any) 
         assert all(n in ALL_TOPICS for kind, n in granted if kind == "topic"), service
 
 
+def test_each_service_checks_only_the_topics_its_kafka_user_may_see(rendered: Any) -> None:
+    """Under the ACLs every other topic looks missing (and is not the service's to create),
+    so the start-up check and the relay ask only for what the service reads and writes."""
+    from regulars_runtime.service import needed_topics
+
+    which, resources = rendered
+    users = {name_of(u): u for u in of_kind(resources, "KafkaUser")}
+    for service in SERVICES:
+        definition = importlib.import_module(f"regulars_{service}.bootstrap").DEFINITION
+        published = {f"regulars.{f}" for f in produced_families(service)}
+        assert set(definition.publishes) == published, f"{service} declares what it publishes"
+        described = {
+            n for (kind, n), ops in acls(users[f"regulars-{service}"]).items() if "Describe" in ops
+        }
+        topics = set(needed_topics(definition))
+        assert topics - described == set(), f"{which}: {service} cannot see {topics - described}"
+        assert f"regulars.dead_letter.{service}" in topics
+
+
 def test_produced_families_finds_what_a_service_publishes() -> None:
     assert {"shop", "customer", "service"} <= produced_families("intake")
     assert "followup" in produced_families("followup")

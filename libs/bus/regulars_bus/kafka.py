@@ -16,6 +16,8 @@ from aiokafka.helpers import create_ssl_context
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+TOPIC_AUTHORIZATION_FAILED = 29
+CLUSTER_AUTHORIZATION_FAILED = 31
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,10 @@ def _ssl_context(
     # One context per set of files: built once, shared by every client of the process
     # (certificates are read at start; a rotated certificate takes a restart, as Strimzi's
     # renewal of the cluster CA does with a rolling restart).
-    return create_ssl_context(cafile=cafile, certfile=certfile, keyfile=keyfile, password=password)
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=cafile, certfile=certfile, keyfile=keyfile, password=password
+    )
+    return context
 
 
 def security(config: KafkaConfig) -> dict[str, Any]:
@@ -169,6 +174,14 @@ async def ensure_topics(
         [NewTopic(t, config.topic_partitions, config.replication_factor) for t in missing]
     )
     for topic, code, message in getattr(response, "topic_errors", []):
+        if code in (TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED):
+            # under ACLs a topic this user may not describe looks missing, and creating it is
+            # the cluster's business (Strimzi's KafkaTopic), not the service's
+            raise RuntimeError(
+                f"topic {topic} is missing or not visible to this Kafka user, which may not"
+                " create it: create the topic (deploy/k8s kafka-topics.yaml) and grant the"
+                " user Describe on it (kafka-users.yaml)"
+            )
         if code not in (0, TOPIC_ALREADY_EXISTS):
             raise RuntimeError(f"could not create topic {topic}: {message} (code {code})")
     log.info("topics created", extra={"topics": missing})

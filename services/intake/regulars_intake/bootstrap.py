@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 from pydantic import Field
+from regulars_events.topics import topics_of
 from regulars_runtime.bus import MessageBus
 from regulars_runtime.clock import Clock, system_clock
 from regulars_runtime.migrations import Migration, service_migrations
@@ -99,6 +100,17 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
         settings=IntakeSettings,
         wire=wire,
         routers=[api.router],
+        # what its outbox publishes (tests/deploy checks it against the code and its ACLs)
+        publishes=topics_of(
+            "shop",
+            "customer",
+            "consent",
+            "service",
+            "appointment",
+            "invoice",
+            "service_plan",
+            "referral",
+        ),
         clock=clock,
         body_limit=MAX_REQUEST_BYTES,
         customize=_customize,
