@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 
@@ -152,6 +152,20 @@ def producer(config: KafkaConfig, client_id: str) -> AIOKafkaProducer:
         max_batch_size=config.max_batch_size,
         max_request_size=2 * 1024 * 1024,
         request_timeout_ms=15000,
+        **security(config),
+    )
+
+
+def consumer(config: KafkaConfig, group_id: str | None, **options: Any) -> AIOKafkaConsumer:
+    """A consumer that never commits by itself (offsets are committed once the effect is in
+    PostgreSQL) and reads a new group from the start; options are the caller's own."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=config.bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=config.fetch_max_wait_ms,
+        **options,
         **security(config),
     )
 
