@@ -1225,6 +1225,55 @@ def test_each_service_checks_only_the_topics_its_kafka_user_may_see(rendered: An
         assert f"regulars.dead_letter.{service}" in topics
 
 
+def test_production_reaches_kafka_over_tls_as_each_services_kafka_user(tmp_path: Path) -> None:
+    """The TLS listener, SCRAM-SHA-512 as the service's own KafkaUser, its password from the
+    Secret the User Operator writes, the cluster CA mounted where KAFKA_SSL_CAFILE says; and
+    the settings a pod gets are accepted by the services' own settings."""
+    from regulars_runtime.settings import KafkaSettings
+
+    resources = render(OVERLAYS["production"])
+    settings = config(resources)
+    assert settings["KAFKA_BOOTSTRAP_SERVERS"] == "regulars-kafka-kafka-bootstrap:9093"
+    assert settings["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert settings["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    cafile = Path(settings["KAFKA_SSL_CAFILE"])
+    users = {name_of(u): u for u in of_kind(resources, "KafkaUser")}
+    for service in SERVICES:
+        deployment = one(resources, "Deployment", f"regulars-{service}")
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        user = env["KAFKA_SASL_USERNAME"]["value"]
+        assert user == f"regulars-{service}" and user in users, service
+        assert users[user]["spec"]["authentication"]["type"] == "scram-sha-512"
+        password = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password == {"name": user, "key": "password"}, service
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        ca = mounts["kafka-cluster-ca"]
+        assert ca["readOnly"] and Path(ca["mountPath"]) == cafile.parent, service
+        secret = volumes["kafka-cluster-ca"]["secret"]
+        assert secret["secretName"] == "regulars-kafka-cluster-ca-cert", service
+        assert {"key": "ca.crt", "path": cafile.name} in secret["items"], service
+        assert "tmp" in mounts and "tmp" in volumes, f"{service}: the patch kept /tmp"
+    # what a pod's environment makes of it (the CA's content is the cluster's; a file here)
+    local_ca = tmp_path / "ca.crt"
+    local_ca.write_text("")
+    kafka = KafkaSettings(
+        **{
+            k.removeprefix("KAFKA_").lower(): v
+            for k, v in settings.items()
+            if k.startswith("KAFKA_") and k != "KAFKA_SSL_CAFILE"
+        },
+        ssl_cafile=str(local_ca),
+        sasl_username="regulars-followup",
+        sasl_password="from-the-secret",
+    )
+    assert kafka.security_protocol == "SASL_SSL"
+    # dev stays on the plain listener of its one-broker cluster
+    assert "KAFKA_SECURITY_PROTOCOL" not in config(render(OVERLAYS["dev"]))
+
+
 def test_produced_families_finds_what_a_service_publishes() -> None:
     assert {"shop", "customer", "service"} <= produced_families("intake")
     assert "followup" in produced_families("followup")

@@ -6,6 +6,7 @@ must trust our CA, verify the broker's name, and present our client certificate.
 
 from __future__ import annotations
 
+import re
 import ssl
 import subprocess
 from pathlib import Path
@@ -243,3 +244,19 @@ def test_a_bad_combination_stops_the_service_naming_the_variables(
     assert "KAFKA_SASL_USERNAME is required" in message
     assert "KAFKA_SSL_CAFILE: no file /nowhere/ca.crt" in message
     assert "from-the-secret" not in message
+
+
+def test_every_kafka_client_is_made_where_the_security_settings_are_applied() -> None:
+    """A producer, consumer or admin client made anywhere else would reach the brokers on
+    PLAINTEXT, which a secured cluster refuses (or, worse, answers)."""
+    root = Path(__file__).resolve().parents[3]
+    made_here = root / "libs" / "bus" / "regulars_bus" / "kafka.py"
+    pattern = re.compile(r"\bAIOKafka(Producer|Consumer|AdminClient)\(")
+    elsewhere = [
+        str(path.relative_to(root))
+        for top in ("libs", "apps", "services")
+        for path in (root / top).rglob("*.py")
+        if "tests" not in path.parts and path != made_here and pattern.search(path.read_text())
+    ]
+    assert elsewhere == []
+    assert len(pattern.findall(made_here.read_text())) == 3
