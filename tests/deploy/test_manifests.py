@@ -264,7 +264,7 @@ def test_every_listed_file_exists_parses_and_every_manifest_is_listed() -> None:
             if "path" in entry:
                 path = (d / entry["path"]).resolve()
                 assert path.is_file(), f"{d}: patch {entry['path']} does not exist"
-                assert yaml.safe_load(path.read_text()), f"{path}: empty patch"
+                assert all(yaml.safe_load_all(path.read_text())), f"{path}: empty patch"
                 referenced.add(path)
     manifests = {p.resolve() for p in K8S.rglob("*.y*ml") if p.name not in KUSTOMIZATION_NAMES}
     orphans = sorted(str(p.relative_to(K8S)) for p in manifests - referenced)
