@@ -1134,10 +1134,8 @@ def test_compose_publishes_on_loopback_unless_told(compose: dict[str, Any]) -> N
 
 
 def consumed_topics(service: str) -> set[str]:
-    if service == "intake":
-        return set()  # intake consumes nothing: it is the front door
-    module = importlib.import_module(f"regulars_{service}.handlers")
-    return set(module.TOPICS)
+    definition = importlib.import_module(f"regulars_{service}.bootstrap").DEFINITION
+    return set(definition.consumes)
 
 
 def produced_families(service: str) -> set[str]:

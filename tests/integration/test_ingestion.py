@@ -108,14 +108,17 @@ async def test_bad_key_is_401(running: System) -> None:
         assert (await http.get("/v1/policy", headers=bad)).status_code == 401
 
 
-async def test_another_shops_ids_are_404(running: System, intake: httpx.AsyncClient) -> None:
+async def test_another_shops_ids_are_not_this_shops(
+    running: System, intake: httpx.AsyncClient
+) -> None:
     assert (await intake.post("/v1/events", json=customer("c-mine"))).status_code == 202
-    _other_id, other_key = await running.create_shop("Other Shop")
+    other_id, other_key = await running.create_shop("Other Shop")
     async with httpx.AsyncClient(
         base_url=running.services["intake"].url, headers=auth(other_key)
     ) as other:
+        # Another shop's customer is not this shop's: the visit waits for one of its own.
         r = await other.post("/v1/events", json=completed("ro-x", "c-mine"))
-        assert r.status_code == 404 and "customer_id" in r.json()["detail"]
+        assert r.status_code == 202 and r.json()["status"] == "accepted"
         assert (await other.get("/v1/customers/c-mine")).status_code == 404
         r = await other.post(
             "/v1/events",
@@ -125,7 +128,19 @@ async def test_another_shops_ids_are_404(running: System, intake: httpx.AsyncCli
                 "data": {"repair_order_id": "ro-mine"},
             },
         )
-        assert r.status_code == 404
+        assert r.status_code == 202
+    held = await running.fetch(
+        "SELECT needs_kind, needs_id FROM intake.waiting_events WHERE shop_id = $1 ORDER BY 1",
+        uuid.UUID(other_id),
+    )
+    assert [(h["needs_kind"], h["needs_id"]) for h in held] == [
+        ("customer", "c-mine"),
+        ("repair_order", "ro-mine"),
+    ]
+    visits = await running.fetch(
+        "SELECT 1 FROM intake.repair_orders WHERE shop_id = $1", uuid.UUID(other_id)
+    )
+    assert visits == []
     assert (await intake.get("/v1/customers/c-mine")).status_code == 200
 
 
@@ -232,42 +247,42 @@ async def test_a_batch_answers_as_if_posted_one_by_one(
     # the same repair order, an id repeated (same body and another), an unknown customer.
     first = completed("ro-seq-1", "c-seq", event_id="seq-visit")
     batch = [
-        completed("ro-seq-0", "c-seq"),  # the customer is not in the directory yet
+        completed("ro-seq-0", "c-seq"),  # the customer is not in the directory yet: held
         customer("c-seq"),
         first,
         completed("ro-seq-1", "c-seq", event_id="seq-visit-again"),  # same order, new id
         first,  # the same id and body: a duplicate
         {**first, "data": {**first["data"], "advisor": "kim"}},  # same id, other body
-        completed("ro-seq-2", "c-nobody"),
+        completed("ro-seq-2", "c-nobody"),  # held: this customer never arrives
         completed("ro-seq-3", "c-seq"),
     ]
     r = await intake.post("/v1/events/batch", json={"events": batch})
     assert r.status_code == 202, r.text
     results = r.json()["results"]
     assert [(x["status"], x.get("code")) for x in results] == [
-        ("rejected", 404),
+        ("accepted", None),
         ("accepted", None),
         ("accepted", None),
         ("accepted", None),
         ("duplicate", None),
         ("rejected", 409),
-        ("rejected", 404),
+        ("accepted", None),
         ("accepted", None),
     ]
     assert results[4]["event_id"] == results[2]["event_id"]
-    assert "c-nobody" in results[6]["detail"]
     visits = await running.fetch(
         "SELECT repair_order_id FROM intake.repair_orders WHERE shop_id = $1"
         " AND customer_id = 'c-seq' ORDER BY 1",
         uuid.UUID(shop[0]),
     )
-    assert [v["repair_order_id"] for v in visits] == ["ro-seq-1", "ro-seq-3"]
+    assert [v["repair_order_id"] for v in visits] == ["ro-seq-0", "ro-seq-1", "ro-seq-3"]
     events = await running.fetch(
         "SELECT o.event_id FROM intake.outbox o WHERE o.headers @> $1::jsonb",
         f'[["shop_id", "{shop[0]}"], ["ce_subject", "c-seq"]]',
     )
     accepted = {uuid.UUID(x["event_id"]) for x in results if x["status"] == "accepted"}
-    assert {e["event_id"] for e in events} == accepted  # one outbox row per accepted event
+    # one outbox row per accepted event of c-seq's (c-nobody's visit is still held)
+    assert {e["event_id"] for e in events} == accepted - {uuid.UUID(results[6]["event_id"])}
 
 
 async def test_concurrent_posts_each_get_their_own_answer(
@@ -278,16 +293,16 @@ async def test_concurrent_posts_each_get_their_own_answer(
     assert r.status_code == 202, r.text
     posts = [completed(f"ro-many-{i}", "c-many") for i in range(60)]
     posts += [posts[0], posts[1]]  # retried while the first may still be in flight
-    posts += [completed("ro-many-x", "c-unknown-many")]
+    posts += [completed("ro-many-x", "c-unknown-many")]  # held for its customer
     answers = await asyncio.gather(*(intake.post("/v1/events", json=p) for p in posts))
     codes = [a.status_code for a in answers]
-    assert codes[:60] == [202] * 60 and codes[62] == 404, codes
+    assert codes == [202] * 63, codes
     assert codes[60:62] == [202, 202]
     by_id: dict[str, set[str]] = {}
     for a in answers[:62]:
         by_id.setdefault(a.json()["id"], set()).add(a.json()["status"])
     assert by_id["ro-ro-many-0"] == by_id["ro-ro-many-1"] == {"accepted", "duplicate"}
-    assert sum(1 for a in answers if a.json()["status"] == "accepted") == 60
+    assert sum(1 for a in answers if a.json()["status"] == "accepted") == 61
     stored = await running.fetch(
         "SELECT count(*) AS n FROM intake.repair_orders WHERE shop_id = $1"
         " AND customer_id = 'c-many'",

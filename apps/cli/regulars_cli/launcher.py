@@ -24,7 +24,14 @@ from typing import IO, Any
 
 from .schemas import migrate
 from .settings import inherited_environment, set_runtime_dir, settings
-from .system import SERVICES, RunState, data_dir, postgres_dir, staff_token_key
+from .system import (
+    SERVICES,
+    RunState,
+    data_dir,
+    postgres_dir,
+    staff_token_key,
+    webhook_secret_key,
+)
 
 
 def _die_with_parent() -> None:
@@ -194,6 +201,9 @@ class Launcher:
             # a key of this machine's, not embedded mode's well-known one: the console is
             # reachable from wherever port 8004 is
             staff_key = staff_token_key(self.data)
+            base_env["REGULARS_WEBHOOK_SECRET_KEY"] = webhook_secret_key(self.data)
+            # an integrator tries webhooks against a receiver on this machine
+            base_env.setdefault("REGULARS_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
             if external_kafka:
                 bootstrap = external_kafka  # with the KAFKA_SECURITY_* given, passed on
             else:

@@ -172,6 +172,10 @@ async def _status() -> dict[str, Any]:
                 report["services"][name].update(
                     {"outbox_backlog": await backlog(conn), "dead_letters": await waiting(conn)}
                 )
+                if name == "intake":
+                    from regulars_intake.adapters.queries import waiting_counts
+
+                    report["waiting"] = await waiting_counts(conn)
             finally:
                 await conn.close()
     except Exception as exc:
@@ -202,6 +206,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"{name:<9} {s['url']:<24} {state:<10}"
                 f" outbox backlog {s.get('outbox_backlog', '?')}"
                 f"  dead letters {s.get('dead_letters', '?')}"
+            )
+        for shop in report.get("waiting", []):
+            # Never dropped: what waits this long needs someone to post what is missing.
+            print(
+                f"waiting   shop {shop['shop_id']}: {shop['waiting']} event(s) held 7+ days"
+                f" for a customer, repair order or invoice (oldest {shop['oldest']:%Y-%m-%d});"
+                " GET /v1/waiting lists them"
             )
     healthy = (
         report["database"].get("up")

@@ -27,6 +27,7 @@ class CliSettings(BaseSettings):
     regulars_data_dir: str | None = None
     #: the staff-token key `regulars run` gives the services (else it makes one)
     regulars_staff_token_key: SecretStr | None = None
+    regulars_webhook_secret_key: SecretStr | None = None
     regulars_intake_port: int = Field(DEFAULT_PORTS["intake"], ge=1, le=65535)
     regulars_followup_port: int = Field(DEFAULT_PORTS["followup"], ge=1, le=65535)
     regulars_feedback_port: int = Field(DEFAULT_PORTS["feedback"], ge=1, le=65535)

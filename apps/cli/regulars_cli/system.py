@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from regulars_bus.kafka import KafkaConfig
 from regulars_runtime.staff import MIN_KEY_LENGTH
 
@@ -55,12 +55,29 @@ def staff_token_key(data: Path) -> str:
     It is kept under the data directory so that a console session outlives a restart of
     `make run`, readable by this user alone: whoever reads it can act as any staff member.
     """
-    given = settings().regulars_staff_token_key
+    return _machine_key(
+        data, "staff-token.key", settings().regulars_staff_token_key, "REGULARS_STAFF_TOKEN_KEY"
+    )
+
+
+def webhook_secret_key(data: Path) -> str:
+    """The key intake encrypts webhook secrets with: ``REGULARS_WEBHOOK_SECRET_KEY`` if
+    set, else one made on the first run and kept beside the staff-token key (a new one
+    each run would leave the stored secrets unreadable)."""
+    return _machine_key(
+        data,
+        "webhook-secret.key",
+        settings().regulars_webhook_secret_key,
+        "REGULARS_WEBHOOK_SECRET_KEY",
+    )
+
+
+def _machine_key(data: Path, name: str, given: SecretStr | None, variable: str) -> str:
     if given is not None:
         if len(given.get_secret_value()) < MIN_KEY_LENGTH:
-            raise SystemExit(f"REGULARS_STAFF_TOKEN_KEY: at least {MIN_KEY_LENGTH} characters")
+            raise SystemExit(f"{variable}: at least {MIN_KEY_LENGTH} characters")
         return given.get_secret_value()
-    path = data / "staff-token.key"
+    path = data / name
     try:
         kept = path.read_text().strip()
     except FileNotFoundError:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypedDict
 
-from regulars_events.catalogue import ConsentChanged, CustomerUpserted
+from regulars_events.catalogue import ConsentChanged, CustomerUpserted, InvoiceIssued
 from regulars_runtime.auth import issue_key
 from regulars_runtime.bus import Command
 from regulars_runtime.clock import Clock
@@ -23,6 +23,7 @@ from regulars_shop.policy import Policy
 from .domain.acceptance import (
     NOTHING_KNOWN,
     RECORDED,
+    RECORDED_CUSTOMER_UNKNOWN,
     Accepted,
     Answered,
     Arrival,
@@ -31,7 +32,10 @@ from .domain.acceptance import (
     ConsentChange,
     CustomerDetails,
     Decision,
+    Hold,
+    InvoiceRecord,
     Known,
+    Needs,
     NewVisit,
     OrderStatus,
     Outcome,
@@ -39,11 +43,14 @@ from .domain.acceptance import (
     ReceiptKey,
     claimed,
     decide,
+    provides,
     runs,
 )
+from .domain.connectors.setup import Connector, ConnectorSetup, Tally
 from .domain.postings import Posting
 from .domain.repair_orders import RepairOrder
 from .domain.shop import Shop
+from .domain.webhooks import DEFAULT_RETRY_SCHEDULE
 
 SCHEMA = "intake"
 
@@ -95,9 +102,9 @@ class ShopRegistry(Protocol):
 class Receipts(Protocol):
     """The idempotency records of postings, by (shop, the shop's id)."""
 
-    async def claim(self, claims: Sequence[ClaimFirst]) -> set[ReceiptKey]:
-        """Record each claim's receipt unless its id is taken or its required customer
-        is not in the directory; the keys recorded now. One statement for all."""
+    async def claim(self, claims: Sequence[ClaimFirst]) -> dict[ReceiptKey, bool]:
+        """Record each claim's receipt unless its id is taken; the keys recorded now,
+        each with whether its required customer is in the directory. One statement."""
         ...
 
     async def stored(self, keys: Sequence[ReceiptKey]) -> dict[ReceiptKey, Receipt]:
@@ -132,11 +139,74 @@ class CustomerDirectory(Protocol):
     async def change_consent(self, shop_id: uuid.UUID, change: ConsentChanged) -> None: ...
 
 
+class Invoices(Protocol):
+    async def issued(self, keys: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        """Which of these (shop, invoice id) were issued."""
+        ...
+
+    async def add(self, shop_id: uuid.UUID, invoice: InvoiceIssued) -> None:
+        """Keep an issued invoice (again: no change)."""
+        ...
+
+
+@dataclass(frozen=True)
+class HeldPosting:
+    """A posting accepted before what it needs arrived, as it waits."""
+
+    shop_id: uuid.UUID
+    event_id: uuid.UUID
+    posting: Posting
+    needs: Needs
+    #: when it was first held (None: now); its age on the waiting list counts from then
+    since: datetime | None = None
+
+
+class WaitingRoom(Protocol):
+    """Postings held for what they need, shop by shop.
+
+    A holder and whoever provides what it needs must not miss each other across
+    replicas: both take :meth:`lock` on the need first (held until commit), so either
+    the holder sees what was provided, or the provider sees the held posting.
+    """
+
+    async def lock(self, needs: Sequence[Needs]) -> None: ...
+
+    async def hold(self, held: HeldPosting) -> None: ...
+
+    async def take(self, needs: Sequence[Needs]) -> list[HeldPosting]:
+        """Remove and return what waits for these, in the order it happened."""
+        ...
+
+
+class Connectors(Protocol):
+    async def for_system(self, shop_id: uuid.UUID, system: str) -> Connector | None: ...
+
+    async def save(
+        self, connector: Connector, sealed_secret: bytes, sealed_token: bytes | None
+    ) -> None:
+        """Store the connector, replacing the secret and choices of the shop's one for
+        the same system (its id, counts and hook URL stay)."""
+        ...
+
+    async def tally(self, connector_id: uuid.UUID, tally: Tally) -> None:
+        """Add one delivery to the connector's counts and set its last delivery time."""
+        ...
+
+
+class Sealer(Protocol):
+    """Encrypts the secrets a connector is given (the key is the operator's)."""
+
+    def seal(self, secret: str) -> bytes: ...
+
+
 class IntakeUnitOfWork(UnitOfWork):
     registry: ShopRegistry
     receipts: Receipts
     repair_orders: RepairOrders
     customers: CustomerDirectory
+    invoices: Invoices
+    waiting: WaitingRoom
+    connectors: Connectors
 
 
 @dataclass(frozen=True)
@@ -144,6 +214,9 @@ class Deps:
     """What intake's handlers need besides the unit of work."""
 
     clock: Clock
+    #: waits between tries of a webhook delivery (REGULARS_WEBHOOK_RETRY_SCHEDULE)
+    webhook_retry_schedule: tuple[timedelta, ...] = DEFAULT_RETRY_SCHEDULE
+    sealer: Sealer | None = None
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -178,6 +251,32 @@ class AcceptPostings(Command[list[Outcome]]):
     """Postings, each for its shop, answered in order as if posted one by one."""
 
     postings: Sequence[tuple[uuid.UUID, Posting]]
+
+
+@dataclass(frozen=True)
+class ConfigureConnector(Command[Connector]):
+    shop_id: uuid.UUID
+    system: str
+    setup: ConnectorSetup
+
+
+@dataclass(frozen=True)
+class AcceptDelivery(Command[list[Outcome]]):
+    """One webhook delivery of a connector: its postings accepted as if the shop had
+    posted them, and the delivery counted."""
+
+    connector_id: uuid.UUID
+    shop_id: uuid.UUID
+    postings: Sequence[Posting]
+    #: postings the connector made that did not pass intake's checks
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class CountFailedDelivery(Command[None]):
+    """A signed delivery the connector could not read or complete."""
+
+    connector_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -230,6 +329,56 @@ async def _shop(uow: IntakeUnitOfWork, shop_id: uuid.UUID) -> Shop:
     return shop
 
 
+# -- connectors -------------------------------------------------------------------------
+
+
+async def configure_connector(
+    command: ConfigureConnector, uow: IntakeUnitOfWork, deps: Deps
+) -> Connector:
+    """The shop's connector for the system, new or with its secret and choices replaced."""
+    await _shop(uow, command.shop_id)
+    if deps.sealer is None:
+        raise RuntimeError("connectors need a key to encrypt their secrets with")
+    known = await uow.connectors.for_system(command.shop_id, command.system)
+    connector = Connector(
+        known.id if known is not None else uuid.uuid4(),
+        command.shop_id,
+        command.system,
+        command.setup.choices(),
+    )
+    token = command.setup.access_token
+    await uow.connectors.save(
+        connector,
+        deps.sealer.seal(command.setup.secret),
+        deps.sealer.seal(token) if token is not None else None,
+    )
+    return connector
+
+
+async def accept_delivery(
+    command: AcceptDelivery, uow: IntakeUnitOfWork, deps: Deps
+) -> list[Outcome]:
+    outcomes = await accept_many(uow, [(command.shop_id, p) for p in command.postings])
+    # A re-sent completion whose details changed since (a flood of order updates) is the
+    # same visit already taken: counted with the accepted, not as a rejection.
+    refused = sum(
+        1
+        for o in outcomes
+        if o.status == "rejected" and (o.rejection is None or o.rejection.status != 409)
+    )
+    await uow.connectors.tally(
+        command.connector_id,
+        Tally(accepted=len(outcomes) - refused, rejected=command.rejected + refused),
+    )
+    return outcomes
+
+
+async def count_failed_delivery(
+    command: CountFailedDelivery, uow: IntakeUnitOfWork, deps: Deps
+) -> None:
+    await uow.connectors.tally(command.connector_id, Tally(errors=1))
+
+
 # -- postings ---------------------------------------------------------------------------
 
 
@@ -261,9 +410,9 @@ async def accept_many(
 
 
 async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome]:
-    order_keys, customers = _to_look_up(run)
-    if order_keys or customers:
-        known = await _look_up(uow, run, order_keys, customers)
+    order_keys, customers, invoices = _to_look_up(run)
+    if order_keys or customers or invoices:
+        known = await _look_up(uow, run, order_keys, customers, invoices)
     else:
         known = [NOTHING_KNOWN] * len(run)  # the hot path: visits with ids
     decisions: list[Decision] = [decide(a, k) for a, k in zip(run, known, strict=True)]
@@ -271,30 +420,36 @@ async def _accept_run(uow: IntakeUnitOfWork, run: list[Arrival]) -> list[Outcome
     if claims:
         recorded = await uow.receipts.claim(claims)
         taken = [c.receipt.key for c in claims if c.receipt.key not in recorded]
-        # Rare (a repeat, a conflict, an unknown customer): one more statement says which.
+        # Rare (a repeat or a conflict): one more statement says which.
         stored = await uow.receipts.stored(taken) if taken else {}
         for i, decision in enumerate(decisions):
             if isinstance(decision, ClaimFirst):
                 key = decision.receipt.key
-                claim = RECORDED if key in recorded else Claimed(False, stored.get(key))
+                if key in recorded:
+                    claim = RECORDED if recorded[key] else RECORDED_CUSTOMER_UNKNOWN
+                else:
+                    claim = Claimed(False, stored.get(key))
                 decisions[i] = decide(run[i], claimed(known[i], claim))
     return await _store(uow, run, decisions)
 
 
 def _to_look_up(
     run: list[Arrival],
-) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
+) -> tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]:
     """What the run's answers turn on before any claim: the repair orders its voids and
-    reopens name, and the customers of its postings without an id (a posting with one
-    has its customer checked by its claim)."""
+    reopens name, the invoices its payments name, and the customers of its postings
+    without an id (a posting with one has its customer checked by its claim)."""
     order_keys = []
     customers = []
+    invoices = []
     for a in run:
         if a.order_key is not None:
             order_keys.append(a.order_key)
-        elif a.client_id is None and a.required_customer is not None:
+        if a.invoice_key is not None:
+            invoices.append(a.invoice_key)
+        if (a.client_id is None or a.held) and a.required_customer is not None:
             customers.append((a.shop_id, a.required_customer))
-    return order_keys, customers
+    return order_keys, customers, invoices
 
 
 async def _look_up(
@@ -302,17 +457,21 @@ async def _look_up(
     run: list[Arrival],
     order_keys: list[tuple[uuid.UUID, str]],
     customers: list[tuple[uuid.UUID, str]],
+    invoices: list[tuple[uuid.UUID, str]],
 ) -> list[Known]:
     orders = await uow.repair_orders.get(order_keys) if order_keys else {}
     in_directory = await uow.customers.known(customers) if customers else set()
+    issued = await uow.invoices.issued(invoices) if invoices else set()
     return [
         Known(
             order=None if a.order_key is None else orders.get(a.order_key),
             customer_known=(
                 None
-                if a.client_id is not None or a.required_customer is None
+                if (a.client_id is not None and not a.held) or a.required_customer is None
                 else (a.shop_id, a.required_customer) in in_directory
             ),
+            claim=RECORDED if a.held else None,
+            invoice_known=None if a.invoice_key is None else a.invoice_key in issued,
         )
         for a in run
     ]
@@ -323,8 +482,11 @@ async def _store(
 ) -> list[Outcome]:
     outcomes = []
     visits = []
+    provided: list[Needs] = []
     for arrival, decision in zip(run, decisions, strict=True):
-        if isinstance(decision, Answered):
+        if isinstance(decision, Hold):
+            decision = await _hold(uow, arrival, decision)
+        if isinstance(decision, Answered | Hold):
             outcomes.append(decision.outcome)
             continue
         assert isinstance(decision, Accepted), decision
@@ -337,9 +499,93 @@ async def _store(
             await uow.customers.save_details(arrival.shop_id, change.customer)
         elif isinstance(change, ConsentChange):
             await uow.customers.change_consent(arrival.shop_id, change.change)
+        elif isinstance(change, InvoiceRecord):
+            await uow.invoices.add(arrival.shop_id, change.invoice)
+        needs = provides(arrival.shop_id, change)
+        if needs is not None:
+            provided.append(needs)
         event_id = decision.outcome.event_id
         uow.emit(decision.event, shop_id=arrival.shop_id, id=event_id, time=decision.time)
         outcomes.append(decision.outcome)
     if visits:
         await uow.repair_orders.add_completed(visits)
+    if provided:
+        await _release(uow, provided)
     return outcomes
+
+
+async def _hold(
+    uow: IntakeUnitOfWork, arrival: Arrival, hold: Hold, since: datetime | None = None
+) -> Decision:
+    """Hold the posting for what it needs, unless that arrived meanwhile (from another
+    sender, committed since the look-up): then it is decided again, as held."""
+    again = Arrival(
+        arrival.shop_id,
+        arrival.posting,
+        arrival.event_id,
+        arrival.client_id,
+        arrival.customer_field,
+        arrival.required_customer,
+        arrival.order_key,
+        arrival.invoice_key,
+        held=True,
+    )
+    locked: set[Needs] = set()
+    decision: Decision = hold
+    while isinstance(decision, Hold) and decision.needs not in locked:
+        await uow.waiting.lock([decision.needs])
+        locked.add(decision.needs)
+        order_keys, customers, invoices = _to_look_up([again])
+        (known,) = await _look_up(uow, [again], order_keys, customers, invoices)
+        decision = decide(again, known)
+    if isinstance(decision, Hold):
+        await uow.waiting.hold(
+            HeldPosting(arrival.shop_id, arrival.event_id, arrival.posting, decision.needs, since)
+        )
+    return decision
+
+
+async def _release(uow: IntakeUnitOfWork, provided: list[Needs]) -> None:
+    """Decide again, in the order they happened, the postings held for what was just
+    provided; each may provide more (a visit released by its customer lets its void
+    through)."""
+    while provided:
+        needs = sorted(set(provided))
+        await uow.waiting.lock(needs)
+        held = await uow.waiting.take(needs)
+        provided = []
+        for one in held:
+            arrival = Arrival.of(one.shop_id, one.posting, held_as=one.event_id)
+            order_keys, customers, invoices = _to_look_up([arrival])
+            known = await _look_up(uow, [arrival], order_keys, customers, invoices)
+            decision = decide(arrival, known[0])
+            if isinstance(decision, Hold):
+                # Waiting for something else now (a payment whose customer arrived, its
+                # invoice not yet): held again for that, unless it has just come too.
+                decision = await _hold(uow, arrival, decision, one.since)
+                if isinstance(decision, Hold):
+                    continue
+            await _store_released(uow, arrival, decision, provided)
+
+
+async def _store_released(
+    uow: IntakeUnitOfWork, arrival: Arrival, decision: Decision, provided: list[Needs]
+) -> None:
+    assert isinstance(decision, Accepted), decision
+    change = decision.change
+    if isinstance(change, NewVisit):
+        await uow.repair_orders.add_completed([change.order])
+    elif isinstance(change, OrderStatus):
+        await uow.repair_orders.save(change.order)
+    elif isinstance(change, CustomerDetails):
+        await uow.customers.save_details(arrival.shop_id, change.customer)
+    elif isinstance(change, ConsentChange):
+        await uow.customers.change_consent(arrival.shop_id, change.change)
+    elif isinstance(change, InvoiceRecord):
+        await uow.invoices.add(arrival.shop_id, change.invoice)
+    needs = provides(arrival.shop_id, change)
+    if needs is not None:
+        provided.append(needs)
+    uow.emit(
+        decision.event, shop_id=arrival.shop_id, id=decision.outcome.event_id, time=decision.time
+    )

@@ -63,6 +63,19 @@ def test_every_success_answer_of_the_api_has_a_schema(document: dict[str, Any]) 
         ("/v1/policy", "get", "200"),
         ("/v1/policy", "put", "200"),
         ("/v1/customers/{customer_id}", "get", "200"),
+        ("/v1/webhooks", "post", "201"),
+        ("/v1/webhooks", "get", "200"),
+        ("/v1/webhooks/event-types", "get", "200"),
+        ("/v1/webhooks/{webhook_id}", "get", "200"),
+        ("/v1/webhooks/{webhook_id}", "patch", "200"),
+        ("/v1/webhooks/{webhook_id}", "delete", "200"),
+        ("/v1/webhooks/{webhook_id}/rotate-secret", "post", "200"),
+        ("/v1/webhooks/{webhook_id}/deliveries", "get", "200"),
+        ("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", "post", "202"),
+        ("/v1/webhooks/{webhook_id}/replay", "post", "202"),
+        ("/v1/waiting", "get", "200"),
+        ("/v1/connectors/{system}", "put", "200"),
+        ("/v1/connectors", "get", "200"),
     }
     for where, answer in answers.items():
         schema = answer["content"]["application/json"]["schema"]

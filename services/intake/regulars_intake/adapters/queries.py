@@ -6,7 +6,7 @@ Reads change nothing, so they skip the unit of work and take a connection of the
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -48,3 +48,41 @@ async def customer(
     found["birthday"] = birthday.isoformat() if birthday else None
     found["updated_at"] = updated_at.isoformat()
     return found
+
+
+#: what is still waiting this long is listed (GET /v1/waiting, ``regulars status``)
+WAITING_LISTED_AFTER = timedelta(days=7)
+
+
+async def waiting_page(
+    pool: asyncpg.Pool,
+    shop_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The shop's postings held for 7 days or more for what they need, oldest first."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT event_id AS id, client_id, type, occurred_at, needs_kind, needs_id,"
+            " received_at FROM waiting_events WHERE shop_id = $1"
+            " AND received_at <= now() - $2::interval"
+            " AND ($3::timestamptz IS NULL OR (received_at, event_id) > ($3, $4))"
+            " ORDER BY received_at, event_id LIMIT $5",
+            shop_id,
+            WAITING_LISTED_AFTER,
+            None if after is None else after[0],
+            None if after is None else after[1],
+            limit,
+        )
+    return [dict(r) for r in rows]
+
+
+async def waiting_counts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Per shop: how many postings wait for 7 days or more, and since when."""
+    rows = await conn.fetch(
+        "SELECT shop_id, count(*) AS waiting, min(received_at) AS oldest FROM waiting_events"
+        " WHERE received_at <= now() - $1::interval GROUP BY shop_id ORDER BY shop_id",
+        WAITING_LISTED_AFTER,
+    )
+    return [dict(r) for r in rows]

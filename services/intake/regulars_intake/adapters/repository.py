@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
-from regulars_events.catalogue import ConsentChanged, CustomerUpserted
+from regulars_events.catalogue import ConsentChanged, CustomerUpserted, InvoiceIssued
 
-from ..domain.acceptance import ClaimFirst, Receipt, ReceiptKey
+from ..domain.acceptance import ClaimFirst, Needs, Receipt, ReceiptKey
+from ..domain.postings import as_posted, parse_posting
 from ..domain.repair_orders import RepairOrder, VisitStatus
 from ..domain.shop import Shop
-from ..handlers import ShopSummary
+from ..handlers import HeldPosting, ShopSummary
 
 
 class PostgresShopRegistry:
@@ -76,18 +77,21 @@ class PostgresReceipts:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def claim(self, claims: Sequence[ClaimFirst]) -> set[ReceiptKey]:
+    async def claim(self, claims: Sequence[ClaimFirst]) -> dict[ReceiptKey, bool]:
         # The customer check rides on the insert: one round trip on the hot path.
         receipts = [c.receipt for c in claims]
         recorded = await self.conn.fetch(
-            "INSERT INTO received_events (shop_id, client_id, body_sha256, event_id, type)"
-            " SELECT i.shop_id, i.client_id, i.body_sha256, i.event_id, i.type"
-            " FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[], $5::text[],"
-            " $6::text[]) AS i(shop_id, client_id, body_sha256, event_id, type, customer_id)"
-            " WHERE i.customer_id IS NULL OR EXISTS (SELECT 1 FROM customers c"
-            "   WHERE c.shop_id = i.shop_id AND c.customer_id = i.customer_id)"
+            "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[],"
+            " $5::text[], $6::text[]) AS i(shop_id, client_id, body_sha256, event_id, type,"
+            " customer_id)), r AS (INSERT INTO received_events (shop_id, client_id,"
+            " body_sha256, event_id, type)"
+            " SELECT i.shop_id, i.client_id, i.body_sha256, i.event_id, i.type FROM i"
             " ORDER BY i.shop_id, i.client_id"
-            " ON CONFLICT (shop_id, client_id) DO NOTHING RETURNING shop_id, client_id",
+            " ON CONFLICT (shop_id, client_id) DO NOTHING RETURNING shop_id, client_id)"
+            " SELECT r.shop_id, r.client_id, (i.customer_id IS NULL OR EXISTS (SELECT 1"
+            "   FROM customers c WHERE c.shop_id = i.shop_id AND c.customer_id = i.customer_id))"
+            "   AS customer_known"
+            " FROM r JOIN i USING (shop_id, client_id)",
             [r.shop_id for r in receipts],
             [r.client_id for r in receipts],
             [r.body_sha256 for r in receipts],
@@ -95,7 +99,7 @@ class PostgresReceipts:
             [r.type for r in receipts],
             [c.required_customer for c in claims],
         )
-        return {(r["shop_id"], r["client_id"]) for r in recorded}
+        return {(r["shop_id"], r["client_id"]): r["customer_known"] for r in recorded}
 
     async def stored(self, keys: Sequence[ReceiptKey]) -> dict[ReceiptKey, Receipt]:
         rows = await self.conn.fetch(
@@ -213,3 +217,87 @@ class PostgresCustomerDirectory:
             change.channel,
             change.granted,
         )
+
+
+class PostgresInvoices:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def issued(self, keys: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        rows = await self.conn.fetch(
+            "SELECT i.shop_id, i.invoice_id FROM invoices i"
+            " JOIN unnest($1::uuid[], $2::text[]) AS k(shop_id, invoice_id)"
+            " USING (shop_id, invoice_id)",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(r["shop_id"], r["invoice_id"]) for r in rows}
+
+    async def add(self, shop_id: uuid.UUID, invoice: InvoiceIssued) -> None:
+        await self.conn.execute(
+            "INSERT INTO invoices (shop_id, invoice_id, customer_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT (shop_id, invoice_id) DO NOTHING",
+            shop_id,
+            invoice.invoice_id,
+            invoice.customer_id,
+        )
+
+
+def _lock_key(needs: Needs) -> str:
+    return f"{needs.shop_id}:{needs.kind}:{needs.id}"
+
+
+class PostgresWaitingRoom:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def lock(self, needs: Sequence[Needs]) -> None:
+        # A transaction-scoped advisory lock per need, taken in one order by everyone so
+        # that two providers never wait on each other crosswise.
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h"
+            " FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
+            sorted({_lock_key(n) for n in needs}),
+        )
+
+    async def hold(self, held: HeldPosting) -> None:
+        posted = as_posted(held.posting)
+        await self.conn.execute(
+            "INSERT INTO waiting_events (shop_id, event_id, client_id, type, occurred_at,"
+            " needs_kind, needs_id, posting, received_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))"
+            " ON CONFLICT (shop_id, event_id) DO UPDATE SET needs_kind = excluded.needs_kind,"
+            " needs_id = excluded.needs_id",
+            held.shop_id,
+            held.event_id,
+            held.posting.client_id,
+            held.posting.short_type,
+            held.posting.occurred_at,
+            held.needs.kind,
+            held.needs.id,
+            posted,
+            held.since,
+        )
+
+    async def take(self, needs: Sequence[Needs]) -> list[HeldPosting]:
+        rows = await self.conn.fetch(
+            "DELETE FROM waiting_events w USING unnest($1::uuid[], $2::text[], $3::text[])"
+            " AS n(shop_id, kind, id) WHERE w.shop_id = n.shop_id AND w.needs_kind = n.kind"
+            " AND w.needs_id = n.id"
+            " RETURNING w.shop_id, w.event_id, w.occurred_at, w.received_at, w.needs_kind,"
+            " w.needs_id, w.posting",
+            [n.shop_id for n in needs],
+            [n.kind for n in needs],
+            [n.id for n in needs],
+        )
+        ordered = sorted(rows, key=lambda r: (r["occurred_at"], r["received_at"], r["event_id"]))
+        return [
+            HeldPosting(
+                r["shop_id"],
+                r["event_id"],
+                parse_posting(r["posting"]),
+                Needs(r["shop_id"], r["needs_kind"], r["needs_id"]),
+                r["received_at"],
+            )
+            for r in ordered
+        ]

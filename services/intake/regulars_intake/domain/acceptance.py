@@ -1,11 +1,17 @@
 """How intake answers a posting: accepted, a duplicate, or rejected and why. Pure.
 
 A posting's answer depends on what intake already holds: the idempotency record of its
-id (a :class:`Receipt`), whether the customer it names is in the shop's directory, and
-the repair order a void or a reopen names. :func:`decide` answers from those facts, and
-says what to store and which event to emit. A posting with an id is first *claimed*: its
-receipt is recorded if the id is free (and its customer known), in one statement for a
-whole run of postings; ``decide`` then answers knowing whether the claim held.
+id (a :class:`Receipt`), whether the customer it names is in the shop's directory, the
+repair order a void or a reopen names, and the invoice a payment names. :func:`decide`
+answers from those facts, and says what to store and which event to emit. A posting with
+an id is first *claimed*: its receipt is recorded if the id is free, in one statement for
+a whole run of postings (which also says whether its customer is known); ``decide`` then
+answers knowing whether the claim held.
+
+Shop systems deliver concurrently and out of order, so a posting whose customer, repair
+order or invoice has not arrived yet is accepted all the same and *held* (:class:`Hold`):
+it waits, durably, for what it :class:`Needs`, and is decided again when that arrives
+(:func:`provides`), so it becomes the same event it would have been in order.
 
 :func:`runs` says which postings may be claimed together: those whose answers cannot
 depend on one another.
@@ -26,6 +32,9 @@ from regulars_events.base import Event
 from regulars_events.catalogue import (
     ConsentChanged,
     CustomerUpserted,
+    InvoiceIssued,
+    InvoiceOverdue,
+    InvoicePaid,
     ReferralReported,
     ServiceCompleted,
     ServiceReopened,
@@ -43,6 +52,18 @@ ONE_AT_A_TIME = frozenset(
 
 #: (shop, the shop's id for a posting)
 ReceiptKey = tuple[uuid.UUID, str]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Needs:
+    """What a held posting waits for: a customer, a repair order or an invoice of a shop."""
+
+    shop_id: uuid.UUID
+    kind: str  # "customer" | "repair_order" | "invoice"
+    id: str
+
+
+CUSTOMER, REPAIR_ORDER, INVOICE = "customer", "repair_order", "invoice"
 
 
 @dataclass(slots=True)
@@ -111,11 +132,19 @@ class Arrival:
     required_customer: str | None
     #: the repair order a void or a reopen needs to find
     order_key: tuple[uuid.UUID, str] | None
+    #: the invoice a payment or an overdue notice needs to find
+    invoice_key: tuple[uuid.UUID, str] | None = None
+    #: accepted before and held: it was claimed then, and is decided again now
+    held: bool = False
 
     @classmethod
-    def of(cls, shop_id: uuid.UUID, posting: Posting) -> Arrival:
+    def of(cls, shop_id: uuid.UUID, posting: Posting, held_as: uuid.UUID | None = None) -> Arrival:
+        """``held_as``: the event id a held posting was accepted as."""
         event = posting.event
         order_key = None
+        invoice_key = None
+        if isinstance(event, InvoicePaid | InvoiceOverdue):
+            invoice_key = (shop_id, event.invoice_id)
         field: str | None
         if isinstance(event, ServiceVoided | ServiceReopened):
             field, order_key = None, (shop_id, event.repair_order_id)
@@ -128,11 +157,13 @@ class Arrival:
         return cls(
             shop_id,
             posting,
-            posting.event_id(shop_id),
+            posting.event_id(shop_id) if held_as is None else held_as,
             posting.client_id,
             field,
             None if field is None else str(getattr(event, field)),
             order_key,
+            invoice_key,
+            held_as is not None,
         )
 
 
@@ -141,9 +172,10 @@ class Claimed:
     """How a claim on a posting's id went."""
 
     recorded: bool
-    #: when not recorded: the receipt already holding the id (none: the customer the
-    #: claim required is not in the directory)
+    #: when not recorded: the receipt already holding the id
     stored: Receipt | None = None
+    #: when recorded: whether the customer the claim named is in the directory
+    customer_known: bool = True
 
 
 @dataclass(slots=True)
@@ -156,12 +188,16 @@ class Known:
     customer_known: bool | None = None
     #: none: not claimed yet
     claim: Claimed | None = None
+    #: whether the invoice a payment or overdue notice names was issued (None: not asked)
+    invoice_known: bool | None = None
 
 
 #: what a run of postings with ids starts from (nothing to look up: their claims check)
 NOTHING_KNOWN = Known()
 #: the common claim: the id was free and the customer known
 RECORDED = Claimed(recorded=True)
+#: the id was free but its customer is not in the directory (yet)
+RECORDED_CUSTOMER_UNKNOWN = Claimed(recorded=True, customer_known=False)
 _JUST_RECORDED = Known(claim=RECORDED)
 
 
@@ -169,7 +205,7 @@ def claimed(known: Known, claim: Claimed) -> Known:
     """``known`` with how its posting's claim went."""
     if known is NOTHING_KNOWN and claim is RECORDED:
         return _JUST_RECORDED  # the hot path: no new object per posting
-    return Known(known.order, known.customer_known, claim)
+    return Known(known.order, known.customer_known, claim, known.invoice_known)
 
 
 # -- what decide() says ---------------------------------------------------------------
@@ -177,8 +213,8 @@ def claimed(known: Known, claim: Claimed) -> Known:
 
 @dataclass(slots=True)
 class ClaimFirst:
-    """Record this receipt unless its id is taken or ``required_customer`` is not in the
-    directory; then decide again, knowing which."""
+    """Record this receipt unless its id is taken, and say whether ``required_customer``
+    is in the directory; then decide again, knowing both."""
 
     receipt: Receipt
     required_customer: str | None
@@ -211,7 +247,23 @@ class ConsentChange:
     change: ConsentChanged
 
 
-Change = NewVisit | OrderStatus | CustomerDetails | ConsentChange
+@dataclass(slots=True)
+class InvoiceRecord:
+    """An issued invoice, kept so that its payment can find it."""
+
+    invoice: InvoiceIssued
+
+
+Change = NewVisit | OrderStatus | CustomerDetails | ConsentChange | InvoiceRecord
+
+
+@dataclass(slots=True)
+class Hold:
+    """Accepted (the answer is ``outcome``), but it waits for ``needs`` before it becomes
+    an event: nothing is emitted until then."""
+
+    outcome: Outcome
+    needs: Needs
 
 
 @dataclass(slots=True)
@@ -224,34 +276,18 @@ class Accepted:
     change: Change | None
 
 
-Decision = ClaimFirst | Answered | Accepted
+Decision = ClaimFirst | Answered | Accepted | Hold
 
 
 def decide(arrival: Arrival, known: Known) -> Decision:
-    """The answer to one posting given what intake holds, or the claim it needs first."""
+    """The answer to one posting given what intake holds, or the claim it needs first.
+
+    A posting whose customer, repair order or invoice is missing is accepted and held
+    for it; a held posting is decided again (its claim long made) once that arrives.
+    """
     posting = arrival.posting
-    order = known.order
-    order_key = arrival.order_key
-    if order_key is not None and order is None:
-        return Answered(
-            Outcome(
-                "rejected",
-                None,
-                arrival.client_id,
-                Rejected(
-                    404,
-                    f"repair_order_id {order_key[1]!r} has no service.completed in this shop",
-                    [FieldError("data.repair_order_id", "not found")],
-                ),
-            )
-        )
-    if arrival.client_id is None:
-        if arrival.required_customer is not None:
-            if known.customer_known is None:
-                raise ValueError("a posting without an id needs its customer looked up")
-            if not known.customer_known:
-                return Answered(_unknown_customer(arrival))
-    else:
+    customer_known = known.customer_known
+    if arrival.client_id is not None and not arrival.held:
         claim = known.claim
         if claim is None:
             return ClaimFirst(
@@ -266,15 +302,37 @@ def decide(arrival: Arrival, known: Known) -> Decision:
             )
         if not claim.recorded:
             if claim.stored is None:
-                return Answered(_unknown_customer(arrival))
+                raise ValueError("a claim not recorded names the receipt holding its id")
             return Answered(claim.stored.answer_repeat(posting))
+        customer_known = claim.customer_known
+    accepted = Outcome("accepted", arrival.event_id, arrival.client_id)
+    if arrival.required_customer is not None:
+        if customer_known is None:
+            raise ValueError("a posting without a claim needs its customer looked up")
+        if not customer_known:
+            return Hold(accepted, Needs(arrival.shop_id, CUSTOMER, arrival.required_customer))
+    order = known.order
+    if arrival.order_key is not None and order is None:
+        return Hold(accepted, Needs(arrival.shop_id, REPAIR_ORDER, arrival.order_key[1]))
+    if arrival.invoice_key is not None:
+        if known.invoice_known is None:
+            raise ValueError("a payment or overdue notice needs its invoice looked up")
+        if not known.invoice_known:
+            return Hold(accepted, Needs(arrival.shop_id, INVOICE, arrival.invoice_key[1]))
     event, change = _effect(arrival, order)
-    return Accepted(
-        Outcome("accepted", arrival.event_id, arrival.client_id),
-        event,
-        posting.occurred_at.astimezone(UTC),
-        change,
-    )
+    return Accepted(accepted, event, posting.occurred_at.astimezone(UTC), change)
+
+
+def provides(shop_id: uuid.UUID, change: Change | None) -> Needs | None:
+    """What held postings a change lets through: the customer it adds, the visit, the
+    invoice."""
+    if isinstance(change, CustomerDetails):
+        return Needs(shop_id, CUSTOMER, change.customer.customer_id)
+    if isinstance(change, NewVisit):
+        return Needs(shop_id, REPAIR_ORDER, change.order.repair_order_id)
+    if isinstance(change, InvoiceRecord):
+        return Needs(shop_id, INVOICE, change.invoice.invoice_id)
+    return None
 
 
 def _effect(arrival: Arrival, order: RepairOrder | None) -> tuple[Event, Change | None]:
@@ -292,23 +350,9 @@ def _effect(arrival: Arrival, order: RepairOrder | None) -> tuple[Event, Change 
         return event, CustomerDetails(event)
     if isinstance(event, ConsentChanged):
         return event, ConsentChange(event)
+    if isinstance(event, InvoiceIssued):
+        return event, InvoiceRecord(event)
     return event, None
-
-
-def _unknown_customer(arrival: Arrival) -> Outcome:
-    field = arrival.customer_field
-    assert field is not None
-    return Outcome(
-        "rejected",
-        None,
-        arrival.client_id,
-        Rejected(
-            404,
-            f"{field} {arrival.required_customer!r} is not in this shop's customer directory;"
-            " post customer.upserted first",
-            [FieldError(f"data.{field}", "unknown customer")],
-        ),
-    )
 
 
 def runs(arrivals: Sequence[Arrival]) -> list[list[Arrival]]:

@@ -61,6 +61,17 @@ class Posting:
         return uuid.uuid5(_ID_NAMESPACE, f"{shop_id}:{self.client_id}")
 
 
+def as_posted(posting: Posting) -> dict[str, Any]:
+    """The posting as a shop would post it (what a held posting is kept as, and parsed
+    from again when it is let through)."""
+    return {
+        "type": posting.short_type,
+        "id": posting.client_id,
+        "occurred_at": posting.occurred_at.isoformat(),
+        "data": posting.event.model_dump(mode="json", exclude_unset=True),
+    }
+
+
 def body_hash(raw: dict[str, Any]) -> bytes:
     """Hash of what makes two posts "the same event": type, time and data, key order aside."""
     canonical = {k: raw.get(k) for k in ("type", "occurred_at", "data")}

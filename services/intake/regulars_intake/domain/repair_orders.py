@@ -53,4 +53,7 @@ class RepairOrder:
         return dataclasses.replace(self, status=VisitStatus.VOIDED)
 
     def reopened(self) -> RepairOrder:
+        """A void is final: a reopen of a voided order leaves it void."""
+        if self.status is VisitStatus.VOIDED:
+            return self
         return dataclasses.replace(self, status=VisitStatus.REOPENED)

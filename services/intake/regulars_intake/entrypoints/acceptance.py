@@ -20,6 +20,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from .. import handlers
+from ..adapters.unit_of_work import lost_a_lock_race
 from ..domain.postings import Posting
 from ..handlers import IntakeUnitOfWork, Outcome
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 WRITERS = 2
 #: postings per transaction at most
 MAX_BATCH = 256
+#: tries of one posting's transaction when PostgreSQL broke a deadlock with it
+TRIES = 4
 
 Waiting = tuple[uuid.UUID, Posting, "asyncio.Future[Outcome]"]
 
@@ -68,7 +71,7 @@ class AcceptanceQueue:
         finally:
             self._running -= 1
 
-    async def _commit(self, batch: list[Waiting]) -> None:
+    async def _commit(self, batch: list[Waiting], tries: int = TRIES) -> None:
         try:
             async with self._unit_of_work() as uow:
                 outcomes = await handlers.accept_many(uow, [(s, p) for s, p, _f in batch])
@@ -78,6 +81,9 @@ class AcceptanceQueue:
             raise
         except Exception as exc:
             if len(batch) == 1:
+                if tries > 1 and lost_a_lock_race(exc):
+                    await self._commit(batch, tries - 1)
+                    return
                 _settle(batch[0][2], exc)
                 return
             log.warning(

@@ -53,3 +53,54 @@ class CustomerAnswer(BaseModel):
     consent: dict[str, bool]
     data: dict[str, Any] = Field(description="the customer.upserted data as last posted")
     updated_at: datetime
+
+
+class WaitingFor(BaseModel):
+    kind: Literal["customer", "repair_order", "invoice"]
+    id: str = Field(description="the shop's id of what has not arrived")
+
+
+class WaitingEvent(BaseModel):
+    """An accepted event held until what it refers to arrives; never dropped."""
+
+    event_id: uuid.UUID = Field(description="the CloudEvents id it will be published as")
+    id: str | None = Field(None, description="the event's id as the shop sent it")
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    waiting_for: WaitingFor
+
+
+class WaitingPage(BaseModel):
+    items: list[WaitingEvent]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
+
+
+class ConnectorAnswer(BaseModel):
+    connector_id: uuid.UUID
+    system: str
+    hook_path: str = Field(description="where the system posts its webhooks")
+    hook_url: str = Field(description="the hook path on this server (Tekmetric: add ?token=)")
+    choices: dict[str, Any] = Field(description="what the shop chose; never the secret")
+
+
+class ConnectorSummary(BaseModel):
+    connector_id: uuid.UUID
+    system: str
+    choices: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_delivery_at: datetime | None
+    accepted: int = Field(description="postings accepted (a re-send counts, once applied)")
+    rejected: int = Field(description="postings the delivery mapped to that intake refused")
+    errors: int = Field(description="signed deliveries that could not be read or completed")
+
+
+class ConnectorList(BaseModel):
+    connectors: list[ConnectorSummary]
+
+
+class DeliveryAnswer(BaseModel):
+    results: list[dict[str, Any]] = Field(
+        description="one per event the delivery became, as POST /v1/events answers it"
+    )

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from regulars_events.catalogue import SHOP_EVENTS
-from regulars_runtime.http import Problem, json_response
+from regulars_runtime.http import (
+    PageCursor,
+    Problem,
+    after_cursor,
+    json_response,
+    page,
+)
 from regulars_runtime.service import context, require_api_key, shop_of, staff_of
 from regulars_shop.policy import Policy, validation_errors
 
 from ..adapters import queries
+from ..adapters.unit_of_work import lost_a_lock_race
 from ..domain.acceptance import Outcome
 from ..domain.postings import (
     MAX_BATCH,
@@ -23,11 +30,14 @@ from ..domain.postings import (
     parse_posting,
 )
 from ..handlers import AcceptPostings, ChangePolicy
-from .answers import BatchAnswer, CustomerAnswer, PolicyAnswer
+from .answers import BatchAnswer, CustomerAnswer, PolicyAnswer, WaitingPage
 from .front import front
 from .guards import check_rate, parse_json, read_body
 
 router = APIRouter()
+
+#: tries of a batch's transaction when PostgreSQL broke a deadlock with it
+BATCH_TRIES = 4
 
 EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -114,9 +124,16 @@ async def post_batch(request: Request) -> Response:
             results[i] = Outcome(
                 "rejected", None, client_id if isinstance(client_id, str) else None, rejected
             )
-    outcomes = await context(request).bus.handle(
-        AcceptPostings([(shop, posting) for _i, posting in postings])
-    )
+    command = AcceptPostings([(shop, posting) for _i, posting in postings])
+    for tries_left in range(BATCH_TRIES - 1, -1, -1):
+        try:
+            outcomes = await context(request).bus.handle(command)
+            break
+        except Exception as exc:
+            # Rolled back whole to break a deadlock with another replica: nothing of it
+            # was stored, so it is run again.
+            if not tries_left or not lost_a_lock_race(exc):
+                raise
     for (i, _posting), outcome in zip(postings, outcomes, strict=True):
         results[i] = outcome
     return json_response({"results": [r.as_dict() for r in results if r is not None]}, 202)
@@ -188,3 +205,40 @@ async def get_customer(request: Request, customer_id: str) -> Response:
     if customer is None:
         raise Problem(404, f"no customer {customer_id!r} in this shop")
     return json_response(customer)
+
+
+#: a page of the waiting list at most (it is read by people, and by a system's alerting)
+MAX_WAITING_PAGE = 200
+
+
+def _waiting(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": str(row["id"]),
+        "id": row["client_id"],
+        "type": row["type"],
+        "occurred_at": row["occurred_at"].isoformat(),
+        "received_at": row["received_at"].isoformat(),
+        "waiting_for": {"kind": row["needs_kind"], "id": row["needs_id"]},
+    }
+
+
+@router.get(
+    "/v1/waiting",
+    tags=["events"],
+    summary="Events accepted 7 or more days ago that still wait for their customer,"
+    " repair order or invoice, oldest first",
+    response_model=WaitingPage,
+    responses={401: {}, 422: {}, 429: {}},
+)
+async def list_waiting(
+    request: Request,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_WAITING_PAGE, description="items per page, 1 to 200")
+    ] = 100,
+    cursor: PageCursor = None,
+) -> Response:
+    shop = await shop_of(request)
+    _limit(request, shop, 1)
+    after = after_cursor(cursor)
+    rows = await queries.waiting_page(context(request).pool, shop, after=after, limit=limit + 1)
+    return json_response(page(rows, limit, at="received_at", item=_waiting))

@@ -42,7 +42,9 @@ def openapi_operation(event_schema: dict[str, Any], answer: dict[str, Any]) -> d
         "tags": ["events"],
         "summary": "Post one event from the shop's system",
         "description": "202 once the event is committed; the same id again answers the"
-        " same result, the same id with another body is 409.",
+        " same result, the same id with another body is 409. An event whose customer,"
+        " repair order or invoice has not arrived yet is accepted too, held, and published"
+        " when that arrives (GET /v1/waiting lists what still waits after 7 days).",
         "operationId": "post_event",
         "requestBody": {
             "required": True,
@@ -53,7 +55,6 @@ def openapi_operation(event_schema: dict[str, Any], answer: dict[str, Any]) -> d
             "400": reply("the body is not a JSON object"),
             "401": reply("missing or invalid API key"),
             "403": reply("a staff token: events come from the shop's system, with its API key"),
-            "404": reply("an id the shop's directory does not have"),
             "409": reply("the id was already used for another body"),
             "413": reply("the request is over 1 MB or the event over 64 KB"),
             "422": reply("a field is missing or wrong; each one is named"),
