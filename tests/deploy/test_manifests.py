@@ -264,7 +264,7 @@ def test_every_listed_file_exists_parses_and_every_manifest_is_listed() -> None:
             if "path" in entry:
                 path = (d / entry["path"]).resolve()
                 assert path.is_file(), f"{d}: patch {entry['path']} does not exist"
-                assert yaml.safe_load(path.read_text()), f"{path}: empty patch"
+                assert all(yaml.safe_load_all(path.read_text())), f"{path}: empty patch"
                 referenced.add(path)
     manifests = {p.resolve() for p in K8S.rglob("*.y*ml") if p.name not in KUSTOMIZATION_NAMES}
     orphans = sorted(str(p.relative_to(K8S)) for p in manifests - referenced)
@@ -1134,10 +1134,8 @@ def test_compose_publishes_on_loopback_unless_told(compose: dict[str, Any]) -> N
 
 
 def consumed_topics(service: str) -> set[str]:
-    if service == "intake":
-        return set()  # intake consumes nothing: it is the front door
-    module = importlib.import_module(f"regulars_{service}.handlers")
-    return set(module.TOPICS)
+    definition = importlib.import_module(f"regulars_{service}.bootstrap").DEFINITION
+    return set(definition.consumes)
 
 
 def produced_families(service: str) -> set[str]:
@@ -1204,6 +1202,74 @@ def test_a_kafka_user_per_service_with_only_its_topics_and_group(rendered: Any) 
         for ops in granted.values():
             assert "All" not in ops and "Delete" not in ops and "Alter" not in ops, service
         assert all(n in ALL_TOPICS for kind, n in granted if kind == "topic"), service
+
+
+def test_each_service_checks_only_the_topics_its_kafka_user_may_see(rendered: Any) -> None:
+    """Under the ACLs every other topic looks missing (and is not the service's to create),
+    so the start-up check and the relay ask only for what the service reads and writes."""
+    from regulars_runtime.service import needed_topics
+
+    which, resources = rendered
+    users = {name_of(u): u for u in of_kind(resources, "KafkaUser")}
+    for service in SERVICES:
+        definition = importlib.import_module(f"regulars_{service}.bootstrap").DEFINITION
+        published = {f"regulars.{f}" for f in produced_families(service)}
+        assert set(definition.publishes) == published, f"{service} declares what it publishes"
+        described = {
+            n for (kind, n), ops in acls(users[f"regulars-{service}"]).items() if "Describe" in ops
+        }
+        topics = set(needed_topics(definition))
+        assert topics - described == set(), f"{which}: {service} cannot see {topics - described}"
+        assert f"regulars.dead_letter.{service}" in topics
+
+
+def test_production_reaches_kafka_over_tls_as_each_services_kafka_user(tmp_path: Path) -> None:
+    """The TLS listener, SCRAM-SHA-512 as the service's own KafkaUser, its password from the
+    Secret the User Operator writes, the cluster CA mounted where KAFKA_SSL_CAFILE says; and
+    the settings a pod gets are accepted by the services' own settings."""
+    from regulars_runtime.settings import KafkaSettings
+
+    resources = render(OVERLAYS["production"])
+    settings = config(resources)
+    assert settings["KAFKA_BOOTSTRAP_SERVERS"] == "regulars-kafka-kafka-bootstrap:9093"
+    assert settings["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert settings["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    cafile = Path(settings["KAFKA_SSL_CAFILE"])
+    users = {name_of(u): u for u in of_kind(resources, "KafkaUser")}
+    for service in SERVICES:
+        deployment = one(resources, "Deployment", f"regulars-{service}")
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        user = env["KAFKA_SASL_USERNAME"]["value"]
+        assert user == f"regulars-{service}" and user in users, service
+        assert users[user]["spec"]["authentication"]["type"] == "scram-sha-512"
+        password = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password == {"name": user, "key": "password"}, service
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        ca = mounts["kafka-cluster-ca"]
+        assert ca["readOnly"] and Path(ca["mountPath"]) == cafile.parent, service
+        secret = volumes["kafka-cluster-ca"]["secret"]
+        assert secret["secretName"] == "regulars-kafka-cluster-ca-cert", service
+        assert {"key": "ca.crt", "path": cafile.name} in secret["items"], service
+        assert "tmp" in mounts and "tmp" in volumes, f"{service}: the patch kept /tmp"
+    # what a pod's environment makes of it (the CA's content is the cluster's; a file here)
+    local_ca = tmp_path / "ca.crt"
+    local_ca.write_text("")
+    kafka = KafkaSettings(
+        **{
+            k.removeprefix("KAFKA_").lower(): v
+            for k, v in settings.items()
+            if k.startswith("KAFKA_") and k != "KAFKA_SSL_CAFILE"
+        },
+        ssl_cafile=str(local_ca),
+        sasl_username="regulars-followup",
+        sasl_password="from-the-secret",
+    )
+    assert kafka.security_protocol == "SASL_SSL"
+    # dev stays on the plain listener of its one-broker cluster
+    assert "KAFKA_SECURITY_PROTOCOL" not in config(render(OVERLAYS["dev"]))
 
 
 def test_produced_families_finds_what_a_service_publishes() -> None:

@@ -125,6 +125,19 @@ class Child:
             self._log = None
 
 
+#: how the services reach a secured Kafka (regulars_runtime.settings.KafkaSettings)
+KAFKA_SECURITY_VARIABLES = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "KAFKA_SSL_CERTFILE",
+    "KAFKA_SSL_KEYFILE",
+    "KAFKA_SSL_PASSWORD",
+)
+
+
 class Launcher:
     def __init__(self, data: Path | None = None, *, quiet: bool = False) -> None:
         self.data = data or data_dir()
@@ -192,9 +205,13 @@ class Launcher:
             # an integrator tries webhooks against a receiver on this machine
             base_env.setdefault("REGULARS_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
             if external_kafka:
-                bootstrap = external_kafka
+                bootstrap = external_kafka  # with the KAFKA_SECURITY_* given, passed on
             else:
                 bootstrap = f"127.0.0.1:{kafka_port}"
+                # the embedded broker speaks PLAINTEXT only: a cluster's TLS or SASL
+                # settings left in this shell must not point the services at it that way
+                for name in KAFKA_SECURITY_VARIABLES:
+                    base_env.pop(name, None)
                 listener = f"tcp://127.0.0.1:{kafka_port}"
                 tansu = Child(
                     "broker",

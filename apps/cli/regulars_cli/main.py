@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .system import SERVICES, current
+from .system import SERVICES, current, kafka_config
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -251,7 +251,7 @@ def _cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 async def _status() -> dict[str, Any]:
     from regulars_bus.dead_letters import waiting
-    from regulars_bus.kafka import KafkaConfig, admin_client, cluster_id
+    from regulars_bus.kafka import admin_client, cluster_id
     from regulars_bus.relay import backlog
     from regulars_runtime.db import connect, server_version
 
@@ -269,7 +269,7 @@ async def _status() -> dict[str, Any]:
                 }
             except httpx.HTTPError as exc:
                 report["services"][name] = {"url": url, "ready": False, "error": type(exc).__name__}
-    admin = admin_client(KafkaConfig(state.kafka_bootstrap_servers), "regulars-status")
+    admin = admin_client(kafka_config(state), "regulars-status")
     try:
         await asyncio.wait_for(admin.start(), 5)
         topics = await admin.list_topics()
@@ -405,7 +405,6 @@ def _cmd_dead_letters_list(args: argparse.Namespace) -> int:
 
 def _cmd_dead_letters_replay(args: argparse.Namespace) -> int:
     from regulars_bus.dead_letters import replay
-    from regulars_bus.kafka import KafkaConfig
     from regulars_runtime.db import connect
 
     try:
@@ -418,9 +417,7 @@ def _cmd_dead_letters_replay(args: argparse.Namespace) -> int:
         state = current()
         conn = await connect(state.database_url, args.service)
         try:
-            return await replay(
-                KafkaConfig(state.kafka_bootstrap_servers), conn, args.service, event_ids=event_ids
-            )
+            return await replay(kafka_config(state), conn, args.service, event_ids=event_ids)
         finally:
             await conn.close()
 

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
+from regulars_bus.kafka import KafkaConfig
 from regulars_runtime.staff import MIN_KEY_LENGTH
 
 from .settings import settings
@@ -116,6 +117,18 @@ class RunState:
         except (OSError, ValueError):
             return None
         return cls(**raw)
+
+
+def kafka_config(state: RunState) -> KafkaConfig:
+    """The brokers of state, reached with the same KAFKA_* security settings (TLS, SASL) the
+    services read, so `regulars status` and `regulars dead-letters` work against a secured
+    cluster; a bad combination stops the command naming the variable."""
+    from regulars_runtime.settings import KafkaSettings, explain
+
+    try:
+        return KafkaSettings(bootstrap_servers=state.kafka_bootstrap_servers).config()
+    except ValidationError as exc:
+        raise SystemExit(f"regulars: bad Kafka settings:\n{explain(exc)}") from None
 
 
 def run_state_path() -> Path:

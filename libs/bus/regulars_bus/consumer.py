@@ -33,6 +33,7 @@ from regulars_events.envelope import Envelope, EnvelopeError
 from regulars_events.topics import dead_letter_topic
 
 from .kafka import KafkaConfig, producer
+from .kafka import consumer as kafka_consumer
 from .supervise import keep_running
 
 log = logging.getLogger(__name__)
@@ -150,15 +151,12 @@ class EventConsumer:
         await keep_running("consumer", self._run, stop)
 
     async def _run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap_servers,
-            group_id=self.group_id,
+        consumer = kafka_consumer(
+            self.kafka,
+            self.group_id,
             client_id=f"{self.group_id}-consumer",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             session_timeout_ms=self.kafka.session_timeout_ms,
             heartbeat_interval_ms=self.kafka.heartbeat_interval_ms,
-            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
             max_poll_records=FETCHED_AT_ONCE,
             max_partition_fetch_bytes=self.partition_fetch_bytes,
             metadata_max_age_ms=5000,

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from regulars_events.topics import dead_letter_topic
 
 from .kafka import KafkaConfig, producer
+from .kafka import consumer as kafka_consumer
 
 DLQ_HEADER_PREFIX = "dlq_"
 
@@ -68,13 +69,7 @@ def _parked(record: Any) -> _Parked | None:
 
 
 async def _read_all(kafka: KafkaConfig, topic: str, idle_seconds: float) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-    )
+    consumer = kafka_consumer(kafka, None)
     await consumer.start()
     try:
         await consumer.topics()  # metadata, so the topic's partitions are known

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -51,8 +52,14 @@ class OutboxRelay:
         on_published: Any = None,
         on_backlog: Any = None,
         on_cluster_change: Any = None,
+        topics: Sequence[str] | None = None,
     ) -> None:
         self.database_url = database_url
+        #: what a new cluster must have before anything is re-published: the service's own
+        #: topics (under Kafka ACLs the others look missing); none given: every topic
+        self.topics = (
+            list(topics) if topics is not None else [*all_topics(), dead_letter_topic(schema)]
+        )
         self.pool = pool
         self.schema = schema
         self.kafka = kafka
@@ -140,7 +147,7 @@ class OutboxRelay:
         current = await cluster_id(admin)
         if current == self._cluster:
             return
-        await ensure_topics(admin, self.kafka, [*all_topics(), dead_letter_topic(self.schema)])
+        await ensure_topics(admin, self.kafka, self.topics)
         async with self.pool.acquire() as conn:
             status = await conn.execute(
                 "UPDATE outbox SET published_at = NULL, published_to = NULL"

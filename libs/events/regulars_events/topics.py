@@ -42,6 +42,14 @@ def all_topics() -> list[str]:
     return [f"regulars.{family}" for family in FAMILIES]
 
 
+def topics_of(*families: str) -> tuple[str, ...]:
+    """The topics of these families (what a service publishes), each checked to exist."""
+    for family in families:
+        if family not in FAMILIES:
+            raise ValueError(f"event family {family!r} has no topic")
+    return tuple(f"regulars.{family}" for family in families)
+
+
 def dead_letter_topic(consumer: str) -> str:
     """Where a consumer group parks what it could not apply, with the error in headers."""
     return f"regulars.dead_letter.{consumer}"

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from regulars_bus.consumer import PARTITION_FETCH_BYTES, TOGETHER, EventConsumer
 from regulars_bus.kafka import KafkaConfig, admin_client, ensure_topics
 from regulars_bus.relay import OutboxRelay, backlog
-from regulars_events.topics import all_topics, dead_letter_topic
+from regulars_events.topics import dead_letter_topic
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import metrics, openapi, staff
@@ -99,6 +99,10 @@ class ServiceDefinition(Generic[S, D]):
     routers: Sequence[APIRouter] = ()
     #: topics this service consumes (none: it runs no consumer)
     consumes: Sequence[str] = ()
+    #: topics this service's outbox publishes to. With it, consumes and the service's own
+    #: dead-letter topic, the only topics it checks for or creates: under Kafka ACLs (a
+    #: KafkaUser per service) every other topic looks missing and is not its to create
+    publishes: Sequence[str] = ()
     clock: Clock = system_clock
     #: the largest request body any endpoint of this service takes
     body_limit: int = DEFAULT_BODY_LIMIT
@@ -332,7 +336,8 @@ async def _start_workers(
     settings = ctx.settings
     kafka = settings.kafka
     name = definition.name
-    await _ensure_topics_soon(kafka, name)
+    topics = needed_topics(definition)
+    await _ensure_topics_soon(kafka, name, topics)
     relay = OutboxRelay(
         database_url=settings.database_url,
         pool=ctx.pool,
@@ -342,6 +347,7 @@ async def _start_workers(
         on_published=metrics.OUTBOX_PUBLISHED.labels(name).inc,
         on_backlog=metrics.OUTBOX_BACKLOG.labels(name).set,
         on_cluster_change=metrics.BROKER_CHANGES.labels(name).inc,
+        topics=topics,
     )
     ctx.relay = relay
     tasks = [asyncio.create_task(relay.run(stop), name=f"{name}-relay")]
@@ -378,12 +384,17 @@ async def _start_workers(
     return tasks
 
 
-async def _ensure_topics_soon(kafka: KafkaConfig, service: str) -> None:
+def needed_topics(definition: ServiceDefinition[Any, Any]) -> list[str]:
+    """The topics the service reads or writes: all it may see under its Kafka ACLs."""
+    return sorted({*definition.consumes, *definition.publishes, dead_letter_topic(definition.name)})
+
+
+async def _ensure_topics_soon(kafka: KafkaConfig, service: str, topics: Sequence[str]) -> None:
     """Create the topics at start-up; if the broker is not up yet, the relay does it later."""
     admin = admin_client(kafka, f"regulars-{service}-startup")
     try:
         await asyncio.wait_for(admin.start(), 10)
-        await ensure_topics(admin, kafka, [*all_topics(), dead_letter_topic(service)])
+        await ensure_topics(admin, kafka, topics)
     except Exception as exc:
         log.warning("could not create topics at start-up", extra={"error": repr(exc)})
     finally:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from regulars_bus.kafka import KafkaConfig
+from regulars_bus.kafka import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaConfig
 
 from . import staff
 
@@ -43,9 +44,43 @@ class KafkaSettings(BaseSettings):
     fetch_max_wait_ms: int = Field(20, ge=0)
     linger_ms: int = Field(5, ge=0)
     max_batch_size: int = Field(256 * 1024, ge=1024)
+    #: TLS and SASL, for every producer, consumer and admin client of the process; in
+    #: Kubernetes the password is the Secret Strimzi's User Operator writes for the
+    #: service's KafkaUser and the CA the cluster CA Secret (deploy/k8s)
+    security_protocol: str = Field("PLAINTEXT", description=" | ".join(SECURITY_PROTOCOLS))
+    sasl_mechanism: str | None = Field(None, description=" | ".join(SASL_MECHANISMS))
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _usable_security(self) -> Self:
+        # every problem at once, at start, before a client meets the broker
+        problems = []
+        try:
+            self.config()
+        except ValueError as exc:
+            problems.append(str(exc))
+        for name, value in (
+            ("KAFKA_SSL_CAFILE", self.ssl_cafile),
+            ("KAFKA_SSL_CERTFILE", self.ssl_certfile),
+            ("KAFKA_SSL_KEYFILE", self.ssl_keyfile),
+        ):
+            if value and not Path(value).is_file():
+                problems.append(f"{name}: no file {value}")
+        if problems:
+            raise ValueError("Kafka security: " + "; ".join(problems))
+        return self
 
     def config(self) -> KafkaConfig:
-        return KafkaConfig(**self.model_dump())
+        values = self.model_dump()
+        for secret in ("sasl_password", "ssl_password"):
+            value = getattr(self, secret)
+            values[secret] = value.get_secret_value() if value is not None else None
+        return KafkaConfig(**values)
 
 
 class ServiceSettings(BaseSettings):

@@ -7,6 +7,7 @@ from typing import Any, Self
 
 import asyncpg
 from pydantic import Field, model_validator
+from regulars_events.topics import topics_of
 from regulars_runtime.bus import MessageBus
 from regulars_runtime.clock import Clock, system_clock
 from regulars_runtime.migrations import Migration, service_migrations
@@ -136,6 +137,8 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSetting
         wire=wire,
         routers=[api.router, sms_hooks.router],
         consumes=handlers.TOPICS,
+        # what its outbox publishes (tests/deploy checks it against the code and its ACLs)
+        publishes=topics_of("customer", "followup", "message", "reminder"),
         clock=clock,
     )
 

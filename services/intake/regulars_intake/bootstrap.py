@@ -11,7 +11,7 @@ from typing import Any, Self
 import asyncpg
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field, SecretStr, TypeAdapter, ValidationError, model_validator
-from regulars_events.topics import all_topics
+from regulars_events.topics import all_topics, topics_of
 from regulars_runtime.bus import MessageBus
 from regulars_runtime.clock import Clock, system_clock
 from regulars_runtime.migrations import Migration, service_migrations
@@ -238,6 +238,17 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
         wire=wire,
         routers=[api.router, connectors.router, webhooks_api.router],
         consumes=all_topics(),
+        # what its outbox publishes (tests/deploy checks it against the code and its ACLs)
+        publishes=topics_of(
+            "shop",
+            "customer",
+            "consent",
+            "service",
+            "appointment",
+            "invoice",
+            "service_plan",
+            "referral",
+        ),
         clock=clock,
         body_limit=MAX_REQUEST_BYTES,
         customize=_customize,
