@@ -262,7 +262,7 @@ async def test_a_shop_abroad_reads_national_numbers_in_its_country(four: System)
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"phone": "555-010-0100"}, "data.phone"),
+        ({"phone": "555-0100"}, "data.phone"),
         ({"phone": "call after 5"}, "data.phone"),
         ({"phone": "+1 512 555"}, "data.phone"),
         ({"email": "d@example.com", "timezone": "Central Time"}, "data.timezone"),

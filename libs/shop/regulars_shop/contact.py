@@ -20,7 +20,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 DEFAULT_COUNTRY: Final = "US"
 
@@ -69,13 +69,19 @@ def normalise_phone(raw: str, country: str = DEFAULT_COUNTRY) -> str:
         raise UnusableContact(
             f"{raw[:50]!r} is not a phone number (e.g. (512) 555-0142 or +15125550142)"
         ) from None
-    if not phonenumbers.is_possible_number(number):
+    # The right number of digits, not "a number in use": shops' systems hold fictional
+    # 555 numbers and numbers of area codes newer than this copy of the metadata, and a
+    # customer refused for one would be a customer lost. A local number without its area
+    # code is not enough to dial.
+    if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
         raise UnusableContact(
             f"{raw[:50]!r} has the wrong number of digits for {_region_of(number) or country}"
+            " (give the area code, e.g. (512) 555-0142)"
         )
-    if not phonenumbers.is_valid_number(number):
-        where = _region_of(number) or f"+{number.country_code}"
-        raise UnusableContact(f"{raw[:50]!r} is not a number in use in {where}")
+    if number.country_code == 1 and str(number.national_number)[0] in "01":
+        raise UnusableContact(
+            f"{raw[:50]!r} cannot be dialled: an area code never starts with 0 or 1"
+        )
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 

@@ -49,6 +49,18 @@ def test_national_numbers_read_in_the_given_country(raw: str, country: str, e164
     assert normalise_phone(raw, country) == e164
 
 
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("555-010-0100", "+15550100100"),  # fictional, and what a shop's test data holds
+        ("+15555550100", "+15555550100"),
+        ("(555) 555-0177", "+15555550177"),
+    ],
+)
+def test_numbers_of_the_right_form_are_kept_though_not_in_use(raw: str, e164: str) -> None:
+    assert normalise_phone(raw, "US") == e164
+
+
 def test_the_same_digits_differ_by_country() -> None:
     assert normalise_phone("020 7946 0958", "GB") != normalise_phone("2079460958", "US")
     with pytest.raises(UnusableContact):
@@ -62,12 +74,11 @@ def test_the_same_digits_differ_by_country() -> None:
         ("   ", "empty"),
         ("call me", "not a phone number"),
         ("n/a", "not a phone number"),
-        ("555-0142", "digits|in use"),  # a local number without its area code
+        ("555-0142", "digits"),  # a local number without its area code
         ("512 555 01423456", "wrong number of digits"),
         ("+1555", "wrong number of digits"),
-        ("(555) 010-0100", "not a number in use"),  # 555 is no area code
-        ("+15555550100", "not a number in use"),
-        ("(012) 555-0142", "not a number in use"),  # an area code never starts with 0
+        ("(012) 555-0142", "never starts with 0 or 1"),
+        ("+1 112 555 0142", "never starts with 0 or 1"),
     ],
 )
 def test_unusable_numbers_are_refused_with_a_reason(raw: str, says: str) -> None:
