@@ -19,10 +19,10 @@ from regulars_runtime.settings import ServiceSettings
 from regulars_shop.policy import Policy
 
 from . import handlers, webhook_handlers
-from .adapters.connectors import JobberApi, SecretBox
+from .adapters.connectors import CONNECTOR_SECRETS, JobberApi
+from .adapters.secret_box import SecretBox
 from .adapters.unit_of_work import PostgresIntakeUnitOfWork
 from .adapters.webhook_sender import OwnerMail, WebhookSender
-from .adapters.webhooks import SecretBox as WebhookSecrets
 from .domain.postings import MAX_REQUEST_BYTES
 from .domain.rate_limit import ShopRateLimits
 from .domain.webhooks import DEFAULT_RETRY_SCHEDULE, parse_networks
@@ -78,10 +78,10 @@ class IntakeSettings(ServiceSettings):
     def webhooks_on(self) -> bool:
         return self.webhook_secret_key is not None or self.embedded
 
-    def secret_box(self) -> WebhookSecrets | None:
+    def secret_box(self) -> SecretBox | None:
         if self.webhook_secret_key is not None:
-            return WebhookSecrets(self.webhook_secret_key.get_secret_value())
-        return WebhookSecrets(EMBEDDED_WEBHOOK_KEY) if self.embedded else None
+            return SecretBox(self.webhook_secret_key.get_secret_value())
+        return SecretBox(EMBEDDED_WEBHOOK_KEY) if self.embedded else None
 
     def retry_schedule(self) -> tuple[timedelta, ...]:
         if not self.webhook_retry_schedule:
@@ -128,7 +128,7 @@ def migrations() -> list[Migration]:
 
 
 def bus(
-    deps: Deps, pool: asyncpg.Pool | None = None, box: WebhookSecrets | None = None
+    deps: Deps, pool: asyncpg.Pool | None = None, box: SecretBox | None = None
 ) -> MessageBus[WebhookUnitOfWork, Deps]:
     return MessageBus(
         unit_of_work=functools.partial(PostgresIntakeUnitOfWork, box=box),
@@ -186,7 +186,7 @@ def _customize(app: FastAPI) -> None:
 def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: IntakeSettings) -> Wiring[Deps]:
         key = settings.connector_secret_key()
-        secrets = None if key is None else SecretBox(key)
+        secrets = None if key is None else SecretBox(key, CONNECTOR_SECRETS)
         deps = Deps(clock=clock, sealer=secrets, webhook_retry_schedule=settings.retry_schedule())
         commands = bus(deps, pool, settings.secret_box())
         worker = DeliveryWorker(

@@ -1,37 +1,18 @@
-"""Connectors on PostgreSQL, their secrets' encryption, and Jobber's GraphQL API."""
+"""Connectors on PostgreSQL, and Jobber's GraphQL API."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
-from cryptography.fernet import Fernet, InvalidToken
 
 from ..domain.connectors.setup import Connector, Tally
 
-
-class SecretBox:
-    """Fernet (AES-128-CBC + HMAC-SHA256) under a key derived from the operator's setting:
-    a secret read from the database without that key is of no use."""
-
-    def __init__(self, key: str) -> None:
-        derived = hashlib.sha256(b"regulars connectors\0" + key.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
-
-    def seal(self, secret: str) -> bytes:
-        return self._fernet.encrypt(secret.encode())
-
-    def open(self, sealed: bytes) -> str | None:
-        """The secret; None when it was sealed under another key."""
-        try:
-            return self._fernet.decrypt(sealed).decode()
-        except InvalidToken:
-            return None
+#: sealed connector secrets open only under this purpose, never under the webhooks'
+CONNECTOR_SECRETS = b"regulars connectors\0"
 
 
 def _connector(row: asyncpg.Record) -> Connector:

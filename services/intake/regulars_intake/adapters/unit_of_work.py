@@ -16,7 +16,8 @@ from .repository import (
     PostgresShopRegistry,
     PostgresWaitingRoom,
 )
-from .webhooks import PostgresWebhooks, SecretBox
+from .secret_box import SecretBox
+from .webhooks import PostgresWebhooks
 
 
 class PostgresIntakeUnitOfWork(PostgresUnitOfWork, WebhookUnitOfWork):

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import Request
 from regulars_runtime.service import ServiceContext, context
 
-from ..adapters.connectors import JobberApi, SecretBox
+from ..adapters.connectors import JobberApi
+from ..adapters.secret_box import SecretBox
 from ..domain.rate_limit import ShopRateLimits
 from .acceptance import AcceptanceQueue
 
