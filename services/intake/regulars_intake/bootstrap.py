@@ -18,7 +18,7 @@ from regulars_runtime.service import ServiceContext, ServiceDefinition, Wiring
 from regulars_runtime.settings import ServiceSettings
 from regulars_shop.policy import Policy
 
-from . import handlers, webhook_handlers
+from . import handlers, jobber_handlers, webhook_handlers
 from .adapters.connectors import CONNECTOR_SECRETS, JobberApi
 from .adapters.secret_box import SecretBox
 from .adapters.unit_of_work import PostgresIntakeUnitOfWork
@@ -30,6 +30,7 @@ from .entrypoints import api, connectors, post_event, webhooks_api
 from .entrypoints.acceptance import AcceptanceQueue
 from .entrypoints.answers import PostingResult
 from .entrypoints.front import Front
+from .entrypoints.jobber_worker import JobberFetchWorker
 from .entrypoints.post_event import PostEvent
 from .entrypoints.webhook_worker import DeliveryWorker
 from .handlers import Deps
@@ -149,6 +150,10 @@ def bus(
             handlers.ConfigureConnector: handlers.configure_connector,
             handlers.AcceptDelivery: handlers.accept_delivery,
             handlers.CountFailedDelivery: handlers.count_failed_delivery,
+            jobber_handlers.KeepJobberEvent: jobber_handlers.keep_jobber_event,
+            jobber_handlers.ClaimJobberFetches: jobber_handlers.claim_jobber_fetches,
+            jobber_handlers.AcceptFetched: jobber_handlers.accept_fetched,
+            jobber_handlers.FetchFailedFor: jobber_handlers.fetch_failed_for,
         },
         # intake's own consumer group reads every topic for the webhooks alone: the
         # ingestion path never waits on it
@@ -200,6 +205,11 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
         async def deliver(_ctx: ServiceContext[Any], stop: asyncio.Event) -> None:
             await worker.run(stop)
 
+        fetcher = JobberFetchWorker(commands, JobberApi(settings.jobber_api_url), secrets)
+
+        async def fetch_jobber(_ctx: ServiceContext[Any], stop: asyncio.Event) -> None:
+            await fetcher.run(stop)
+
         front = Front(
             acceptance=AcceptanceQueue(commands.unit_of_work),
             rate_limits=ShopRateLimits(
@@ -209,9 +219,8 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
                 rate=settings.hook_rate_per_second, burst=settings.hook_rate_burst
             ),
             secrets=secrets,
-            jobber=JobberApi(settings.jobber_api_url),
         )
-        return Wiring(deps=deps, bus=commands, workers=[deliver], front=front)
+        return Wiring(deps=deps, bus=commands, workers=[deliver, fetch_jobber], front=front)
 
     return ServiceDefinition(
         name=NAME,
