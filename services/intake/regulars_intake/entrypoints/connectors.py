@@ -139,7 +139,11 @@ def _refused() -> Problem:
     },
     response_model=DeliveryAnswer,
     responses={
-        202: {"description": "Jobber: the thin event is kept; its item is read afterwards"},
+        202: {
+            "model": DeliveryAnswer,
+            "description": "Jobber: the thin event is kept (queued, or a duplicate of one"
+            " kept); its item is read and accepted afterwards",
+        },
         400: {},
         403: {},
         413: {},
