@@ -66,6 +66,11 @@ class JobberFetchWorker:
             transient = isinstance(failed, FetchFailed) and failed.transient
             await self._record(FetchFailedFor(claimed, f"{failed}", transient), claimed)
             return
+        except Exception:
+            # not Jobber's answer but ours: the lease runs out and the event is read again,
+            # and the worker goes on with the others
+            log.exception("reading a Jobber item failed", extra={"fetch_id": str(claimed.id)})
+            return
         await self._record(AcceptFetched(claimed, postings, rejected), claimed)
 
     async def _read(self, claimed: ClaimedFetch) -> tuple[list[Posting], int]:
