@@ -230,6 +230,10 @@ class JobberFetches(Protocol):
         """Record a try's end; False when the lease was lost (another replica took it)."""
         ...
 
+    async def ask_again(self, connector_id: uuid.UUID) -> int:
+        """Parked events of the connector made due again; how many."""
+        ...
+
 
 class Sealer(Protocol):
     """Encrypts the secrets a connector is given (the key is the operator's)."""
@@ -391,6 +395,11 @@ async def configure_connector(
         deps.sealer.seal(command.setup.secret),
         deps.sealer.seal(token) if token is not None else None,
     )
+    if known is not None and command.system == "jobber":
+        # Most parked reads were parked for a token Jobber refused or did not have: the
+        # shop putting the connector again is how it fixes that, so they are tried again
+        # (one that Jobber truly does not know parks again after one try).
+        await uow.jobber_fetches.ask_again(connector.id)
     return connector
 
 

@@ -445,6 +445,14 @@ class FakeJobberFetches:
         r.status, r.error, r.retry_in, r.leased = status, error, retry_in, False
         return True
 
+    async def ask_again(self, connector_id: uuid.UUID) -> int:
+        parked = [
+            r for r in self.rows.values() if r.connector_id == connector_id and r.status == "parked"
+        ]
+        for r in parked:
+            r.status = "pending"
+        return len(parked)
+
 
 class Intake:
     """intake's state in memory, and what its committed units of work emitted."""

@@ -136,6 +136,14 @@ class PostgresJobberFetches:
         )
         return done != "UPDATE 0"
 
+    async def ask_again(self, connector_id: uuid.UUID) -> int:
+        done: str = await self.conn.execute(
+            "UPDATE jobber_fetches SET status = 'pending', next_attempt_at = now(),"
+            " finished_at = NULL WHERE connector_id = $1 AND status = 'parked'",
+            connector_id,
+        )
+        return int(done.split()[-1])
+
 
 async def hook_target(
     pool: asyncpg.Pool, connector_id: uuid.UUID, system: str

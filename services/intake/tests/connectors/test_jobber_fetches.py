@@ -138,3 +138,26 @@ def test_times_are_the_databases() -> None:
     received = datetime(2026, 1, 1, tzinfo=UTC)
     early = after_failure(transient=True, attempts=1, received_at=received, now=received)
     assert early.status is FetchStatus.pending
+
+
+async def test_putting_the_connector_again_asks_jobber_again_for_what_was_parked() -> None:
+    intake = Intake()
+    deps, connector = await _connected(intake)
+    await _keep(intake, deps, connector)
+    claim = ClaimJobberFetches(10, LEASE)
+    [first] = await jobber_handlers.claim_jobber_fetches(claim, intake.unit_of_work(), deps)
+    await jobber_handlers.fetch_failed_for(
+        FetchFailedFor(first, "Jobber refused the token (401)", transient=False),
+        intake.unit_of_work(),
+        deps,
+    )
+    assert await jobber_handlers.claim_jobber_fetches(claim, intake.unit_of_work(), deps) == []
+    await handlers.configure_connector(
+        ConfigureConnector(
+            connector.shop_id, "jobber", ConnectorSetup(secret="s" * 20, access_token="u" * 20)
+        ),
+        intake.unit_of_work(),
+        deps,
+    )
+    [again] = await jobber_handlers.claim_jobber_fetches(claim, intake.unit_of_work(), deps)
+    assert again.id == first.id and again.attempts == 2
