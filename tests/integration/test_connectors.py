@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -80,11 +81,14 @@ def st_sign(raw: bytes) -> dict[str, str]:
 
 class JobberStandIn:
     """Answers ``POST /api/graphql`` like Jobber: bearer token checked, the item by id,
-    ``{"data": {...}}``, GraphQL errors (with 200) for an unknown id, 401 for a bad token."""
+    ``{"data": {...}}``, GraphQL errors (with 200) for an unknown id, 401 for a bad token.
+    ``delay`` makes it slow; ``down`` makes it answer 503 as its load balancer does."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
+        self.delay = 0.0
+        self.down = False
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,6 +96,9 @@ class JobberStandIn:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 asked = json.loads(raw)
                 stand_in.requests.append({"headers": dict(self.headers), "body": asked})
+                if stand_in.down:
+                    return self._answer(503, {"message": "Service Unavailable"})
+                time.sleep(stand_in.delay)
                 if self.headers.get("Authorization") != f"Bearer {JOBBER_TOKEN}":
                     return self._answer(401, {"message": "Unauthorized"})
                 if not self.headers.get("X-JOBBER-GRAPHQL-VERSION"):
@@ -142,7 +149,13 @@ def jobber_api() -> Iterator[JobberStandIn]:
 
 @pytest.fixture(scope="module")
 def hooks(running: System, jobber_api: JobberStandIn) -> Iterator[str]:
-    """An intake replica of its own that reads Jobber from the stand-in."""
+    """An intake replica of its own that reads Jobber from the stand-in; the session's
+    intake reads it too (replicas share their settings), so either may fetch an item."""
+    main = running.services["intake"]
+    main.kill(signal.SIGTERM)
+    main.env = running.env(JOBBER_API_URL=jobber_api.url)
+    main.start()
+    main.wait_healthy()
     svc = ServiceProcess(
         "intake",
         free_port(),
@@ -153,6 +166,10 @@ def hooks(running: System, jobber_api: JobberStandIn) -> Iterator[str]:
     svc.wait_healthy()
     yield svc.url
     svc.kill()
+    main.kill(signal.SIGTERM)
+    main.env = running.env()
+    main.start()
+    main.wait_healthy()
 
 
 @pytest.fixture(scope="module")
@@ -363,6 +380,34 @@ async def test_servicetitan_time_without_offset_in_the_shops_timezone(
     assert (await deliver(hooks, made["hook_path"], raw, {})).status_code == 403
 
 
+def jobber_job(job_id: str) -> dict[str, Any]:
+    job: dict[str, Any] = fixture("jobber", "graphql_job")["data"]["job"]
+    job["id"] = job_id
+    job["completedAt"] = recent(1).isoformat()
+    return job
+
+
+def jobber_thin(item_id: str, topic: str = "JOB_CLOSED") -> bytes:
+    thin = fixture("jobber", "webhook_job_closed")
+    thin["data"]["webHookEvent"].update(itemId=item_id, topic=topic)
+    return json.dumps(thin).encode()
+
+
+def asked_for(jobber_api: JobberStandIn, item_id: str) -> list[dict[str, Any]]:
+    return [r for r in jobber_api.requests if r["body"]["variables"] == {"id": item_id}]
+
+
+async def jobber_row(running: System, connector_id: str, item_id: str) -> dict[str, Any]:
+    rows = await running.fetch(
+        "SELECT status, attempts, last_error FROM intake.jobber_fetches"
+        " WHERE connector_id = $1::uuid AND item_id = $2",
+        connector_id,
+        item_id,
+    )
+    assert len(rows) == 1, rows
+    return dict(rows[0])
+
+
 async def test_jobber_thin_payload_is_completed_from_its_api(
     running: System, hooks: str, shop: tuple[str, str], jobber_api: JobberStandIn
 ) -> None:
@@ -373,29 +418,92 @@ async def test_jobber_thin_payload_is_completed_from_its_api(
     jobber_api.items[job["id"]] = job
     thin = fixture("jobber", "webhook_job_closed")
     raw = json.dumps(thin).encode()
+    answers = []
     for _ in range(3):  # at least once: Jobber says it may send a webhook more than once
         r = await deliver(hooks, made["hook_path"], raw, jobber_sign(raw))
-        assert r.status_code == 200, r.text
-    asked = jobber_api.requests[-1]
-    assert asked["body"]["variables"] == {"id": job["id"]}
-    assert asked["headers"]["Authorization"] == f"Bearer {JOBBER_TOKEN}"
-    assert (await visits(running, shop_id))[job["id"]] == "completed"
+        assert r.status_code == 202, r.text
+        answers.append(r.json()["results"][0]["status"])
+    assert answers[0] == "queued" and answers[1:] == ["duplicate", "duplicate"]
     await one_task(running, key, job["id"])
-    unknown = json.loads(raw)
-    unknown["data"]["webHookEvent"]["itemId"] = "Z2lkOi8vSm9iYmVyL0pvYi8w"
-    raw = json.dumps(unknown).encode()
+    assert (await visits(running, shop_id))[job["id"]] == "completed"
+    [asked] = asked_for(jobber_api, job["id"])  # the re-sent event was read once
+    assert asked["headers"]["Authorization"] == f"Bearer {JOBBER_TOKEN}"
+    assert (await jobber_row(running, made["connector_id"], job["id"]))["status"] == "done"
+    unknown = "Z2lkOi8vSm9iYmVyL0pvYi8w"
+    raw = jobber_thin(unknown)
     r = await deliver(hooks, made["hook_path"], raw, jobber_sign(raw))
-    assert r.status_code == 502, "Jobber will retry a delivery whose item could not be read"
-    async with httpx.AsyncClient(base_url=hooks, headers=auth(key)) as http:
-        listed = (await http.get("/v1/connectors")).json()["connectors"]
-    mine = next(c for c in listed if c["system"] == "jobber")
+    assert r.status_code == 202, r.text
+
+    async def parked() -> Any:
+        async with httpx.AsyncClient(base_url=hooks, headers=auth(key)) as http:
+            listed = (await http.get("/v1/connectors")).json()["connectors"]
+        mine = next(c for c in listed if c["system"] == "jobber")
+        return mine if mine["parked"] == 1 else None
+
+    mine = await wait_for(parked, timeout=15)
     assert mine["errors"] == 1 and mine["accepted"] >= 2 and mine["last_delivery_at"]
+    row = await jobber_row(running, made["connector_id"], unknown)
+    # an item Jobber does not know is parked at once, not asked again
+    assert row["attempts"] == 1 and "not found" in row["last_error"]
+    assert len(asked_for(jobber_api, unknown)) == 1
     sealed = await running.fetch(
         "SELECT sealed_secret, sealed_token FROM intake.connectors WHERE id = $1::uuid",
         made["connector_id"],
     )
     assert JOBBER_SECRET.encode() not in bytes(sealed[0]["sealed_secret"])
     assert JOBBER_TOKEN.encode() not in bytes(sealed[0]["sealed_token"])
+
+
+async def test_a_slow_jobber_still_gets_its_answer_within_a_second(
+    running: System, hooks: str, shop: tuple[str, str], jobber_api: JobberStandIn
+) -> None:
+    _shop_id, key = shop
+    made = await connect(hooks, key, "jobber", secret=JOBBER_SECRET, access_token=JOBBER_TOKEN)
+    job = jobber_job("Z2lkOi8vSm9iYmVyL0pvYi83MDAwMDE=")
+    jobber_api.items[job["id"]] = job
+    raw = jobber_thin(job["id"])
+    jobber_api.delay = 2.0
+    try:
+        started = time.monotonic()
+        r = await deliver(hooks, made["hook_path"], raw, jobber_sign(raw))
+        took = time.monotonic() - started
+        assert r.status_code == 202, r.text
+        assert took < 1.0, f"Jobber wants its answer within 1 s; took {took:.2f} s"
+        await one_task(running, key, job["id"])
+    finally:
+        jobber_api.delay = 0.0
+    assert len(asked_for(jobber_api, job["id"])) == 1
+
+
+async def test_a_jobber_down_then_up_is_asked_again_and_the_visit_arrives_once(
+    running: System, hooks: str, shop: tuple[str, str], jobber_api: JobberStandIn
+) -> None:
+    shop_id, key = shop
+    made = await connect(hooks, key, "jobber", secret=JOBBER_SECRET, access_token=JOBBER_TOKEN)
+    job = jobber_job("Z2lkOi8vSm9iYmVyL0pvYi83MDAwMDI=")
+    jobber_api.items[job["id"]] = job
+    raw = jobber_thin(job["id"])
+    jobber_api.down = True
+    try:
+        r = await deliver(hooks, made["hook_path"], raw, jobber_sign(raw))
+        assert r.status_code == 202, r.text
+
+        async def refused_twice() -> bool:
+            return len(asked_for(jobber_api, job["id"])) >= 2
+
+        await wait_for(refused_twice, timeout=15)
+        row = await jobber_row(running, made["connector_id"], job["id"])
+        assert row["status"] == "pending" and "503" in row["last_error"]
+        assert job["id"] not in await visits(running, shop_id)
+    finally:
+        jobber_api.down = False
+    # Jobber re-sends what it thinks failed: still one event, one visit
+    r = await deliver(hooks, made["hook_path"], raw, jobber_sign(raw))
+    assert r.status_code == 202 and r.json()["results"][0]["status"] == "duplicate"
+    await one_task(running, key, job["id"])
+    assert (await visits(running, shop_id))[job["id"]] == "completed"
+    row = await jobber_row(running, made["connector_id"], job["id"])
+    assert row["status"] == "done" and row["attempts"] >= 3
 
 
 async def test_connectors_are_the_shops_own(

@@ -19,11 +19,11 @@ from regulars_runtime.service import ServiceContext, ServiceDefinition, Wiring
 from regulars_runtime.settings import ServiceSettings
 from regulars_shop.policy import Policy
 
-from . import handlers, webhook_handlers
-from .adapters.connectors import JobberApi, SecretBox
+from . import handlers, jobber_handlers, webhook_handlers
+from .adapters.connectors import CONNECTOR_SECRETS, JobberApi
+from .adapters.secret_box import SecretBox
 from .adapters.unit_of_work import PostgresIntakeUnitOfWork
 from .adapters.webhook_sender import OwnerMail, WebhookSender
-from .adapters.webhooks import SecretBox as WebhookSecrets
 from .domain.postings import MAX_REQUEST_BYTES
 from .domain.rate_limit import ShopRateLimits
 from .domain.webhooks import DEFAULT_RETRY_SCHEDULE, parse_networks
@@ -31,6 +31,7 @@ from .entrypoints import api, connectors, post_event, webhooks_api
 from .entrypoints.acceptance import AcceptanceQueue
 from .entrypoints.answers import PostingResult
 from .entrypoints.front import Front
+from .entrypoints.jobber_worker import JobberFetchWorker
 from .entrypoints.post_event import PostEvent
 from .entrypoints.webhook_worker import DeliveryWorker
 from .handlers import Deps
@@ -82,10 +83,10 @@ class IntakeSettings(ServiceSettings):
     def webhooks_on(self) -> bool:
         return self.webhook_secret_key is not None or self.embedded
 
-    def secret_box(self) -> WebhookSecrets | None:
+    def secret_box(self) -> SecretBox | None:
         if self.webhook_secret_key is not None:
-            return WebhookSecrets(self.webhook_secret_key.get_secret_value())
-        return WebhookSecrets(EMBEDDED_WEBHOOK_KEY) if self.embedded else None
+            return SecretBox(self.webhook_secret_key.get_secret_value())
+        return SecretBox(EMBEDDED_WEBHOOK_KEY) if self.embedded else None
 
     def retry_schedule(self) -> tuple[timedelta, ...]:
         if not self.webhook_retry_schedule:
@@ -132,7 +133,7 @@ def migrations() -> list[Migration]:
 
 
 def bus(
-    deps: Deps, pool: asyncpg.Pool | None = None, box: WebhookSecrets | None = None
+    deps: Deps, pool: asyncpg.Pool | None = None, box: SecretBox | None = None
 ) -> MessageBus[WebhookUnitOfWork, Deps]:
     return MessageBus(
         unit_of_work=functools.partial(PostgresIntakeUnitOfWork, box=box),
@@ -155,6 +156,10 @@ def bus(
             handlers.ConfigureConnector: handlers.configure_connector,
             handlers.AcceptDelivery: handlers.accept_delivery,
             handlers.CountFailedDelivery: handlers.count_failed_delivery,
+            jobber_handlers.KeepJobberEvent: jobber_handlers.keep_jobber_event,
+            jobber_handlers.ClaimJobberFetches: jobber_handlers.claim_jobber_fetches,
+            jobber_handlers.AcceptFetched: jobber_handlers.accept_fetched,
+            jobber_handlers.FetchFailedFor: jobber_handlers.fetch_failed_for,
         },
         # intake's own consumer group reads every topic for the webhooks alone: the
         # ingestion path never waits on it
@@ -192,7 +197,7 @@ def _customize(app: FastAPI) -> None:
 def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: IntakeSettings) -> Wiring[Deps]:
         key = settings.connector_secret_key()
-        secrets = None if key is None else SecretBox(key)
+        secrets = None if key is None else SecretBox(key, CONNECTOR_SECRETS)
         deps = Deps(clock=clock, sealer=secrets, webhook_retry_schedule=settings.retry_schedule())
         commands = bus(deps, pool, settings.secret_box())
         worker = DeliveryWorker(
@@ -206,6 +211,11 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
         async def deliver(_ctx: ServiceContext[Any], stop: asyncio.Event) -> None:
             await worker.run(stop)
 
+        fetcher = JobberFetchWorker(commands, JobberApi(settings.jobber_api_url), secrets)
+
+        async def fetch_jobber(_ctx: ServiceContext[Any], stop: asyncio.Event) -> None:
+            await fetcher.run(stop)
+
         front = Front(
             acceptance=AcceptanceQueue(commands.unit_of_work),
             rate_limits=ShopRateLimits(
@@ -216,7 +226,6 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
                 rate=settings.hook_rate_per_second, burst=settings.hook_rate_burst
             ),
             secrets=secrets,
-            jobber=JobberApi(settings.jobber_api_url),
         )
 
         async def note_key_use(shop_id: uuid.UUID, key_id: str) -> None:
@@ -225,7 +234,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
         return Wiring(
             deps=deps,
             bus=commands,
-            workers=[deliver],
+            workers=[deliver, fetch_jobber],
             front=front,
             on_key_use=note_key_use,
         )

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from regulars_events.catalogue import ConsentChanged, CustomerUpserted, InvoiceIssued
 from regulars_runtime.auth import issue_key
@@ -213,6 +213,48 @@ class Connectors(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ClaimedFetch:
+    """A thin Jobber event claimed under a lease, with what reading its item needs."""
+
+    id: uuid.UUID
+    connector: Connector
+    timezone: str
+    sealed_token: bytes | None
+    payload: dict[str, Any]
+    #: counting this try
+    attempts: int
+    received_at: datetime
+    #: the database's time at the claim
+    now: datetime
+
+
+class JobberFetches(Protocol):
+    async def add(
+        self,
+        connector_id: uuid.UUID,
+        shop_id: uuid.UUID,
+        key: tuple[str, str, str],
+        payload: dict[str, Any],
+    ) -> bool:
+        """Keep the thin event; False when the same one (topic, item, occurredAt) is kept."""
+        ...
+
+    async def claim(self, limit: int, lease: timedelta) -> list[ClaimedFetch]:
+        """Due pending events, each leased to the caller until ``now() + lease``."""
+        ...
+
+    async def finish(
+        self, claimed: ClaimedFetch, status: str, error: str | None, retry_in: timedelta | None
+    ) -> bool:
+        """Record a try's end; False when the lease was lost (another replica took it)."""
+        ...
+
+    async def ask_again(self, connector_id: uuid.UUID) -> int:
+        """Parked events of the connector made due again; how many."""
+        ...
+
+
 class Sealer(Protocol):
     """Encrypts the secrets a connector is given (the key is the operator's)."""
 
@@ -227,6 +269,7 @@ class IntakeUnitOfWork(UnitOfWork):
     invoices: Invoices
     waiting: WaitingRoom
     connectors: Connectors
+    jobber_fetches: JobberFetches
 
 
 @dataclass(frozen=True)
@@ -418,6 +461,11 @@ async def configure_connector(
         deps.sealer.seal(command.setup.secret),
         deps.sealer.seal(token) if token is not None else None,
     )
+    if known is not None and command.system == "jobber":
+        # Most parked reads were parked for a token Jobber refused or did not have: the
+        # shop putting the connector again is how it fixes that, so they are tried again
+        # (one that Jobber truly does not know parks again after one try).
+        await uow.jobber_fetches.ask_again(connector.id)
     return connector
 
 

@@ -22,7 +22,7 @@ from regulars_intake.domain.postings import as_posted, parse_posting
 from regulars_intake.domain.repair_orders import RepairOrder
 from regulars_intake.domain.shop import ApiKey, PolicyVersion, Shop
 from regulars_intake.domain.webhooks import Answer, DeliveryStatus, signing_secrets
-from regulars_intake.handlers import Deps, HeldPosting, ShopSummary
+from regulars_intake.handlers import ClaimedFetch, Deps, HeldPosting, ShopSummary
 from regulars_intake.webhook_handlers import (
     ClaimedDelivery,
     NewDelivery,
@@ -406,6 +406,79 @@ class FakeConnectors:
         )
 
 
+@dataclass
+class StoredFetch:
+    connector_id: uuid.UUID
+    shop_id: uuid.UUID
+    key: tuple[str, str, str]
+    payload: dict[str, Any]
+    status: str = "pending"
+    attempts: int = 0
+    error: str | None = None
+    retry_in: timedelta | None = None
+    leased: bool = False
+
+
+class FakeJobberFetches:
+    """One row per (connector, topic, item, occurredAt); a finish counts only while the
+    claim that made it holds the lease (the same attempt, still leased, still pending)."""
+
+    def __init__(self, connectors: FakeConnectors, clock: FakeClock) -> None:
+        self.connectors = connectors
+        self.clock = clock
+        self.rows: dict[uuid.UUID, StoredFetch] = {}
+
+    async def add(
+        self,
+        connector_id: uuid.UUID,
+        shop_id: uuid.UUID,
+        key: tuple[str, str, str],
+        payload: dict[str, Any],
+    ) -> bool:
+        if any(r.connector_id == connector_id and r.key == key for r in self.rows.values()):
+            return False
+        self.rows[uuid.uuid4()] = StoredFetch(connector_id, shop_id, key, payload)
+        return True
+
+    async def claim(self, limit: int, lease: timedelta) -> list[ClaimedFetch]:
+        claimed = []
+        for fetch_id, r in self.rows.items():
+            if r.status != "pending" or r.leased or len(claimed) >= limit:
+                continue
+            r.attempts += 1
+            r.leased = True
+            claimed.append(
+                ClaimedFetch(
+                    fetch_id,
+                    self.connectors.connectors[r.connector_id],
+                    "America/Chicago",
+                    self.connectors.sealed[r.connector_id][1],
+                    r.payload,
+                    r.attempts,
+                    self.clock(),
+                    self.clock(),
+                )
+            )
+        return claimed
+
+    async def finish(
+        self, claimed: ClaimedFetch, status: str, error: str | None, retry_in: timedelta | None
+    ) -> bool:
+        r = self.rows[claimed.id]
+        if r.attempts != claimed.attempts or not r.leased or r.status != "pending":
+            return False
+        r.status, r.error, r.retry_in, r.leased = status, error, retry_in, False
+        return True
+
+    async def ask_again(self, connector_id: uuid.UUID) -> int:
+        parked = [
+            r for r in self.rows.values() if r.connector_id == connector_id and r.status == "parked"
+        ]
+        for r in parked:
+            r.status = "pending"
+        return len(parked)
+
+
 class Intake:
     """intake's state in memory, and what its committed units of work emitted."""
 
@@ -419,6 +492,7 @@ class Intake:
         self.invoices = FakeInvoices()
         self.waiting = FakeWaitingRoom()
         self.connectors = FakeConnectors()
+        self.jobber_fetches = FakeJobberFetches(self.connectors, self.clock)
         self.shops = ShopsInMemory()
         self.timers = TimersInMemory()
         self.webhooks = FakeWebhookBook(self.clock)
@@ -442,6 +516,7 @@ class FakeIntakeUnitOfWork(WebhookUnitOfWork):
         self.invoices = intake.invoices
         self.waiting = intake.waiting
         self.connectors = intake.connectors
+        self.jobber_fetches = intake.jobber_fetches
         self.shops = intake.shops
         self.timers = intake.timers
         self.webhooks = intake.webhooks

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from regulars_intake import bootstrap, handlers, webhook_handlers
+from regulars_intake import bootstrap, handlers, jobber_handlers, webhook_handlers
 from regulars_intake.domain.acceptance import Arrival, Needs, runs
 from regulars_intake.domain.postings import Posting, parse_posting
 from regulars_intake.domain.repair_orders import VisitStatus
@@ -413,6 +413,10 @@ def test_every_command_runs_through_the_bus() -> None:
         handlers.ConfigureConnector: handlers.configure_connector,
         handlers.AcceptDelivery: handlers.accept_delivery,
         handlers.CountFailedDelivery: handlers.count_failed_delivery,
+        jobber_handlers.KeepJobberEvent: jobber_handlers.keep_jobber_event,
+        jobber_handlers.ClaimJobberFetches: jobber_handlers.claim_jobber_fetches,
+        jobber_handlers.AcceptFetched: jobber_handlers.accept_fetched,
+        jobber_handlers.FetchFailedFor: jobber_handlers.fetch_failed_for,
     }
     assert bus.every_event is webhook_handlers.on_event
 

@@ -1,37 +1,20 @@
-"""Connectors on PostgreSQL, their secrets' encryption, and Jobber's GraphQL API."""
+"""Connectors on PostgreSQL, and Jobber's GraphQL API."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
-from cryptography.fernet import Fernet, InvalidToken
 
 from ..domain.connectors.setup import Connector, Tally
+from ..handlers import ClaimedFetch
 
-
-class SecretBox:
-    """Fernet (AES-128-CBC + HMAC-SHA256) under a key derived from the operator's setting:
-    a secret read from the database without that key is of no use."""
-
-    def __init__(self, key: str) -> None:
-        derived = hashlib.sha256(b"regulars connectors\0" + key.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
-
-    def seal(self, secret: str) -> bytes:
-        return self._fernet.encrypt(secret.encode())
-
-    def open(self, sealed: bytes) -> str | None:
-        """The secret; None when it was sealed under another key."""
-        try:
-            return self._fernet.decrypt(sealed).decode()
-        except InvalidToken:
-            return None
+#: sealed connector secrets open only under this purpose, never under the webhooks'
+CONNECTOR_SECRETS = b"regulars connectors\0"
 
 
 def _connector(row: asyncpg.Record) -> Connector:
@@ -78,6 +61,90 @@ class PostgresConnectors:
         )
 
 
+class PostgresJobberFetches:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(
+        self,
+        connector_id: uuid.UUID,
+        shop_id: uuid.UUID,
+        key: tuple[str, str, str],
+        payload: dict[str, Any],
+    ) -> bool:
+        topic, item_id, occurred = key
+        row = await self.conn.fetchrow(
+            "INSERT INTO jobber_fetches (id, connector_id, shop_id, topic, item_id, occurred,"
+            " payload) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (connector_id, topic, item_id, occurred) DO NOTHING RETURNING id",
+            uuid.uuid4(),
+            connector_id,
+            shop_id,
+            topic,
+            item_id,
+            occurred,
+            payload,
+        )
+        return row is not None
+
+    async def claim(self, limit: int, lease: timedelta) -> list[ClaimedFetch]:
+        rows = await self.conn.fetch(
+            "WITH due AS ("
+            " SELECT id FROM jobber_fetches WHERE status = 'pending' AND next_attempt_at <= now()"
+            " AND (lease_until IS NULL OR lease_until < now())"
+            " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " UPDATE jobber_fetches f SET attempts = f.attempts + 1,"
+            " lease_until = now() + $2::interval FROM due, connectors c"
+            " WHERE f.id = due.id AND c.id = f.connector_id"
+            " RETURNING f.id, f.payload, f.attempts, f.received_at, now() AS now,"
+            " c.id AS connector_id, c.shop_id, c.system, c.choices, c.sealed_token,"
+            " (SELECT policy->>'timezone' FROM policies WHERE shop_id = c.shop_id"
+            " ORDER BY version DESC LIMIT 1) AS timezone",
+            limit,
+            lease,
+        )
+        return [
+            ClaimedFetch(
+                id=r["id"],
+                connector=Connector(
+                    r["connector_id"], r["shop_id"], r["system"], dict(r["choices"])
+                ),
+                timezone=r["timezone"] or "UTC",
+                sealed_token=None if r["sealed_token"] is None else bytes(r["sealed_token"]),
+                payload=dict(r["payload"]),
+                attempts=r["attempts"],
+                received_at=r["received_at"],
+                now=r["now"],
+            )
+            for r in rows
+        ]
+
+    async def finish(
+        self, claimed: ClaimedFetch, status: str, error: str | None, retry_in: timedelta | None
+    ) -> bool:
+        done: str = await self.conn.execute(
+            "UPDATE jobber_fetches SET status = $3, last_error = $4, lease_until = NULL,"
+            " next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + $5::interval"
+            " ELSE next_attempt_at END,"
+            " finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END"
+            " WHERE id = $1 AND attempts = $2 AND lease_until >= now() AND status = 'pending'",
+            claimed.id,
+            claimed.attempts,
+            status,
+            error,
+            retry_in,
+        )
+        return done != "UPDATE 0"
+
+    async def ask_again(self, connector_id: uuid.UUID) -> int:
+        done: str = await self.conn.execute(
+            "UPDATE jobber_fetches SET status = 'pending', next_attempt_at = now(),"
+            " finished_at = NULL WHERE connector_id = $1 AND status = 'parked'",
+            connector_id,
+        )
+        return int(done.split()[-1])
+
+
 async def hook_target(
     pool: asyncpg.Pool, connector_id: uuid.UUID, system: str
 ) -> dict[str, Any] | None:
@@ -106,7 +173,12 @@ async def listed(pool: asyncpg.Pool, shop_id: uuid.UUID) -> list[dict[str, Any]]
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT id, system, choices, created_at, updated_at, last_delivery_at, accepted,"
-            " rejected, errors FROM connectors WHERE shop_id = $1 ORDER BY system",
+            " rejected, errors,"
+            " (SELECT count(*) FROM jobber_fetches f WHERE f.connector_id = c.id"
+            " AND f.status = 'pending') AS fetching,"
+            " (SELECT count(*) FROM jobber_fetches f WHERE f.connector_id = c.id"
+            " AND f.status = 'parked') AS parked"
+            " FROM connectors c WHERE shop_id = $1 ORDER BY system",
             shop_id,
         )
     return [
@@ -122,6 +194,8 @@ async def listed(pool: asyncpg.Pool, shop_id: uuid.UUID) -> list[dict[str, Any]]
             "accepted": int(r["accepted"]),
             "rejected": int(r["rejected"]),
             "errors": int(r["errors"]),
+            "fetching": int(r["fetching"]),
+            "parked": int(r["parked"]),
         }
         for r in rows
     ]
@@ -129,6 +203,24 @@ async def listed(pool: asyncpg.Pool, shop_id: uuid.UUID) -> list[dict[str, Any]]
 
 class FetchFailed(Exception):
     """Jobber's API did not give the item (down, slow, refused the token)."""
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        #: worth asking again later (a timeout, 429, 5xx, Jobber's throttle), or not
+        self.transient = transient
+
+
+def _throttled(errors: Any) -> bool:
+    # Jobber's GraphQL rate limit answers 200 with an error coded THROTTLED
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and obj_code(e) == "THROTTLED" for e in errors
+    )
+
+
+def obj_code(error: dict[str, Any]) -> str | None:
+    extensions = error.get("extensions")
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    return code if isinstance(code, str) else None
 
 
 class JobberApi:
@@ -156,17 +248,23 @@ class JobberApi:
                     },
                 )
         except httpx.HTTPError as exc:
-            raise FetchFailed(f"Jobber's API: {type(exc).__name__}") from None
+            raise FetchFailed(f"Jobber's API: {type(exc).__name__}", transient=True) from None
         if answer.status_code != 200:
-            raise FetchFailed(f"Jobber's API answered {answer.status_code}")
+            code = answer.status_code
+            raise FetchFailed(f"Jobber's API answered {code}", transient=code == 429 or code >= 500)
         try:
             body = orjson.loads(answer.content)
         except orjson.JSONDecodeError:
-            raise FetchFailed("Jobber's API answered something that is not JSON") from None
+            raise FetchFailed(
+                "Jobber's API answered something that is not JSON", transient=True
+            ) from None
         if not isinstance(body, dict):
-            raise FetchFailed("Jobber's API answered something that is not an object")
+            raise FetchFailed(
+                "Jobber's API answered something that is not an object", transient=True
+            )
         data = body.get("data")
         item = data.get(field) if isinstance(data, dict) else None
-        if item is None and body.get("errors"):
-            raise FetchFailed("Jobber's API: " + str(body["errors"])[:200])
+        errors = body.get("errors")
+        if item is None and errors:
+            raise FetchFailed("Jobber's API: " + str(errors)[:200], transient=_throttled(errors))
         return item if isinstance(item, dict) else None

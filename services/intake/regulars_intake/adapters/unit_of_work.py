@@ -7,7 +7,7 @@ from regulars_events.envelope import Envelope
 from regulars_runtime.unit_of_work import PostgresUnitOfWork
 
 from ..webhook_handlers import WebhookUnitOfWork
-from .connectors import PostgresConnectors
+from .connectors import PostgresConnectors, PostgresJobberFetches
 from .repository import (
     PostgresCustomerDirectory,
     PostgresInvoices,
@@ -16,7 +16,8 @@ from .repository import (
     PostgresShopRegistry,
     PostgresWaitingRoom,
 )
-from .webhooks import PostgresWebhooks, SecretBox
+from .secret_box import SecretBox
+from .webhooks import PostgresWebhooks
 
 
 class PostgresIntakeUnitOfWork(PostgresUnitOfWork, WebhookUnitOfWork):
@@ -35,6 +36,7 @@ class PostgresIntakeUnitOfWork(PostgresUnitOfWork, WebhookUnitOfWork):
         self.invoices = PostgresInvoices(conn)
         self.waiting = PostgresWaitingRoom(conn)
         self.connectors = PostgresConnectors(conn)
+        self.jobber_fetches = PostgresJobberFetches(conn)
 
 
 def lost_a_lock_race(exc: BaseException) -> bool:

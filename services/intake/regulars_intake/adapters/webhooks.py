@@ -1,4 +1,4 @@
-"""Webhook subscriptions and deliveries on PostgreSQL, and the cipher of their secrets.
+"""Webhook subscriptions and deliveries on PostgreSQL.
 
 Every statement is scoped to its shop, except the delivery worker's claim, which takes
 due tries of every shop under a lease compared in database time (several replicas).
@@ -6,45 +6,18 @@ due tries of every shop under a lease compared in database time (several replica
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from cryptography.fernet import Fernet, InvalidToken
 
 from ..domain.webhooks import Answer, DeliveryStatus, signing_secrets
 from ..webhook_handlers import ClaimedDelivery, NewDelivery, Webhook
+from .secret_box import SecretBox
 
 MAX_PAGE = 100
-
-
-class SecretBox:
-    """Secrets encrypted at rest (Fernet: AES-128-CBC with HMAC-SHA256) under a key of
-    the operator's, so a copy of the database alone cannot sign as us."""
-
-    def __init__(self, key: str) -> None:
-        # any passphrase of the operator's becomes a Fernet key: 32 bytes, urlsafe base64
-        digest = hashlib.sha256(key.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
-
-    def seal(self, secret: str) -> bytes:
-        return self._fernet.encrypt(secret.encode())
-
-    def open(self, sealed: bytes) -> str:
-        try:
-            return self._fernet.decrypt(bytes(sealed)).decode()
-        except InvalidToken:
-            raise RuntimeError(
-                "a webhook secret does not open with REGULARS_WEBHOOK_SECRET_KEY:"
-                " the key changed since it was stored"
-            ) from None
-
-    def __repr__(self) -> str:
-        return "SecretBox(<key>)"
 
 
 _COLUMNS = (
@@ -70,6 +43,15 @@ class PostgresWebhooks:
     def __init__(self, conn: asyncpg.Connection, box: SecretBox | None) -> None:
         self.conn = conn
         self._box = box
+
+    def _open(self, sealed: bytes) -> str:
+        secret = self.box.open(sealed)
+        if secret is None:
+            raise RuntimeError(
+                "a webhook secret does not open with REGULARS_WEBHOOK_SECRET_KEY:"
+                " the key changed since it was stored"
+            )
+        return secret
 
     @property
     def box(self) -> SecretBox:
@@ -209,8 +191,8 @@ class PostgresWebhooks:
             now: datetime = r["now"]
             previous = r["previous_secret"]
             kept = signing_secrets(
-                self.box.open(r["secret"]),
-                self.box.open(previous) if previous is not None else None,
+                self._open(r["secret"]),
+                self._open(previous) if previous is not None else None,
                 r["previous_secret_until"],
                 now,
             )

@@ -94,6 +94,14 @@ class ConnectorSummary(BaseModel):
     accepted: int = Field(description="postings accepted (a re-send counts, once applied)")
     rejected: int = Field(description="postings the delivery mapped to that intake refused")
     errors: int = Field(description="signed deliveries that could not be read or completed")
+    fetching: int = Field(
+        0, description="Jobber: thin events kept, their item not read yet (retried)"
+    )
+    parked: int = Field(
+        0,
+        description="Jobber: thin events whose item will not be read (unknown item, token"
+        " refused); counted in errors, not retried",
+    )
 
 
 class ConnectorList(BaseModel):

@@ -2,7 +2,9 @@
 webhooks to ``/hooks/{system}/{connector_id}``, checked with that system's scheme.
 
 A delivery is answered 200 once what it maps to is committed (the same acceptance as
-``POST /v1/events``); a bad or missing signature is 403 and records nothing.
+``POST /v1/events``); a bad or missing signature is 403 and records nothing. Jobber's thin
+events that need their item read are kept and answered 202 at once (Jobber wants an answer
+within a second); the fetch worker reads and accepts them afterwards.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from regulars_runtime.openapi import PUBLIC
 from regulars_runtime.service import context, shop_of, staff_of
 
 from ..adapters import connectors as stored
-from ..adapters.connectors import FetchFailed
 from ..domain.acceptance import Outcome
-from ..domain.connectors import SYSTEMS, Delivery, MappingFailed, Raw
+from ..domain.connectors import SYSTEMS, Delivery, MappingFailed
 from ..domain.connectors import jobber as jobber_mapping
 from ..domain.connectors.setup import ConnectorSetup
 from ..domain.postings import MAX_REQUEST_BYTES, Rejected, parse_posting
 from ..handlers import AcceptDelivery, ConfigureConnector, CountFailedDelivery
+from ..jobber_handlers import KeepJobberEvent
 from .answers import ConnectorAnswer, ConnectorList, DeliveryAnswer
 from .front import front
 from .guards import parse_json, read_body
@@ -136,7 +138,18 @@ def _refused() -> Problem:
         },
     },
     response_model=DeliveryAnswer,
-    responses={400: {}, 403: {}, 413: {}, 422: {}, 429: {}, 502: {}},
+    responses={
+        202: {
+            "model": DeliveryAnswer,
+            "description": "Jobber: the thin event is kept (queued, or a duplicate of one"
+            " kept); its item is read and accepted afterwards",
+        },
+        400: {},
+        403: {},
+        413: {},
+        422: {},
+        429: {},
+    },
 )
 async def post_hook(request: Request, system: System, connector_id: uuid.UUID) -> Response:
     ctx = context(request)
@@ -166,15 +179,32 @@ async def post_hook(request: Request, system: System, connector_id: uuid.UUID) -
     try:
         payload = parse_json(body)
         if system is System.jobber:
-            raws = await _jobber(the_front, target, payload, choices, delivery)
+            event = jobber_mapping.thin(payload, choices)
+            if jobber_mapping.query_for(event) is not None:
+                # Jobber wants an answer within a second: keep the event, read it later
+                fresh = await ctx.bus.handle(
+                    KeepJobberEvent(connector.id, connector.shop_id, event, payload)
+                )
+                return json_response(
+                    {
+                        "results": [
+                            {
+                                "status": "queued" if fresh else "duplicate",
+                                "topic": event.topic,
+                                "item_id": event.item_id,
+                            }
+                        ]
+                    },
+                    202,
+                )
+            raws = jobber_mapping.map_event(event, None, choices, delivery.received_at)
         else:
             raws = module.map_delivery(payload, choices, delivery)
-    except (MappingFailed, FetchFailed, Problem) as failed:
+    except (MappingFailed, Problem) as failed:
         await ctx.bus.handle(CountFailedDelivery(connector.id))
         if isinstance(failed, Problem):
             raise
-        status = 502 if isinstance(failed, FetchFailed) else 422
-        raise Problem(status, f"{system.value}: {failed}") from None
+        raise Problem(422, f"{system.value}: {failed}") from None
     postings = []
     results: list[dict[str, Any]] = []
     for i, raw in enumerate(raws):
@@ -197,22 +227,6 @@ def _answer(outcome: Outcome) -> dict[str, Any]:
     if outcome.rejection is not None and outcome.rejection.status == 409:
         return Outcome("duplicate", outcome.event_id, outcome.client_id).as_dict()
     return outcome.as_dict()
-
-
-async def _jobber(
-    the_front: Any, target: dict[str, Any], payload: Any, choices: Any, delivery: Delivery
-) -> list[Raw]:
-    event = jobber_mapping.thin(payload, choices)
-    asked = jobber_mapping.query_for(event)
-    item = None
-    if asked is not None:
-        sealed = target["sealed_token"]
-        token = None if sealed is None else the_front.secrets.open(sealed)
-        if token is None:
-            raise MappingFailed("the connector has no usable access token for Jobber's API")
-        query, variables, field = asked
-        item = await the_front.jobber.fetch(token, query, variables, field)
-    return jobber_mapping.map_event(event, item, choices, delivery.received_at)
 
 
 __all__ = ["MAX_REQUEST_BYTES", "router"]

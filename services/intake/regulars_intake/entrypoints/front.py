@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from regulars_runtime.service import ServiceContext, context
 
-from ..adapters.connectors import JobberApi, SecretBox
+from ..adapters.secret_box import SecretBox
 from ..domain.rate_limit import ShopRateLimits
 from .acceptance import AcceptanceQueue
 
@@ -22,7 +22,6 @@ class Front:
     #: per connector: a flood from one shop system waits, the others go on
     hook_limits: ShopRateLimits
     secrets: SecretBox | None
-    jobber: JobberApi
 
 
 def front_of(ctx: ServiceContext[Any]) -> Front:
