@@ -126,9 +126,7 @@ def hooks(settings: FollowUpSettings) -> sms_hooks.SmsHooks:
 
 def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: FollowUpSettings) -> Wiring[Deps]:
-        deps = Deps(
-            clock=clock, provider_answers_keywords=settings.sms_provider_confirms_opt_out
-        )
+        deps = Deps(clock=clock, provider_answers_keywords=settings.sms_provider_confirms_opt_out)
         messages = bus(deps, pool)
         sender = dispatcher(settings, messages)
 

@@ -132,7 +132,10 @@ async def test_a_plain_word_stop_no_provider_understands_gets_our_confirmation(
     await texts.receive_text(ReceiveText(text("please stop texting me")), world.uow, world.deps)
     assert world.uow.customers.rows[(world.shop_id, "c-1")].consents_to("sms") is False
     (confirmation,) = world.uow.messages.rows.values()
-    assert (confirmation.kind, confirmation.status) == ("opt_out_confirmation", MessageStatus.SCHEDULED)
+    assert (confirmation.kind, confirmation.status) == (
+        "opt_out_confirmation",
+        MessageStatus.SCHEDULED,
+    )
 
 
 async def test_a_relayed_stop_is_confirmed_by_us(world: World) -> None:
@@ -141,7 +144,10 @@ async def test_a_relayed_stop_is_confirmed_by_us(world: World) -> None:
     replied = CustomerReplied(customer_id="c-1", channel="sms", text="STOP")
     await outreach.on_customer_replied(world.received(replied), world.uow, world.deps)
     (confirmation,) = world.uow.messages.rows.values()
-    assert (confirmation.kind, confirmation.status) == ("opt_out_confirmation", MessageStatus.SCHEDULED)
+    assert (confirmation.kind, confirmation.status) == (
+        "opt_out_confirmation",
+        MessageStatus.SCHEDULED,
+    )
 
 
 async def test_a_retried_message_sid_acts_once(world: World) -> None:
