@@ -119,15 +119,19 @@ async def test_a_signed_stop_stops_texts(outreach: System, shop: tuple[str, str]
     assert await ledger(outreach, cid) == [("sms", False, "reply")]
     assert await replies_emitted(outreach, cid) == 1
     assert outreach.sms is not None
-    confirmation = await wait_for(lambda: _async(outreach.sms.to(number)), 30)
-    assert len(confirmation) == 1
+    # the provider confirmed the STOP itself (its default opt-out handling): ours is kept
+    # as suppressed with why, never sent, so it cannot fail
+    confirmation = await wait_for(lambda: message_of(outreach, key, cid, "opt_out_confirmation"))
+    assert confirmation["status"] == "suppressed", confirmation
+    assert confirmation["reason"] == "the provider confirms opt-outs"
     # a later message to that customer is not texted
     await visit(outreach, key, cid)
     await wait_for(lambda: tasks(outreach, key, customer_id=cid, status="missed"), 30)
     surveys = await wait_for(lambda: _kind(outreach, key, cid, "survey"), 30)
     assert surveys[0]["status"] == "suppressed" and "opted out of sms" in surveys[0]["reason"]
     await asyncio.sleep(1)
-    assert len(outreach.sms.to(number)) == 1
+    assert outreach.sms.to(number) == []
+    assert [m["status"] for m in await messages(outreach, key, cid)].count("failed") == 0
     # the reply came back from the topic to followup's own consumer: not applied twice
     assert await ledger(outreach, cid) == [("sms", False, "reply")]
 
@@ -195,11 +199,12 @@ async def test_status_callbacks_move_a_sent_text_to_delivered_or_failed(
     outreach: System, shop: tuple[str, str]
 ) -> None:
     _shop_id, key = shop
-    # HELP gets the shop's contact by text: the stand-in reports on it as the carrier does
+    # "help please" is no keyword the provider answers: we send the shop's contact by
+    # text, and the stand-in reports on it as the carrier does
     delivered_to = phone_number()
     ok = await texting_customer(outreach, shop, delivered_to)
     assert (
-        await post_hook(outreach, INBOUND, inbound_form(delivered_to, "HELP"))
+        await post_hook(outreach, INBOUND, inbound_form(delivered_to, "help please"))
     ).status_code == 200
     delivered = await wait_for(lambda: status_is(outreach, key, ok, "help", "delivered"), 30)
     # a late "sent" after "delivered" changes nothing
@@ -220,7 +225,7 @@ async def test_status_callbacks_move_a_sent_text_to_delivered_or_failed(
         (SmsSink.FAILING, "failed", "30008"),
     ):
         cid = await texting_customer(outreach, shop, number)
-        r = await post_hook(outreach, INBOUND, inbound_form(number, "HELP"))
+        r = await post_hook(outreach, INBOUND, inbound_form(number, "Help please"))
         assert r.status_code == 200
         message = await wait_for(lambda c=cid, f=final: status_is(outreach, key, c, "help", f), 30)
         assert code in message["reason"], message
@@ -270,17 +275,51 @@ async def test_regulars_sms_reply_plays_a_customer(outreach: System, shop: tuple
         (number, OUR_NUMBER, "STOP")
     ]
     assert cid in kept[0]["outcome"]
-    # the provider blocks the number after its STOP (error 21610), as Twilio's default
-    # opt-out handling does: our confirmation is refused, and nothing else goes
+    # the provider confirms the STOP and blocks the number (21610 after), as Twilio's
+    # default opt-out handling does: we leave the confirmation to it, so none fails
     _shop_id, key = shop
-    refused = await wait_for(
-        lambda: status_is(outreach, key, cid, "opt_out_confirmation", "failed"), 30
+    left = await wait_for(
+        lambda: status_is(outreach, key, cid, "opt_out_confirmation", "suppressed"), 30
     )
-    assert "21610" in refused["reason"]
+    assert left["reason"] == "the provider confirms opt-outs"
+    await asyncio.sleep(1)
     assert outreach.sms.to(number) == []
+    assert "failed" not in [m["status"] for m in await messages(outreach, key, cid)]
     back = await asyncio.to_thread(reply, "--text", "START", "--json")
     assert back["status_code"] == 200
     assert await ledger(outreach, cid) == [("sms", False, "reply"), ("sms", True, "reply")]
+
+
+async def test_without_the_providers_keyword_handling_our_confirmation_is_sent(
+    outreach: System, shop: tuple[str, str]
+) -> None:
+    """SMS_PROVIDER_CONFIRMS_OPT_OUT=false: followup's handler, as its hook calls it, over
+    the real database; the running followup's dispatcher sends what it decided."""
+    from regulars_followup import bootstrap
+    from regulars_followup.domain.inbound_texts import InboundText
+    from regulars_followup.handlers.base import Deps
+    from regulars_followup.handlers.texts import ReceiveText
+    from regulars_runtime.clock import system_clock
+    from regulars_runtime.db import create_pool
+
+    _shop_id, key = shop
+    number = phone_number()
+    cid = await texting_customer(outreach, shop, number)
+    pool = await create_pool(outreach.database_url, "followup", max_size=2)
+    try:
+        bus = bootstrap.bus(Deps(clock=system_clock, provider_answers_keywords=False), pool)
+        sid = "SM" + uuid.uuid4().hex
+        received = await bus.handle(
+            ReceiveText(InboundText(sid, "AClocal", number, OUR_NUMBER, "STOP"))
+        )
+    finally:
+        await pool.close()
+    assert received.replied and await ledger(outreach, cid) == [("sms", False, "reply")]
+    assert outreach.sms is not None
+    sent = await wait_for(lambda: _async(outreach.sms.to(number)), 30)
+    assert len(sent) == 1 and sent[0]["body"]
+    confirmation = await message_of(outreach, key, cid, "opt_out_confirmation")
+    assert confirmation["status"] in ("sent", "delivered"), confirmation
 
 
 async def test_the_hooks_bound_their_bodies_and_rate(

@@ -13,7 +13,9 @@ behaves as the real API does where followup depends on it:
   signed inbound text to the webhook URL given, as the provider does when a text arrives;
 - as the provider's default opt-out handling does, a customer who texted STOP (or
   STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT) is blocked: a send to them is
-  refused with error 21610 until they text START, UNSTOP or YES.
+  refused with error 21610 until they text START, UNSTOP or YES. The provider's own
+  confirmation is not kept here: followup (``SMS_PROVIDER_CONFIRMS_OPT_OUT``, true by
+  default) leaves it to the provider, so nothing to that number appears in the folder.
 
 Signatures are ``X-Twilio-Signature`` computed by the ``twilio`` library with the auth
 token (``SMS_API_TOKEN``, "local" by default, as followup defaults to in embedded mode).

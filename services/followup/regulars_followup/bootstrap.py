@@ -36,6 +36,13 @@ class FollowUpSettings(ServiceSettings):
     sms_account_sid: str | None = None
     sms_api_token: str | None = None
     sms_from: str | None = None
+    sms_provider_confirms_opt_out: bool = Field(
+        True,
+        description=(
+            "the SMS provider answers STOP and HELP itself, as Twilio does by default"
+            " (SMS_PROVIDER_CONFIRMS_OPT_OUT): then we send no confirmation or HELP answer"
+        ),
+    )
     followup_public_url: str | None = Field(
         None, description="where customers open unsubscribe links (FOLLOWUP_PUBLIC_URL)"
     )
@@ -120,7 +127,7 @@ def hooks(settings: FollowUpSettings) -> sms_hooks.SmsHooks:
 
 def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: FollowUpSettings) -> Wiring[Deps]:
-        deps = Deps(clock=clock)
+        deps = Deps(clock=clock, provider_answers_keywords=settings.sms_provider_confirms_opt_out)
         messages = bus(deps, pool)
         sender = dispatcher(settings, messages)
 

@@ -4,6 +4,7 @@ rules and the handlers at the unit-of-work seam (state in memory, a fake clock).
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -91,13 +92,62 @@ async def test_a_texted_stop_revokes_sms_at_once_and_is_one_customer_reply(world
     # applied here already: followup's own consumer skips it when it comes back
     (envelope,) = world.uow.pending
     assert world.uow.texts.inbox == {envelope.id}
-    # the one confirmation the rules allow, as a message of its own
+    # the provider confirmed it (its default opt-out handling): ours is kept, not sent
     (confirmation,) = world.uow.messages.rows.values()
     assert confirmation.kind == "opt_out_confirmation"
+    assert confirmation.status is MessageStatus.SUPPRESSED
+    assert confirmation.reason == "the provider confirms opt-outs"
     # a later survey to that customer is not texted
     await ask_survey(world)
     survey = next(m for m in world.uow.messages.rows.values() if m.kind == "survey")
     assert survey.status is MessageStatus.SUPPRESSED
+
+
+async def test_without_the_providers_handling_our_own_confirmation_goes(world: World) -> None:
+    await customer_of(world, world.shop_id, "c-1")
+    deps = replace(world.deps, provider_answers_keywords=False)
+    await texts.receive_text(ReceiveText(text("STOP")), world.uow, deps)
+    (confirmation,) = world.uow.messages.rows.values()
+    assert confirmation.kind == "opt_out_confirmation"
+    assert confirmation.status is not MessageStatus.SUPPRESSED
+    assert confirmation.status is MessageStatus.SCHEDULED
+
+
+async def test_help_is_the_providers_to_answer_unless_it_does_not(world: World) -> None:
+    await customer_of(world, world.shop_id, "c-1")
+    await texts.receive_text(ReceiveText(text(" help ", "SM1")), world.uow, world.deps)
+    (answer,) = world.uow.messages.rows.values()
+    assert (answer.kind, answer.status) == ("help", MessageStatus.SUPPRESSED)
+    assert answer.reason == "the provider answers HELP"
+    deps = replace(world.deps, provider_answers_keywords=False)
+    await texts.receive_text(ReceiveText(text("INFO", "SM2")), world.uow, deps)
+    ours = [m for m in world.uow.messages.rows.values() if m.id != answer.id]
+    assert [(m.kind, m.status) for m in ours] == [("help", MessageStatus.SCHEDULED)]
+
+
+async def test_a_plain_word_stop_no_provider_understands_gets_our_confirmation(
+    world: World,
+) -> None:
+    await customer_of(world, world.shop_id, "c-1")
+    await texts.receive_text(ReceiveText(text("please stop texting me")), world.uow, world.deps)
+    assert world.uow.customers.rows[(world.shop_id, "c-1")].consents_to("sms") is False
+    (confirmation,) = world.uow.messages.rows.values()
+    assert (confirmation.kind, confirmation.status) == (
+        "opt_out_confirmation",
+        MessageStatus.SCHEDULED,
+    )
+
+
+async def test_a_relayed_stop_is_confirmed_by_us(world: World) -> None:
+    """A STOP the shop's system relays went to its number, not through our provider."""
+    await customer_of(world, world.shop_id, "c-1")
+    replied = CustomerReplied(customer_id="c-1", channel="sms", text="STOP")
+    await outreach.on_customer_replied(world.received(replied), world.uow, world.deps)
+    (confirmation,) = world.uow.messages.rows.values()
+    assert (confirmation.kind, confirmation.status) == (
+        "opt_out_confirmation",
+        MessageStatus.SCHEDULED,
+    )
 
 
 async def test_a_retried_message_sid_acts_once(world: World) -> None:

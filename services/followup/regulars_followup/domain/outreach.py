@@ -55,6 +55,30 @@ HELD_BY_CASE_OR_COMEBACK = frozenset(
 REPLIES_TO_CUSTOMER = frozenset({"opt_out_confirmation", "help"})
 
 
+#: the keywords an SMS provider's default handling answers itself, the whole text in any
+#: case (Twilio's opt-out handling on long codes and Advanced Opt-Out: it confirms STOP and
+#: blocks the number, and answers HELP and INFO); a plain-word "please stop" reaches no
+#: such handling, so our own answer goes for it
+PROVIDER_KEYWORDS: dict[str, frozenset[str]] = {
+    "opt_out_confirmation": frozenset(
+        {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+    ),
+    "help": frozenset({"HELP", "INFO"}),
+}
+PROVIDER_ANSWERS = {
+    "opt_out_confirmation": "the provider confirms opt-outs",
+    "help": "the provider answers HELP",
+}
+
+
+def answered_by_provider(kind: str, text: str) -> str | None:
+    """Why our own reply of ``kind`` to this text is not sent, when the provider has
+    answered it already (a second confirmation would be refused, 21610, or repeat it)."""
+    if text.strip().upper() in PROVIDER_KEYWORDS.get(kind, frozenset()):
+        return PROVIDER_ANSWERS[kind]
+    return None
+
+
 def is_marketing(kind: str) -> bool:
     return KIND_PRIORITY.get(kind, Priority.MARKETING) is Priority.MARKETING
 

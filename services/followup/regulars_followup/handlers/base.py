@@ -183,3 +183,6 @@ class Deps:
     """What handlers need besides the unit of work."""
 
     clock: Clock
+    #: the SMS provider answers STOP and HELP texted to our number itself (Twilio's
+    #: default): our own answer to those is recorded as suppressed, not sent
+    provider_answers_keywords: bool = True

@@ -38,7 +38,7 @@ from ..domain.consent import (
 )
 from ..domain.customers import Customer
 from ..domain.messages import MessageStatus, OutboundMessage
-from ..domain.outreach import Decision, best_channel
+from ..domain.outreach import Decision, answered_by_provider, best_channel
 from .base import Deps, FollowUpUnitOfWork
 
 MESSAGE_DUE = "message.due"
@@ -104,9 +104,12 @@ async def apply_reply(
     channel: str,
     text: str,
     event_id: uuid.UUID,
+    provider_answered: bool = False,
 ) -> None:
     """STOP and its plain-word forms revoke at once; START restores; HELP gets the contact.
 
+    ``provider_answered``: the text reached our SMS provider, whose own keyword handling
+    answers STOP and HELP; our answer to those keywords is then kept as suppressed, with why.
     Anything else is feedback's to classify (a complaint opens a case) and stays on the
     customer's timeline; nothing here acts on it.
     """
@@ -126,6 +129,7 @@ async def apply_reply(
         kind=kind,
         purpose=f"{kind}:{event_id}",
         channels=["sms"],
+        unavailable=answered_by_provider(kind, text) if provider_answered else None,
     )
 
 

@@ -56,6 +56,7 @@ async def receive_text(command: ReceiveText, uow: FollowUpUnitOfWork, deps: Deps
             channel="sms",
             text=body,
             event_id=envelope.id,
+            provider_answered=deps.provider_answers_keywords,
         )
         replied.append((reply.shop_id, reply.customer_id))
     outcome = (
