@@ -152,6 +152,24 @@ async def test_an_unknown_event_type_is_named() -> None:
     assert CUSTOMER in wh.offered_event_types()
 
 
+async def test_the_names_a_shop_posts_events_under_choose_the_same_types() -> None:
+    intake = Intake()
+    made, _secret = await wh.create_webhook(
+        wh.CreateWebhook(
+            SHOP, "https://hooks.example/a", ["service.completed", "customer.upserted", CUSTOMER]
+        ),
+        intake.unit_of_work(),
+        intake.deps,
+    )
+    assert made.event_types == ("regulars.service.completed.v1", CUSTOMER)
+    with pytest.raises(WebhookRejected, match=r"'service\.complete' is not an event type"):
+        await wh.create_webhook(
+            wh.CreateWebhook(SHOP, "https://hooks.example/a", ["service.complete"]),
+            intake.unit_of_work(),
+            intake.deps,
+        )
+
+
 async def test_an_event_becomes_one_delivery_per_subscriber_of_its_shop_once() -> None:
     intake = Intake()
     mine, secret = await create(intake)

@@ -77,6 +77,9 @@ def check_event_types(event_types: object, offered: Iterable[str]) -> tuple[str,
     for i, event_type in enumerate(event_types):
         if not isinstance(event_type, str):
             raise WebhookRejected(f"event_types[{i}]", "an event type name")
+        # the names a shop posts to /v1/events ("service.completed") name the same events
+        if event_type not in known and f"regulars.{event_type}.v1" in known:
+            event_type = f"regulars.{event_type}.v1"
         if event_type not in known:
             raise WebhookRejected(
                 f"event_types[{i}]",
