@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -11,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
-from regulars_runtime.http import Problem, json_response
+from regulars_runtime.http import Problem, after_cursor, json_response, page_cursor
 from regulars_runtime.service import ShopApiKey, context
 
 from ..adapters import webhooks as reads
@@ -283,26 +281,6 @@ async def rotate(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> R
     return json_response({"secret": secret, "previous_secret_valid_hours": hours})
 
 
-def _cursor(row: dict[str, Any]) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, _, delivery = raw.partition("|")
-        return datetime.fromisoformat(when), uuid.UUID(delivery)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(
-            422,
-            "cursor: not a cursor this API gave",
-            errors=[{"field": "cursor", "message": "use next_cursor of the page before"}],
-        ) from None
-
-
 @router.get(
     "/v1/webhooks/{webhook_id:uuid}/deliveries",
     summary="The webhook's deliveries, oldest first: status, attempts, last answer, next try",
@@ -317,7 +295,7 @@ async def deliveries(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     _limit(request, shop)
-    after = _after(cursor)
+    after = after_cursor(cursor)
     async with context(request).pool.acquire() as conn:
         if await reads.webhook(conn, shop, webhook_id) is None:
             raise _not_found(webhook_id)
@@ -328,7 +306,9 @@ async def deliveries(
     ]
     for item in page:
         item["id"], item["event_id"] = str(item["id"]), str(item["event_id"])
-    next_cursor = _cursor(rows[-1]) if len(rows) == limit else None
+    next_cursor = (
+        page_cursor(rows[-1]["created_at"], rows[-1]["id"]) if len(rows) == limit else None
+    )
     return json_response({"deliveries": page, "next_cursor": next_cursor})
 
 
