@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import traceback
@@ -29,9 +30,11 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from regulars_events.envelope import Envelope, EnvelopeError
 from regulars_events.topics import dead_letter_topic
 
+from . import tracing
 from .kafka import KafkaConfig, producer
 from .kafka import consumer as kafka_consumer
 from .supervise import keep_running
@@ -126,10 +129,14 @@ class EventConsumer:
         handle_many: BatchHandler | None = None,
         together: int = TOGETHER,
         partition_fetch_bytes: int = PARTITION_FETCH_BYTES,
+        tracer: Tracer | None = None,
     ) -> None:
         """``together`` and ``partition_fetch_bytes`` size the transactions: a service whose
-        handler is set-based over a whole run (loyalty's projection) takes larger ones."""
+        handler is set-based over a whole run (loyalty's projection) takes larger ones.
+        ``tracer``: a span "process <type>" per event, its parent the record's
+        traceparent (None: tracing is off, no spans)."""
         self.service = service
+        self.tracer = tracer
         self.together = together
         self.partition_fetch_bytes = partition_fetch_bytes
         self.pool = pool
@@ -240,6 +247,9 @@ class EventConsumer:
                 wanted.append(envelope)
         if len(wanted) < 2:
             return not wanted  # a lone record takes the usual path, retries and all
+        spans: list[Span] = []
+        if self.tracer is not None:
+            wanted, spans = self._processing(wanted)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 fresh = {
@@ -268,11 +278,45 @@ class EventConsumer:
                         await self.handle(envelope, conn)
         except Exception as exc:
             log.debug("records applied together failed; one by one", extra={"error": repr(exc)})
+            for span in spans:
+                # applied again one by one, each in a span of its own
+                span.set_attribute("regulars.result", "retried_alone")
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                span.end()
             return False
+        for span, (_type, outcome) in zip(spans, results, strict=True):
+            span.set_attribute("regulars.result", outcome)
+            span.end()
         if self.on_result:
             for result in results:
                 self.on_result(*result)
         return True
+
+    def _processing(self, envelopes: list[Envelope]) -> tuple[list[Envelope], list[Span]]:
+        """A span per event applied together (none is current: they share one
+        transaction); each event goes on carrying its span's context, so what it causes
+        is that span's child."""
+        assert self.tracer is not None
+        spans = []
+        carried = []
+        for envelope in envelopes:
+            span = self.tracer.start_span(
+                f"process {envelope.type}",
+                context=tracing.parent_context(envelope.traceparent),
+                kind=SpanKind.CONSUMER,
+                attributes=self._attributes(envelope, len(envelopes)),
+            )
+            spans.append(span)
+            carried.append(_carrying(envelope, span))
+        return carried, spans
+
+    def _attributes(self, envelope: Envelope, together: int) -> dict[str, Any]:
+        return {
+            **tracing.event_attributes(envelope),
+            "messaging.operation.type": "process",
+            "messaging.consumer.group.name": self.group_id,
+            "messaging.batch.message_count": together,
+        }
 
     def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
@@ -290,6 +334,15 @@ class EventConsumer:
             return True
         if not self.wants(envelope.type):
             return True
+        token = tracing.handling.set(envelope)
+        try:
+            return await self._apply_with_retries(tp, record, envelope, dead_letters)
+        finally:
+            tracing.handling.reset(token)
+
+    async def _apply_with_retries(
+        self, tp: TopicPartition, record: Any, envelope: Envelope, dead_letters: Any
+    ) -> bool:
         attempt = 0
         while True:
             try:
@@ -345,6 +398,19 @@ class EventConsumer:
         return True
 
     async def _apply_once(self, envelope: Envelope) -> str:
+        if self.tracer is None:
+            return await self._apply_in_transaction(envelope)
+        with self.tracer.start_as_current_span(
+            f"process {envelope.type}",
+            context=tracing.parent_context(envelope.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes=self._attributes(envelope, 1),
+        ) as span:
+            result = await self._apply_in_transaction(_carrying(envelope, span))
+            span.set_attribute("regulars.result", result)
+            return result
+
+    async def _apply_in_transaction(self, envelope: Envelope) -> str:
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await conn.fetchval(
                 "INSERT INTO inbox (event_id, type) VALUES ($1, $2)"
@@ -394,3 +460,11 @@ class EventConsumer:
             log.warning("could not note the dead letter in the database", exc_info=True)
         if self.on_dead_letter:
             self.on_dead_letter(record.topic)
+
+
+def _carrying(envelope: Envelope, span: Span) -> Envelope:
+    """The event as its handlers see it: its traceparent is the span applying it."""
+    traceparent = tracing.traceparent_of(span)
+    if traceparent is None:
+        return envelope
+    return dataclasses.replace(envelope, traceparent=traceparent)

@@ -24,8 +24,10 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from regulars_events.topics import all_topics, dead_letter_topic
 
+from . import tracing
 from .kafka import KafkaConfig, admin_client, cluster_id, ensure_topics, producer
 from .outbox import notify_channel
 from .supervise import keep_running
@@ -53,8 +55,12 @@ class OutboxRelay:
         on_backlog: Any = None,
         on_cluster_change: Any = None,
         topics: Sequence[str] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """``tracer``: a span "publish <topic>" per row, its parent the event's
+        traceparent (None: tracing is off, no spans)."""
         self.database_url = database_url
+        self.tracer = tracer
         #: what a new cluster must have before anything is re-published: the service's own
         #: topics (under Kafka ACLs the others look missing); none given: every topic
         self.topics = (
@@ -176,12 +182,23 @@ class OutboxRelay:
             if not rows:
                 return 0
             futures = []
+            spans: list[Span] = []
             for r in rows:
+                if self.tracer is not None:
+                    spans.append(self._publishing(r["topic"], r["headers"]))
                 headers = [(k, v.encode()) for k, v in r["headers"]]
                 futures.append(
                     await prod.send(r["topic"], value=r["value"], key=r["key"], headers=headers)
                 )
-            await asyncio.gather(*futures)
+            try:
+                await asyncio.gather(*futures)
+            except BaseException as exc:
+                for span in spans:
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            finally:
+                for span in spans:
+                    span.end()
             await conn.execute(
                 "UPDATE outbox SET published_at = now(), published_to = $2 WHERE id = ANY($1)",
                 [r["id"] for r in rows],
@@ -190,6 +207,26 @@ class OutboxRelay:
         if self.on_published is not None:
             self.on_published(len(rows))
         return len(rows)
+
+    def _publishing(self, topic: str, headers: Sequence[Sequence[str]]) -> Span:
+        """The span of one row's publishing: a child of the context the event was
+        created in (its stored traceparent), which the record carries on unchanged."""
+        assert self.tracer is not None
+        named = {k: v for k, v in headers}
+        return self.tracer.start_span(
+            f"publish {topic}",
+            context=tracing.parent_context(named.get("traceparent")),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": topic,
+                "messaging.message.id": named.get("ce_id", ""),
+                "cloudevents.event_id": named.get("ce_id", ""),
+                "cloudevents.event_type": named.get("ce_type", ""),
+                "regulars.shop_id": named.get("shop_id", ""),
+            },
+        )
 
     async def _prune(self) -> None:
         async with self.pool.acquire() as conn:

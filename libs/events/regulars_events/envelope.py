@@ -55,8 +55,11 @@ class Envelope:
         time: datetime | None = None,
         cause: Envelope | None = None,
         correlation_id: str | None = None,
+        traceparent: str | None = None,
     ) -> Envelope:
-        """Wrap an event; when it is caused by another, carry its correlation and trace."""
+        """Wrap an event; when it is caused by another, carry its correlation and trace.
+        ``traceparent``: the context it is created in (the span at hand), as it is;
+        without one it continues its cause's trace."""
         event_id = id or uuid.uuid4()
         return cls(
             id=event_id,
@@ -70,7 +73,7 @@ class Envelope:
             or (cause.correlation_id if cause else None)
             or str(event_id),
             causation_id=str(cause.id) if cause else None,
-            traceparent=new_traceparent(cause.traceparent if cause else None),
+            traceparent=traceparent or new_traceparent(cause.traceparent if cause else None),
         )
 
     def event(self) -> Event:

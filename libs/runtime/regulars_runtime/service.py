@@ -29,7 +29,7 @@ from regulars_bus.relay import OutboxRelay, backlog
 from regulars_events.topics import dead_letter_topic
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import metrics, openapi, staff
+from . import metrics, openapi, staff, telemetry
 from .auth import KeyRing, KeyUse
 from .bus import MessageBus
 from .clock import Clock, system_clock
@@ -44,6 +44,7 @@ from .http import (
     unauthorized,
     validation_problem,
 )
+from .logging import RequestLog, work
 from .settings import ServiceSettings, load
 from .staff import StaffPrincipal
 from .timers import TimerScheduler
@@ -128,10 +129,19 @@ async def shop_of(request: Request) -> uuid.UUID:
     if token is not None and staff.looks_like_staff_token(token):
         principal = staff_principal(ctx, token)
         request.state.staff = principal
-        return principal.shop_id
+        return _acting_for(principal.shop_id)
     shop = await ctx.keys.shop_for(authorization)
     if shop is None:
         raise unauthorized()
+    return _acting_for(shop)
+
+
+def _acting_for(shop: uuid.UUID) -> uuid.UUID:
+    """The shop a request acts for, named from here on by its log lines and its span."""
+    at_hand = work.get()
+    if at_hand is not None:
+        at_hand.shop_id = str(shop)
+    telemetry.note_shop(shop)
     return shop
 
 
@@ -170,7 +180,7 @@ async def authorized_shop(
     shop = await ctx.keys.shop_for(authorization)
     if shop is None:
         raise unauthorized()
-    return shop
+    return _acting_for(shop)
 
 
 def staff_principal(ctx: ServiceContext[Any], token: str) -> StaffPrincipal:
@@ -259,6 +269,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
                     t.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
             await pool.close()
+            telemetry.shutdown()
 
     app = FastAPI(
         title=definition.title,
@@ -268,6 +279,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.add_middleware(RequestGuard, limit=definition.body_limit)
+    app.add_middleware(RequestLog)
     app.add_middleware(_HttpMetrics, service=definition.name)
     app.add_exception_handler(Problem, problem_handler)
     app.add_exception_handler(RequestValidationError, validation_problem)
@@ -327,6 +339,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
     if definition.customize is not None:
         definition.customize(app)
     openapi.install(app)
+    telemetry.instrument_app(app)
     return app
 
 
@@ -348,6 +361,7 @@ async def _start_workers(
         on_backlog=metrics.OUTBOX_BACKLOG.labels(name).set,
         on_cluster_change=metrics.BROKER_CHANGES.labels(name).inc,
         topics=topics,
+        tracer=telemetry.tracer(),
     )
     ctx.relay = relay
     tasks = [asyncio.create_task(relay.run(stop), name=f"{name}-relay")]
@@ -365,6 +379,7 @@ async def _start_workers(
             on_dead_letter=lambda topic: metrics.DEAD_LETTERS.labels(name, topic).inc(),
             together=definition.together,
             partition_fetch_bytes=definition.partition_fetch_bytes,
+            tracer=telemetry.tracer(),
         )
         ctx.consumer = consumer
         tasks.append(asyncio.create_task(consumer.run(stop), name=f"{name}-consumer"))
@@ -410,6 +425,8 @@ def serve(definition: ServiceDefinition[Any, Any]) -> None:
 
     settings = load(definition.settings)
     configure(definition.name, settings.log_level)
+    # before the app is built: its server spans are wired in as it is
+    telemetry.configure(definition.name)
     app = create_app(definition, settings)
     uvicorn.run(
         app,

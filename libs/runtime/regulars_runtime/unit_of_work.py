@@ -25,7 +25,8 @@ from regulars_events.base import Event
 from regulars_events.envelope import Envelope
 from regulars_shop.policy import Policy
 
-from . import shop_directory, timers
+from . import shop_directory, telemetry, timers
+from .logging import work
 
 U = TypeVar("U", bound="UnitOfWork")
 
@@ -86,16 +87,26 @@ class UnitOfWork:
         time: datetime | None = None,
         correlation_id: str | None = None,
         cause: Envelope | None = None,
+        traceparent: str | None = None,
     ) -> Envelope:
-        """``cause``: the event this one answers, when a unit of work spans several."""
+        """``cause``: the event this one answers, when a unit of work spans several.
+        ``traceparent``: the context the event comes from, when it is not the one at
+        hand (a posting committed with others by a writer of its own)."""
+        cause = cause or self.cause
+        if traceparent is None:
+            request = work.get()
+            traceparent = telemetry.traceparent_for_event(
+                cause, request.traceparent if request is not None else None
+            )
         envelope = Envelope.wrap(
             event,
             source=self.source,
             shop_id=str(shop_id),
             id=id,
             time=time,
-            cause=cause or self.cause,
+            cause=cause,
             correlation_id=correlation_id,
+            traceparent=traceparent,
         )
         self.pending.append(envelope)
         return envelope

@@ -645,7 +645,13 @@ async def _store(
         if needs is not None:
             provided.append(needs)
         event_id = decision.outcome.event_id
-        uow.emit(decision.event, shop_id=arrival.shop_id, id=event_id, time=decision.time)
+        uow.emit(
+            decision.event,
+            shop_id=arrival.shop_id,
+            id=event_id,
+            time=decision.time,
+            traceparent=arrival.posting.traceparent,
+        )
         outcomes.append(decision.outcome)
     if visits:
         await uow.repair_orders.add_completed(visits)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +54,9 @@ class Posting:
     client_id: str | None
     occurred_at: datetime
     body_hash: bytes
+    #: the W3C trace context of the request that brought it, for the event it becomes
+    #: (committed with other requests' postings, by a writer outside that request)
+    traceparent: str | None = field(default=None, compare=False)
 
     def event_id(self, shop_id: uuid.UUID) -> uuid.UUID:
         if self.client_id is None:

@@ -13,11 +13,15 @@ one posting per transaction, so one posting's error is that posting's answer alo
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+
+from regulars_runtime import telemetry
 
 from .. import handlers
 from ..adapters.unit_of_work import lost_a_lock_race
@@ -52,11 +56,16 @@ class AcceptanceQueue:
     async def accept(self, shop_id: uuid.UUID, posting: Posting) -> Outcome:
         """The posting's outcome, once its transaction has committed."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        traceparent = telemetry.traceparent_here()
+        if traceparent is not None:
+            posting = dataclasses.replace(posting, traceparent=traceparent)
         self._waiting.append((shop_id, posting, future))
         if self._running < self._writers:
             # Writers exist only while there is work: nothing to start or stop with the app.
             self._running += 1
-            task = asyncio.create_task(self._write())
+            # A context of its own: the writer commits other requests' postings too, and
+            # must not write its lines (or its spans) as this request's.
+            task = asyncio.create_task(self._write(), context=contextvars.Context())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         # A client that hangs up cancels only this future: the writer commits the batch
