@@ -281,6 +281,11 @@ class Launcher:
             urls = {}
             for name in SERVICES:
                 env = {**base_env, "PORT": str(ports[name]), "REGULARS_STAFF_TOKEN_KEY": staff_key}
+                # OTEL_* pass on as they are, but each service's spans name it: a name
+                # given for the system becomes its prefix
+                env["OTEL_SERVICE_NAME"] = (
+                    f"{base_env.get('OTEL_SERVICE_NAME') or 'regulars'}-{name}"
+                )
                 self._start(
                     Child(name, [python, "-m", f"regulars_{name}"], env, logs / f"{name}.log")
                 )

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from fastapi.routing import iter_route_contexts
 from opentelemetry import trace
 from regulars_bus import tracing
 from regulars_events.envelope import new_traceparent
@@ -82,9 +83,11 @@ def route_template(scope: dict[str, Any]) -> str:
     """The route a request was (or will be) served by, as declared: never the raw path,
     which may hold a token. A path no route matches is that path, without its query."""
     route = scope.get("route")
+    app = scope.get("app")
     if route is None:
-        app = scope.get("app")
-        for candidate in getattr(getattr(app, "router", None), "routes", ()):
+        # before routing (the server span's start): routes of included routers are
+        # nested, matched through their effective contexts
+        for candidate in iter_route_contexts(getattr(app, "routes", ())):
             match, _child = candidate.matches(scope)
             if match is Match.FULL:
                 route = candidate
@@ -92,7 +95,26 @@ def route_template(scope: dict[str, Any]) -> str:
     found = getattr(route, "path", None)
     if isinstance(found, str):
         return found
-    return str(scope.get("path", ""))[:200]
+    path = str(scope.get("path", ""))
+    if path in front_routes(app):
+        return path
+    return path[:200]
+
+
+def front_routes(app: Any) -> frozenset[str]:
+    """Paths an ASGI endpoint in front of the routes answers (intake's POST /v1/events),
+    as the service declares them in ``app.state.front_routes``."""
+    state = getattr(app, "state", None)
+    return frozenset(getattr(state, "front_routes", ()) or ())
+
+
+def is_route(scope: dict[str, Any], template: str) -> bool:
+    """Whether ``template`` is a declared route (not the raw path of a 404)."""
+    app = scope.get("app")
+    if template in front_routes(app):
+        return True
+    routes = iter_route_contexts(getattr(app, "routes", ()))
+    return any(getattr(r, "path", None) == template for r in routes)
 
 
 class JsonFormatter(logging.Formatter):

@@ -279,7 +279,6 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.add_middleware(RequestGuard, limit=definition.body_limit)
-    app.add_middleware(RequestLog)
     app.add_middleware(_HttpMetrics, service=definition.name)
     app.add_exception_handler(Problem, problem_handler)
     app.add_exception_handler(RequestValidationError, validation_problem)
@@ -338,6 +337,8 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         app.include_router(router)
     if definition.customize is not None:
         definition.customize(app)
+    # outermost of ours: it also sees what an endpoint in front (customize) answers
+    app.add_middleware(RequestLog)
     openapi.install(app)
     telemetry.instrument_app(app)
     return app

@@ -130,11 +130,15 @@ def instrument_app(app: Any) -> None:
 def _redact_server_span(span: Any, scope: dict[str, Any]) -> None:
     """A path or query may hold a secret (a survey or unsubscribe token, a hook's
     ?token=): the span keeps the route template and the query with secrets masked."""
-    from .logging import redacted_query, route_template
+    from .logging import is_route, redacted_query, route_template
 
     if span is None or not span.is_recording():
         return
     path = route_template(scope)
+    if is_route(scope, path):
+        # named by its route even when an endpoint in front of the router answers it
+        span.update_name(f"{scope.get('method', 'HTTP')} {path}")
+        span.set_attribute("http.route", path)
     query = redacted_query(scope.get("query_string", b""))
     target = path + (f"?{query}" if query else "")
     held = getattr(span, "attributes", None) or {}
