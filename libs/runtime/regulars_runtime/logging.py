@@ -178,6 +178,13 @@ def configure(service: str, level: str = "INFO") -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     # Ours is the access log (RequestLog): uvicorn's would print the raw path and query.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO: a webhook's URL, a provider's account
+    # path or a link's token would land in ours. What a call did, we log ourselves.
+    for client in QUIET_CLIENTS:
+        logging.getLogger(client).setLevel(logging.WARNING)
+
+
+QUIET_CLIENTS = ("httpx", "httpcore", "urllib3")
 
 
 access = logging.getLogger("regulars.access")
