@@ -103,28 +103,14 @@ def mail() -> Iterator[AuthenticatedMail]:
 
 
 @pytest.fixture(scope="module")
-def system(running: System, mail: AuthenticatedMail) -> Iterator[System]:
+def guarded(system: System, mail: AuthenticatedMail) -> Iterator[System]:
     """The four services, started again with the password-protected SMTP server."""
     env = {"SMTP_URL": mail.url, "REGULARS_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
-    _restart(running, env)
+    system.restart(SERVICES, **env)
     try:
-        yield running
+        yield system
     finally:
-        _restart(running, {})
-
-
-def _restart(system: System, env: dict[str, str]) -> None:
-    for name in SERVICES:
-        svc = system.services.get(name)
-        if svc is not None:
-            svc.kill(15)
-            svc.env = system.env(**env)
-    for name in SERVICES:
-        if name in system.services:
-            system.services[name].start()
-            system.services[name].wait_healthy(60)
-        else:
-            system.start(name, **env)
+        system.restart(SERVICES)
 
 
 async def _known(system: System, key: str) -> bool:
@@ -152,7 +138,8 @@ def _access_routes(text: str) -> set[str]:
     return routes
 
 
-async def test_no_secret_reaches_a_log_line(system: System, mail: AuthenticatedMail) -> None:
+async def test_no_secret_reaches_a_log_line(guarded: System, mail: AuthenticatedMail) -> None:
+    system = guarded
     found: dict[str, str] = {"smtp password": SMTP_PASSWORD, "sms token": LOCAL_TOKEN}
     shop_id, key = await system.create_shop("Secret Keepers", policy=POLICY)
     found["api key"] = key

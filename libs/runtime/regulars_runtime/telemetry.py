@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -205,7 +205,7 @@ def start_span(
     name: str,
     *,
     parent: str | None,
-    kind: SpanKind = SpanKind.INTERNAL,
+    kind: Literal["internal", "client", "producer", "consumer"] = "internal",
     attributes: Attributes = None,
     links: Sequence[str] = (),
 ) -> Any:
@@ -223,8 +223,16 @@ def start_span(
         if ctx is not None:
             linked.append(Link(trace.get_current_span(ctx).get_span_context()))
     return _tracer.start_as_current_span(
-        name, context=context, kind=kind, attributes=attributes, links=linked
+        name, context=context, kind=_KINDS[kind], attributes=attributes, links=linked
     )
+
+
+_KINDS = {
+    "internal": SpanKind.INTERNAL,
+    "client": SpanKind.CLIENT,
+    "producer": SpanKind.PRODUCER,
+    "consumer": SpanKind.CONSUMER,
+}
 
 
 def _no_lone_queries(inner: Any) -> Any:

@@ -306,6 +306,7 @@ async def on_event(message: Received[Any], uow: WebhookUnitOfWork, deps: Deps) -
         data=envelope.data,
         correlation_id=envelope.correlation_id,
         causation_id=envelope.causation_id,
+        traceparent=envelope.traceparent,
     )
     await uow.webhooks.add_deliveries(
         [

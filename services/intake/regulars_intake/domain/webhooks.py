@@ -208,8 +208,10 @@ def cloud_event(
     data: Mapping[str, Any],
     correlation_id: str,
     causation_id: str | None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
-    """The event in CloudEvents structured JSON mode, with our extension attributes."""
+    """The event in CloudEvents structured JSON mode, with our extension attributes and
+    the Distributed Tracing extension's ``traceparent`` (the receiver may continue it)."""
     body: dict[str, Any] = {
         "specversion": "1.0",
         "id": str(event_id),
@@ -225,6 +227,8 @@ def cloud_event(
         body["subject"] = subject
     if causation_id is not None:
         body["causationid"] = causation_id
+    if traceparent is not None:
+        body["traceparent"] = traceparent
     return body
 
 

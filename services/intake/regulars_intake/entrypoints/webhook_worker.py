@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any, Protocol
 
+from regulars_runtime import telemetry
 from regulars_runtime.bus import MessageBus
 
 from ..domain.webhooks import Answer
@@ -58,6 +59,26 @@ class DeliveryWorker:
             await self.sender.close()
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
+        # the trace of the event it delivers (its body's traceparent) goes on here
+        with telemetry.start_span(
+            "deliver webhook",
+            parent=str(claimed.body.get("traceparent") or "") or None,
+            kind="producer",
+            attributes={
+                "regulars.shop_id": str(claimed.shop_id),
+                "regulars.webhook_id": str(claimed.webhook_id),
+                "regulars.delivery_id": str(claimed.id),
+                "regulars.attempt": claimed.attempts,
+                "cloudevents.event_id": str(claimed.body.get("id", "")),
+                "cloudevents.event_type": str(claimed.body.get("type", "")),
+            },
+        ) as span:
+            answer = await self._try(claimed)
+            if span is not None:
+                span.set_attribute("http.response.status_code", answer.status_code or 0)
+                span.set_attribute("regulars.error", answer.error or "")
+
+    async def _try(self, claimed: ClaimedDelivery) -> Answer:
         try:
             answer = await self.sender.send(claimed)
         except Exception as exc:
@@ -68,7 +89,7 @@ class DeliveryWorker:
         except Exception:
             # the lease runs out and another try follows: at least once, never lost
             log.exception("recording a webhook answer failed")
-            return
+            return answer
         log.info(
             "webhook delivery tried",
             extra={
@@ -83,3 +104,4 @@ class DeliveryWorker:
                 await self.mail.send(notice)
             except Exception as exc:
                 log.warning("telling the owner failed", extra={"error": type(exc).__name__})
+        return answer
