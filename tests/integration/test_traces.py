@@ -132,15 +132,11 @@ def traced_env(receiver: OtlpReceiver) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def traced(system: System, receiver: OtlpReceiver) -> AsyncIterator[System]:
-    running.restart(
-        ("intake", "followup"),
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
-        OTEL_BSP_SCHEDULE_DELAY="100",
-    )
+    system.restart(("intake", "followup"), **traced_env(receiver))
     try:
-        yield running
+        yield system
     finally:
-        running.restart(("intake", "followup"))
+        system.restart(("intake", "followup"))
 
 
 def person(cid: str) -> dict[str, Any]:
