@@ -25,6 +25,7 @@ from regulars_events import catalogue as _catalogue  # noqa: F401 - registers ev
 from regulars_events.base import Event
 from regulars_events.envelope import Envelope
 
+from . import telemetry
 from .shop_directory import is_shop_event
 from .timers import Timer
 from .unit_of_work import UnitOfWork, UnitOfWorkFactory, unit_of_work
@@ -162,7 +163,8 @@ class MessageBus(Generic[U, D]):
             batch = self.batches.get(envelope.type)
             if batch is None:
                 await flush_run()
-                await self._dispatch([message], uow)
+                with telemetry.within(envelope):
+                    await self._dispatch([message], uow)
                 continue
             key = batch.key(message)
             if run and (run[0].envelope.type != envelope.type or key in keys):
@@ -195,9 +197,19 @@ class MessageBus(Generic[U, D]):
     # -- timers (the scheduler's handler, inside its claim) -------------------------------
 
     async def handle_timer(self, timer: Timer, conn: asyncpg.Connection) -> None:
-        uow = self.make_uow(conn, None)
-        await self.timers[timer.kind](timer, uow, self.deps)
-        await uow.flush()
+        # a trace of its own: what the timer causes (its events, and what they cause) follows
+        with telemetry.start_span(
+            f"timer {timer.kind}",
+            parent=None,
+            attributes={
+                "regulars.timer.key": timer.key,
+                "regulars.timer.attempt": timer.attempts,
+                "regulars.shop_id": str(timer.shop_id or ""),
+            },
+        ):
+            uow = self.make_uow(conn, None)
+            await self.timers[timer.kind](timer, uow, self.deps)
+            await uow.flush()
 
     # -- commands (from the API and the CLI: a transaction of their own) ------------------
 

@@ -18,11 +18,13 @@ trace of one query, every second, from every replica.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Tracer
@@ -193,6 +195,25 @@ def traceparent_for_event(cause: Envelope | None, carried: str | None = None) ->
     return None
 
 
+@contextlib.contextmanager
+def within(envelope: Envelope) -> Iterator[None]:
+    """While one event of several applied together is handled: its log lines name it,
+    and (traces on) what it does is a child of its own "process" span, whose context
+    the consumer put in its envelope."""
+    handling = tracing.handling.set(envelope)
+    attached = None
+    if _tracer is not None:
+        parent = tracing.parent_context(envelope.traceparent)
+        if parent is not None:
+            attached = otel_context.attach(parent)
+    try:
+        yield
+    finally:
+        if attached is not None:
+            otel_context.detach(attached)
+        tracing.handling.reset(handling)
+
+
 def traceparent_here() -> str | None:
     """The context an event created here and now would carry (see above)."""
     from .logging import work
@@ -213,8 +234,6 @@ def start_span(
     continues the current span), linked to the contexts in ``links``. Off: a no-op that
     yields None."""
     if _tracer is None:
-        import contextlib
-
         return contextlib.nullcontext()
     context: Context | None = tracing.parent_context(parent) if parent else None
     linked = []

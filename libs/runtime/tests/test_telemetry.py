@@ -206,3 +206,33 @@ def test_an_event_a_request_creates_carries_the_requests_context() -> None:
     uow.cause = cause
     follow = uow.emit(CustomerUpserted(customer_id="c-2", name="Kim"), shop_id=uuid.uuid4())
     assert follow.traceparent.split("-")[1] == cause.traceparent.split("-")[1]
+
+
+async def test_each_event_applied_together_names_itself_in_its_lines(lines: io.StringIO) -> None:
+    from regulars_runtime.bus import MessageBus, Received
+
+    class Memory(UnitOfWork):
+        def __init__(self, _conn: Any, cause: Envelope | None) -> None:
+            super().__init__(source="notes", cause=cause)
+
+            class Shops:
+                async def apply(self, envelope: Envelope) -> None:
+                    return None
+
+            self.shops = Shops()  # type: ignore[assignment]
+
+        async def _write_outbox(self, envelopes: list[Envelope]) -> None:
+            return None
+
+    async def on_customer(message: Received[Any], uow: Memory, deps: None) -> None:
+        log.info("customer seen")
+
+    bus: MessageBus[Memory, None] = MessageBus(
+        unit_of_work=Memory, deps=None, events={CustomerUpserted.type: on_customer}
+    )
+    first, second = _envelope(), _envelope()
+    await bus.handle_events([first, second], conn=None)  # type: ignore[arg-type]
+    seen = [e for e in _parsed(lines) if e["message"] == "customer seen"]
+    assert [e["event_id"] for e in seen] == [str(first.id), str(second.id)]
+    assert [e["shop_id"] for e in seen] == [first.shop_id, second.shop_id]
+    assert seen[0]["trace_id"] == first.traceparent.split("-")[1]
