@@ -129,14 +129,14 @@ async def shop_of(request: Request) -> uuid.UUID:
     if token is not None and staff.looks_like_staff_token(token):
         principal = staff_principal(ctx, token)
         request.state.staff = principal
-        return _acting_for(principal.shop_id)
+        return acting_for(principal.shop_id)
     shop = await ctx.keys.shop_for(authorization)
     if shop is None:
         raise unauthorized()
-    return _acting_for(shop)
+    return acting_for(shop)
 
 
-def _acting_for(shop: uuid.UUID) -> uuid.UUID:
+def acting_for(shop: uuid.UUID) -> uuid.UUID:
     """The shop a request acts for, named from here on by its log lines and its span."""
     at_hand = work.get()
     if at_hand is not None:
@@ -180,7 +180,7 @@ async def authorized_shop(
     shop = await ctx.keys.shop_for(authorization)
     if shop is None:
         raise unauthorized()
-    return _acting_for(shop)
+    return acting_for(shop)
 
 
 def staff_principal(ctx: ServiceContext[Any], token: str) -> StaffPrincipal:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import Request
 from fastapi.responses import Response
 from regulars_runtime import staff
-from regulars_runtime.service import context
+from regulars_runtime.service import acting_for, context
 from regulars_shop.policy import Policy
 
 from ...adapters import queries
@@ -110,7 +110,7 @@ async def signed_in(request: Request) -> Signed:
     now = ctx.deps.clock()
     if found is None or not found.live(now):
         raise SignInNeeded
-    shop = uuid.UUID(found.shop_id)
+    shop = acting_for(uuid.UUID(found.shop_id))  # its log lines and span name the shop
     policy = await queries.shop_policy(ctx.pool, shop)
     member = policy.staff_member(found.staff_id)
     if member is None:
