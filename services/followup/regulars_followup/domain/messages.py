@@ -2,8 +2,10 @@
 is asked for until it is sent, failed or suppressed. Pure.
 
 Its status moves ``scheduled``/``held`` -> ``due`` (the budget let it go) -> ``sending``
-(a dispatcher claimed it) -> ``sent`` or ``failed``, or back to ``scheduled`` to retry a
-transient failure; ``suppressed`` when the budget or consent says never. A sent text then
+(a dispatcher claimed and leased it) -> ``sent`` or ``failed``, or back to ``scheduled``
+to retry a transient failure; ``suppressed`` when the budget or consent says never. An
+interrupted ``sending`` goes back to ``due`` only when nothing can have reached the
+customer (an email before DATA, a text the provider does not list). A sent text then
 moves once more when the carrier reports on it (the SMS provider's status callback):
 ``delivered``, ``undelivered`` or ``failed``, and never back.
 """
@@ -381,10 +383,6 @@ class OutboundMessage:
             self.reason = f"{UNCONFIRMED_TEXT} ({error})"[:500]
             return []
         return self.not_delivered(now, f"{INTERRUPTED_EMAIL} ({error})", permanent=True)
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.shop_id}:{self.customer_id}:{self.purpose}"
 
 
 def text_digest(body: str) -> str:
