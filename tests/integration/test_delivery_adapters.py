@@ -504,3 +504,25 @@ async def test_interrupted_texts_are_found_in_the_stand_ins_list(tmp_path: Path)
         assert await adapter.sent_since(to="+15550102030", body_sha256=digest, since=later) == []
         other = text_digest("never sent")
         assert await adapter.sent_since(to="+15550102030", body_sha256=other, since=before) == []
+
+
+async def test_a_text_still_queued_at_the_provider_is_found_too(tmp_path: Path) -> None:
+    """A queued text has no DateSent yet, so the day's sent texts miss it: it is found
+    among the number's texts all the same, and never taken for one that did not leave."""
+    sink = sms_sink.app(tmp_path, step=600)  # the carrier takes ten minutes to send
+    transport = httpx.ASGITransport(app=sink)
+    async with httpx.AsyncClient(transport=transport, base_url="http://provider") as client:
+        adapter = TwilioCompatibleSms(
+            "http://provider", "AClocal", "local", "+15550001111", client=client
+        )
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        sid = await adapter.send(to="+15550102030", body="Your car is ready")
+        digest = text_digest("Your car is ready")
+        dated = await client.get(
+            "/2010-04-01/Accounts/AClocal/Messages.json",
+            params={"To": "+15550102030", "DateSent>": before.date().isoformat()},
+        )
+        assert dated.json()["messages"] == []
+        assert await adapter.sent_since(to="+15550102030", body_sha256=digest, since=before) == [
+            sid
+        ]

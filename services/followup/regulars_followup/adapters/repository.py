@@ -490,7 +490,10 @@ class PostgresOutboundMessages:
 
     async def renew(self, message_id: uuid.UUID, owner: str, attempt: int, seconds: float) -> bool:
         renewed = await self.conn.fetchval(
-            "UPDATE messages SET lease_expires_at = now() + make_interval(secs => $4)"
+            # updated_at too: a replica of a version before leases, during a rolling
+            # deploy, takes a 'sending' row unchanged for 30 s for an interrupted one
+            "UPDATE messages SET lease_expires_at = now() + make_interval(secs => $4),"
+            " updated_at = now()"
             " WHERE id = $1 AND status = 'sending' AND lease_owner = $2 AND attempts = $3"
             " RETURNING true",
             message_id,

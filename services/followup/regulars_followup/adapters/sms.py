@@ -126,20 +126,33 @@ class TwilioCompatibleSms:
 
         The provider's list (``GET Messages.json?To=&From=&DateSent>=``, paged by
         ``next_page_uri``) is the one thing it guarantees: a message exists there once
-        its POST was answered. A failure to ask raises :class:`DeliveryError` (transient).
+        its POST was answered. A text still queued has no DateSent yet, so when the day's
+        sent texts hold none, the number's texts are read again without it. A failure to
+        ask raises :class:`DeliveryError` (transient): the text is then not re-sent.
         """
         recipient = normalize_e164(to)
-        params: dict[str, str] | None = {
-            "To": recipient,
-            "From": self._from,
-            "DateSent>": since.astimezone(UTC).date().isoformat(),
-            "PageSize": "100",
-        }
-        url = self._url
+        query = {"To": recipient, "From": self._from, "PageSize": "100"}
+        day = since.astimezone(UTC).date().isoformat()
+        for params in ({**query, "DateSent>": day}, query):
+            found = [
+                (created, sid)
+                for created, sid in await self._matching(params, recipient, body_sha256)
+                if created >= since - CLOCK_SKEW
+            ]
+            if found:
+                return [sid for _created, sid in sorted(found, reverse=True)]
+        return []
+
+    async def _matching(
+        self, params: dict[str, str], recipient: str, body_sha256: str
+    ) -> list[tuple[datetime, str]]:
+        """Every page of the list for ``params``: (created, sid) of our texts with that body."""
+        url, query = self._url, dict(params)
+        query_of_page: dict[str, str] | None = query
         found: list[tuple[datetime, str]] = []
         for _page in range(MAX_LOOKUP_PAGES):
             try:
-                response = await self._http().get(url, params=params, auth=self._auth)
+                response = await self._http().get(url, params=query_of_page, auth=self._auth)
             except httpx.TransportError as exc:
                 raise DeliveryError(
                     False, f"SMS provider unreachable for a lookup: {type(exc).__name__}"
@@ -155,15 +168,14 @@ class TwilioCompatibleSms:
                     continue
                 created = _provider_time(item.get("date_created"))
                 sid = item.get("sid")
-                if isinstance(sid, str) and created is not None and created >= since - CLOCK_SKEW:
+                if isinstance(sid, str) and sid and created is not None:
                     found.append((created, sid))
             following = page.get("next_page_uri")
             if not isinstance(following, str) or not following:
-                break
-            url, params = f"{self._base}{following}", None
-        else:
-            raise DeliveryError(False, f"SMS provider lookup ran over {MAX_LOOKUP_PAGES} pages")
-        return [sid for _created, sid in sorted(found, reverse=True)]
+                return found
+            # the next page's address carries its query (an empty one given here drops it)
+            url, query_of_page = f"{self._base}{following}", None
+        raise DeliveryError(False, f"SMS provider lookup ran over {MAX_LOOKUP_PAGES} pages")
 
 
 def _digest(body: object) -> str | None:
