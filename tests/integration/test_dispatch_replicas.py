@@ -233,7 +233,8 @@ class Killable:
         assert self.proc.stdout.readline().strip() == b"ready"
 
     def kill(self) -> None:
-        self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait(10)
 
 
@@ -339,6 +340,35 @@ async def test_kill9_while_the_provider_holds_the_request_records_it_sent_once(
         await asyncio.sleep(1)
     (text,) = texts_to(provider, number)
     assert sent["provider_id"] == text["sid"]
+
+
+async def test_kill9_after_the_provider_answered_and_before_it_was_recorded(
+    database: str, sink: Callable[..., SmsSink]
+) -> None:
+    """The provider took the text and answered; the dispatcher died before its record
+    of the sid committed (held here behind a lock on the message's row): found at the
+    provider, recorded sent once, never sent again."""
+    provider = sink("--answer-after", "1")
+    message_id, number = await due_survey(database, "sms")
+    doomed = Killable(database, provider.url, "smtp://127.0.0.1:9", TIMING)
+    holder = await asyncpg.connect(database)
+    try:
+        await wait_for(lambda: _async(texts_to(provider, number)), 20, every=0.02)
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("SELECT 1 FROM followup.messages WHERE id = $1 FOR UPDATE", message_id)
+        await asyncio.sleep(1.8)  # the answer is in; the record waits on the lock
+        doomed.kill()
+        await lock.rollback()
+    finally:
+        doomed.kill()
+        await holder.close()
+    assert (await row(database, message_id))["status"] == "sending"
+    async with replicas(database, provider.url, "smtp://127.0.0.1:9", TIMING, count=2):
+        sent = await wait_for(settled(database, message_id, "sent"), 30)
+        await asyncio.sleep(1)
+    (text,) = texts_to(provider, number)
+    assert sent["provider_id"] == text["sid"] and sent["attempts"] == 1
 
 
 async def test_kill9_before_the_provider_had_the_text_sends_it_once(

@@ -332,7 +332,9 @@ async def claim_due_messages(
     command: ClaimDueMessages, uow: FollowUpUnitOfWork, deps: Deps
 ) -> list[Claimed]:
     claimed = []
-    for message in await uow.messages.due(command.limit):
+    due = await uow.messages.due(command.limit)
+    # customers locked in one order by every replica's claim: two never wait on each other
+    for message in sorted(due, key=lambda m: (str(m.shop_id), m.customer_id)):
         now = deps.clock()
         known = await uow.shops.policy(message.shop_id)
         policy = known.policy if known else None
