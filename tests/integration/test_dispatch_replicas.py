@@ -434,5 +434,50 @@ async def test_kill9_before_the_smtp_server_had_it_sends_it_once(database: str) 
         mailbox.stop()
 
 
+def night_zone() -> str:
+    """A zone where it is about 1 a.m. now: inside quiet hours."""
+    offset = (1 - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    # Etc/GMT zones have the POSIX sign: Etc/GMT-3 is UTC+3.
+    return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}" if offset else "UTC"
+
+
+async def test_consent_and_quiet_hours_are_decided_again_at_the_claim(
+    database: str, sink: Callable[..., SmsSink]
+) -> None:
+    """Due before the customer texted STOP, or before their night began: not sent."""
+    provider = sink()
+    revoked, revoked_number = await due_survey(database, "sms")
+    night, night_number = await due_survey(database, "sms")
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute(
+            "UPDATE followup.customers SET consent = $2::jsonb WHERE phone = $1",
+            revoked_number,
+            json.dumps({"sms": False}),
+        )
+        await conn.execute(
+            "UPDATE followup.customers SET timezone = $2 WHERE phone = $1",
+            night_number,
+            night_zone(),
+        )
+    finally:
+        await conn.close()
+    async with replica(database, provider.url, "smtp://127.0.0.1:9", "a", TIMING) as a:
+        await a.dispatch_once()
+    gone, held = await row(database, revoked), await row(database, night)
+    assert (gone["status"], gone["reason"]) == ("suppressed", "sms: customer opted out of sms")
+    assert held["status"] == "held" and "quiet hours" in held["reason"]
+    assert texts_to(provider, revoked_number) == [] and texts_to(provider, night_number) == []
+    conn = await asyncpg.connect(database)
+    try:
+        wake = await conn.fetchval(
+            "SELECT count(*) FROM followup.timers WHERE payload->>'message_id' = $1", str(night)
+        )
+    finally:
+        await conn.close()
+    assert wake == 1  # brought back when the window opens
+
+
 async def _async(value: Any) -> Any:
     return value
