@@ -348,16 +348,18 @@ async def test_kill9_after_the_provider_answered_and_before_it_was_recorded(
     """The provider took the text and answered; the dispatcher died before its record
     of the sid committed (held here behind a lock on the message's row): found at the
     provider, recorded sent once, never sent again."""
-    provider = sink("--answer-after", "1")
+    provider = sink("--answer-after", "2")
     message_id, number = await due_survey(database, "sms")
-    doomed = Killable(database, provider.url, "smtp://127.0.0.1:9", TIMING)
+    # the answer (2 s) comes well before the sender would give up (4 s)
+    timing = Timing(lease=6.0, renew=0.5, deadline=4.0)
+    doomed = Killable(database, provider.url, "smtp://127.0.0.1:9", timing)
     holder = await asyncpg.connect(database)
     try:
         await wait_for(lambda: _async(texts_to(provider, number)), 20, every=0.02)
         lock = holder.transaction()
         await lock.start()
         await holder.execute("SELECT 1 FROM followup.messages WHERE id = $1 FOR UPDATE", message_id)
-        await asyncio.sleep(1.8)  # the answer is in; the record waits on the lock
+        await asyncio.sleep(3.0)  # the answer is in; the record waits on the lock
         doomed.kill()
         await lock.rollback()
     finally:
