@@ -462,6 +462,18 @@ async def test_a_status_callback_settles_a_text_whose_sender_died(world: World) 
     assert (sent.status, sent.provider_id) == (MessageStatus.SENT, "SMcb")
 
 
+async def test_a_callback_during_the_lookup_outweighs_a_list_that_missed_it(world: World) -> None:
+    message_id = await due_message(world)
+    expire_leases(world)
+    (lookup,) = await recover(world)
+    report = RecordCarrierReport("SMcb", "queued", None, message_id)
+    assert await texts.record_carrier_report(report, world.uow, world.deps)
+    settle = outreach.SettleLookup(message_id, lookup.lease, ())
+    assert await outreach.settle_lookup(settle, world.uow, world.deps)
+    sent = only_message(world)
+    assert (sent.status, sent.provider_id) == (MessageStatus.SENT, "SMcb")
+
+
 async def test_an_unconfirmed_text_waits_for_a_lookup_and_an_email_fails(world: World) -> None:
     message_id = await due_message(world)
     unconfirmed = RecordDelivery(

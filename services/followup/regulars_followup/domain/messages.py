@@ -369,7 +369,10 @@ class OutboundMessage:
 
     def looked_up(self, now: datetime, sid: str | None) -> list[Event]:
         """What the provider holds of an interrupted text: found, it was sent (with the
-        provider's sid); not found, it never left, and it goes again."""
+        provider's sid); not found, it never left, and it goes again. A status callback
+        that named it meanwhile is the provider's word too, whatever its list said."""
+        named = self.context.get("provider_sid")
+        sid = sid or (named if isinstance(named, str) else None)
         if sid is not None:
             return self.delivered(now, sid)
         self.status, self.reason = MessageStatus.DUE, "not at the SMS provider: sent again"
