@@ -189,6 +189,22 @@ class EventConsumer:
             await dead_letters.stop()
             await consumer.stop()
 
+    async def watermarks(self) -> dict[tuple[str, int], tuple[int | None, int]]:
+        """Per assigned partition: the high watermark the last fetch saw (None before
+        one) and the position, the next offset to apply (a parked partition is rewound to
+        the record that waits). Their difference is the lag; not ``end_offsets``, which
+        the embedded broker answers wrongly once a batch holds several records."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        marks = {}
+        for tp in consumer.assignment():
+            # no position yet (a reset pending, or just revoked): none shown this time
+            with contextlib.suppress(Exception):
+                position = await asyncio.wait_for(consumer.position(tp), 1)
+                marks[(tp.topic, tp.partition)] = (consumer.highwater(tp), position)
+        return marks
+
     async def commit_processed(self) -> None:
         if self._consumer is None or not self._processed:
             return
