@@ -21,7 +21,7 @@ KUBECTL := .tools/bin/kubectl
 CRDS ?= ../shared/crds
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium lighthouse kubectl run test test-unit test-integration test-deploy deploy-check contract lint typecheck format bench status clean
+.PHONY: help install chromium lighthouse kubectl promtool run test test-unit test-integration test-deploy deploy-check rules-check contract lint typecheck format bench status clean
 
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,14 +45,17 @@ kubectl: $(KUBECTL) ## kubectl with its built-in kustomize in .tools/bin (pinned
 chromium: ## Debian's chromium and fonts for the browser tests (apt-get, skipped when there)
 	@tests/ensure-chromium.sh
 
+promtool: ## Prometheus' promtool for the alert rules (Debian's prometheus package, apt-get; skipped when there)
+	@deploy/tools/ensure-promtool.sh
+
 lighthouse: chromium ## node, npm and the pinned lighthouse in .tools/lighthouse (skipped when there)
 	@bench/ensure-lighthouse.sh $(LIGHTHOUSE_VERSION)
 
 run: $(SYNCED) ## run PostgreSQL, Kafka (Tansu), SMTP and the four services; Ctrl-C stops all
 	@exec $(VENV)/bin/regulars run
 
-test: $(SYNCED) chromium ## every tier: lint, types, contract, unit, deploy manifests, integration
-	@$(MAKE) --no-print-directory lint typecheck contract deploy-check
+test: $(SYNCED) chromium promtool ## every tier: lint, types, contract, unit, deploy manifests and alerts, integration
+	@$(MAKE) --no-print-directory lint typecheck contract deploy-check rules-check
 	@$(PYTEST) -q libs apps services tests/deploy tests/integration
 
 test-unit: $(SYNCED) ## domain and library tests, no I/O
@@ -61,11 +64,14 @@ test-unit: $(SYNCED) ## domain and library tests, no I/O
 test-integration: $(SYNCED) chromium ## real PostgreSQL + broker + service processes (kill -9 included), headless chromium
 	@$(PYTEST) -q tests/integration
 
-test-deploy: $(SYNCED) $(KUBECTL) ## Kubernetes manifests and docker-compose, validated offline
+test-deploy: $(SYNCED) $(KUBECTL) promtool ## Kubernetes manifests and docker-compose, validated offline
 	@$(PYTEST) -q tests/deploy
 
 deploy-check: $(SYNCED) $(KUBECTL) ## render every overlay with kustomize; kubernetes-validate --strict, deploy/schemas and (if CRDS has them) the CRDs
 	@$(PY) deploy/tools/check.py --kubectl $(KUBECTL) --crds $(CRDS)
+
+rules-check: $(SYNCED) promtool ## the alerts (PrometheusRule) through promtool check rules and promtool test rules
+	@$(PY) deploy/tools/rules.py
 
 contract: $(SYNCED) ## check the generated JSON Schemas and AsyncAPI match the event catalogue
 	@$(PY) -m regulars_events.contract --check
