@@ -203,13 +203,13 @@ class EventConsumer:
         consumer = self._consumer
         if consumer is None:
             return {}
-        marks = {}
+        marks: dict[tuple[str, int], tuple[int | None, int]] = {}
         for tp in consumer.assignment():
             # no position yet (a reset pending, or just revoked): none shown this time
             with contextlib.suppress(Exception):
-                position = self.applied.get(tp)
+                position: int | None = self.applied.get(tp)
                 if position is None:
-                    position = await asyncio.wait_for(consumer.position(tp), 1)
+                    position = int(await asyncio.wait_for(consumer.position(tp), 1))
                 marks[(tp.topic, tp.partition)] = (consumer.highwater(tp), position)
         return marks
 
