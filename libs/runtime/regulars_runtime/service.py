@@ -349,7 +349,9 @@ async def _read_metrics(service: str, ctx: ServiceContext[Any]) -> None:
     """What ``/metrics`` reads before it answers: tables (throttled) and the consumer."""
     if ctx.readings is not None:
         await ctx.readings.refresh()
-    if ctx.consumer is not None:
+    # a consumer between sessions (restarting after a fault) keeps its last lag shown:
+    # its partitions are still behind, and an alert on them must not see a gap
+    if ctx.consumer is not None and ctx.consumer.running:
         lags = {
             tp: lag
             for tp, (highwater, position) in (await ctx.consumer.watermarks()).items()
