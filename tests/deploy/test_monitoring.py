@@ -8,6 +8,7 @@ import importlib
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,29 @@ def test_the_dashboard_is_a_config_map_grafana_picks_up(which: str) -> None:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         for target in panel["targets"]:
             assert 'namespace="$namespace"' in target["expr"], panel["title"]
+
+
+def test_every_dashboard_query_parses_as_promql(tmp_path: Path) -> None:
+    """promtool parses each panel's query (as a recording rule), Grafana's variables
+    replaced by what Grafana would put there."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make promtool` installs it"
+    exprs = [
+        e.replace("$namespace", "regulars").replace("$__rate_interval", "1m")
+        for e in dashboard_exprs()
+    ]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard.rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(exprs)} rules found" in done.stdout

@@ -101,3 +101,77 @@ def test_build_info_is_one_with_the_version_and_commit() -> None:
         )
         == 1
     )
+
+
+class _Pool:
+    """What TableReadings uses of an asyncpg pool: its sizes and a connection."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    def get_size(self) -> int:
+        return 4
+
+    def get_idle_size(self) -> int:
+        return 1
+
+    def get_max_size(self) -> int:
+        return 8
+
+    def acquire(self) -> Any:
+        pool = self
+
+        class _Acquired:
+            async def __aenter__(self) -> object:
+                pool.acquired += 1
+                return object()
+
+            async def __aexit__(self, *exc: object) -> None:
+                return None
+
+        return _Acquired()
+
+
+def test_a_failing_reading_does_not_keep_the_others_from_being_read() -> None:
+    import asyncpg
+
+    read: list[str] = []
+
+    async def broken(conn: Any, service: str, now: datetime) -> None:
+        raise asyncpg.UndefinedTableError('relation "messages" does not exist')
+
+    async def fine(conn: Any, service: str, now: datetime) -> None:
+        read.append(service)
+
+    readings = metrics.TableReadings(
+        "readtest",
+        _Pool(),
+        lambda: NOW,
+        readings=(broken, fine),  # type: ignore[arg-type]
+    )
+    asyncio.run(readings.refresh())
+    assert read == ["readtest"]
+    assert _value("regulars_db_pool_connections", {"service": "readtest", "state": "in_use"}) == 3
+
+
+def test_readings_are_shared_by_scrapes_close_together_and_a_slow_one_is_cut_off() -> None:
+    calls: list[int] = []
+
+    async def slow(conn: Any, service: str, now: datetime) -> None:
+        calls.append(1)
+        await asyncio.sleep(10)
+
+    pool = _Pool()
+    readings = metrics.TableReadings(
+        "slowtest",
+        pool,
+        lambda: NOW,
+        readings=(slow,),
+        timeout=0.05,  # type: ignore[arg-type]
+    )
+
+    async def scrapes() -> None:
+        await asyncio.gather(readings.refresh(), readings.refresh(), readings.refresh())
+
+    asyncio.run(scrapes())
+    assert calls == [1] and pool.acquired == 1
