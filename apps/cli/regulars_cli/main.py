@@ -417,16 +417,28 @@ def _cmd_dead_letters_replay(args: argparse.Namespace) -> int:
         state = current()
         conn = await connect(state.database_url, args.service)
         try:
-            return await replay(kafka_config(state), conn, args.service, event_ids=event_ids)
+            return await replay(
+                kafka_config(state),
+                conn,
+                args.service,
+                event_ids=event_ids,
+                from_topic=args.from_topic,
+            )
         finally:
             await conn.close()
 
     done = asyncio.run(go())
     print(
         f"{args.service}: {done.replayed} published again to their topics"
-        f" ({done.found} on the dead-letter topic, {done.already} replayed before,"
+        f" ({done.found} dead letters, {done.already} replayed before,"
         f" {done.skipped} not asked for)"
     )
+    if done.missing:
+        print(
+            f"{args.service}: {done.missing} parked before dead letters kept their payload"
+            " are no longer on the dead-letter topic (the broker lost its log): not replayed",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -593,6 +605,12 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--service", required=True, choices=SERVICES)
     again.add_argument(
         "--event-id", action="append", help="only this event (repeatable); default: all"
+    )
+    again.add_argument(
+        "--from-topic",
+        action="store_true",
+        help="also records on the dead-letter topic with no row (parked while the database"
+        " was away, before dead letters kept their payload)",
     )
     again.set_defaults(func=_cmd_dead_letters_replay)
     return p
