@@ -305,8 +305,9 @@ async def send_rows(prod: Any, rows: Sequence[Any], solo: set[TopicPartition]) -
     as a whole), so a failure can never put a key's later event before an earlier one:
     a partition whose batch fails has none of its rows marked, and the rows after them
     (in the batch or held back) wait with them. A batch is capped below the producer's
-    batch size, so aiokafka never splits it. A partition in ``solo`` (its batch was
-    refused) sends its rows one at a time, to find the one the broker will not take."""
+    batch size, so aiokafka never splits it. A partition whose batch the broker refused
+    for good (or in ``solo``) sends its rows one at a time, in order, to park only the one
+    it will not take."""
     done = Round()
     by_partition: dict[TopicPartition, list[Any]] = {}
     partitions: dict[str, list[int]] = {}
@@ -368,7 +369,7 @@ def _failed(
         if len(taken) == 1:
             done.refused[taken[0]["id"]] = repr(exc)[:2000]
             return
-        solo.add(tp)  # which of them? one at a time, next round
+        solo.add(tp)  # which of them? one at a time, after this round's batches
     done.failed = True
     log.warning(
         "a partition's batch failed; its rows wait for the next round",
