@@ -247,15 +247,16 @@ async def test_a_revoke_abandons_in_flight_work_before_it_completes(world: World
 async def test_a_held_record_of_a_revoked_partition_does_not_crash_the_consumer(
     world: World,
 ) -> None:
-    # Two records wait for what they need, on partitions 1 and 2; each try takes a while,
-    # so a rebalance comes while one is being tried. Two members split the 4 partitions
+    # Two records wait for what they need, on partitions 1 and 2; each try takes 8 s, so
+    # the new assignment is made while one is being tried (the former consumer then
+    # paused a partition no longer its own: IllegalStateError, and it stopped). Two members split the 4 partitions
     # in halves, so one of the two partitions moves to the new member while held.
     waiting = [reply(0), reply(1)]
     ready = asyncio.Event()
 
     async def needs_something(_conn: asyncpg.Connection) -> None:
         if not ready.is_set():
-            await asyncio.sleep(2)
+            await asyncio.sleep(8)
             raise RetryLater("what it needs has not arrived")
 
     for envelope in waiting:
