@@ -249,8 +249,8 @@ async def test_a_held_record_of_a_revoked_partition_does_not_crash_the_consumer(
 ) -> None:
     # Two records wait for what they need, on partitions 1 and 2; each try takes 8 s, so
     # the new assignment is made while one is being tried (the former consumer then
-    # paused a partition no longer its own: IllegalStateError, and it stopped). Two members split the 4 partitions
-    # in halves, so one of the two partitions moves to the new member while held.
+    # paused a partition no longer its own: IllegalStateError, and it stopped). Two
+    # members split the 4 partitions in halves, so one of the two moves while held.
     waiting = [reply(0), reply(1)]
     ready = asyncio.Event()
 

@@ -4,8 +4,6 @@ reached), a missing prerequisite its own wait."""
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import pytest
 from regulars_bus.consumer import Failure, RetryLater, RetryPolicy, _Parked, classify, next_hold
@@ -24,7 +22,7 @@ class HandlerBug(Exception):
     [
         OSError("connection reset"),
         ConnectionRefusedError(),
-        asyncio.TimeoutError(),
+        TimeoutError(),
         asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
         asyncpg.exceptions.SerializationError("could not serialize access"),
         asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
@@ -123,7 +121,7 @@ def test_the_transient_budget_starts_over_after_an_outage() -> None:
 
 
 def test_a_missing_prerequisite_waits_its_own_window() -> None:
-    tries, spent = _hold_until_given_up(
+    _, spent = _hold_until_given_up(
         Failure.PREREQUISITE, RetryLater("no policy"), every=1, limit=1000
     )
     assert POLICY.wait_for_prerequisite <= spent < POLICY.wait_for_prerequisite + 1

@@ -62,7 +62,7 @@ class FakeProducer:
 
 
 def key_on(partition: int, n: int = 0) -> bytes:
-    """The ``n``-th customer key (of a few hundred) the default partitioner puts on ``partition``."""
+    """The ``n``-th customer key the default partitioner puts on ``partition``."""
     found = [
         k
         for i in range(400)
