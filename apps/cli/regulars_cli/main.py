@@ -252,7 +252,7 @@ def _cmd_keys_revoke(args: argparse.Namespace) -> int:
 async def _status() -> dict[str, Any]:
     from regulars_bus.dead_letters import waiting
     from regulars_bus.kafka import admin_client, cluster_id
-    from regulars_bus.relay import backlog
+    from regulars_bus.relay import backlog, parked_rows
     from regulars_runtime.db import connect, server_version
 
     state = current()
@@ -292,7 +292,11 @@ async def _status() -> dict[str, Any]:
             conn = await connect(state.database_url, name)
             try:
                 report["services"][name].update(
-                    {"outbox_backlog": await backlog(conn), "dead_letters": await waiting(conn)}
+                    {
+                        "outbox_backlog": await backlog(conn),
+                        "outbox_parked": await parked_rows(conn),
+                        "dead_letters": await waiting(conn),
+                    }
                 )
                 if name == "intake":
                     from regulars_intake.adapters.queries import waiting_counts
@@ -328,6 +332,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"{name:<9} {s['url']:<24} {state:<10}"
                 f" outbox backlog {s.get('outbox_backlog', '?')}"
                 f"  dead letters {s.get('dead_letters', '?')}"
+                + (
+                    f"  outbox rows refused by the broker {s['outbox_parked']}"
+                    if s.get("outbox_parked")
+                    else ""
+                )
             )
         for shop in report.get("waiting", []):
             # Never dropped: what waits this long needs someone to post what is missing.

@@ -266,6 +266,8 @@ class EventConsumer:
         self._busy: dict[TopicPartition, asyncio.Task[int | None]] = {}
         #: the backend pid of the transaction a partition's task has open
         self._backends: dict[TopicPartition, int] = {}
+        #: partitions being revoked: their work ends at the next chunk
+        self._revoking: set[TopicPartition] = set()
         self._at_once = asyncio.Semaphore(PARTITIONS_AT_ONCE)
         self._dead_letters: Any = None
         self._stopping = asyncio.Event()
@@ -368,7 +370,11 @@ class EventConsumer:
     async def give_up(self, revoked: set[TopicPartition]) -> None:
         """Partitions revoked: their work finishes or is abandoned (rolled back) before the
         revoke completes, what was applied is committed, and their holds are forgotten."""
-        await self._finish_or_abandon(revoked)
+        self._revoking |= revoked  # their tasks stop at the end of the chunk in hand
+        try:
+            await self._finish_or_abandon(revoked)
+        finally:
+            self._revoking -= revoked
         await self.commit_processed()
         for tp in revoked:
             self.parked.pop(tp, None)  # its new owner starts from the committed offset
@@ -427,8 +433,8 @@ class EventConsumer:
         async with self._at_once:
             try:
                 for start in range(0, len(records), self.together):
-                    if self._stopping.is_set():
-                        return at  # the rest comes again, after the drain
+                    if self._stopping.is_set() or tp in self._revoking:
+                        return at  # the rest comes again (to this or the new owner)
                     chunk = records[start : start + self.together]
                     # a held partition takes its held record alone, with its retry budget
                     if tp not in self.parked and await self._apply_together(tp, chunk):
