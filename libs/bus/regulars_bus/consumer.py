@@ -40,7 +40,7 @@ import enum
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -395,7 +395,11 @@ class EventConsumer:
             return
         log.warning(
             "in-flight records abandoned uncommitted; they will come again",
-            extra={"partitions": [f"{tp.topic}/{tp.partition}" for tp, t in working.items()]},
+            extra={
+                "partitions": [
+                    f"{tp.topic}/{tp.partition}" for tp, t in working.items() if t in late
+                ]
+            },
         )
         for task in late:
             task.cancel()
@@ -453,8 +457,6 @@ class EventConsumer:
                     at, since=now, resume_at=now + self.retry.max_backoff, error=repr(exc)[:500]
                 )
                 return at
-            finally:
-                self._backends.pop(tp, None)
 
     async def _apply_together(self, tp: TopicPartition, records: Sequence[Any]) -> bool:
         """All of the records in one transaction; False (nothing applied) if any fails."""
@@ -469,8 +471,7 @@ class EventConsumer:
         if len(wanted) < 2:
             return not wanted  # a lone record takes the usual path, retries and all
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                self._backends[tp] = conn.get_server_pid()
+            async with self.pool.acquire() as conn, _open_on(self._backends, tp, conn):
                 fresh = {
                     r["event_id"]
                     for r in await conn.fetch(
@@ -589,8 +590,7 @@ class EventConsumer:
             return False
 
     async def _apply_once(self, tp: TopicPartition, envelope: Envelope) -> str:
-        async with self.pool.acquire() as conn, conn.transaction():
-            self._backends[tp] = conn.get_server_pid()
+        async with self.pool.acquire() as conn, _open_on(self._backends, tp, conn):
             fresh = await conn.fetchval(
                 "INSERT INTO inbox (event_id, type) VALUES ($1, $2)"
                 " ON CONFLICT (event_id) DO NOTHING RETURNING true",
@@ -659,6 +659,20 @@ class EventConsumer:
             log.warning("dead letter not copied to its topic", extra={"topic": topic})
         if self.on_dead_letter:
             self.on_dead_letter(record.topic)
+
+
+@contextlib.asynccontextmanager
+async def _open_on(
+    backends: dict[TopicPartition, int], tp: TopicPartition, conn: asyncpg.Connection
+) -> AsyncIterator[None]:
+    """A transaction, its backend noted for the partition while it is open (what an
+    abandon terminates if the rollback hangs); the note goes with the transaction."""
+    backends[tp] = conn.get_server_pid()
+    try:
+        async with conn.transaction():
+            yield
+    finally:
+        backends.pop(tp, None)
 
 
 def _assigned(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
