@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -58,6 +59,14 @@ CONSOLE_WORDS = {"command": "acknowledge", "name": "app.css"}
 #: what a route list holds that is no endpoint of the product
 NOT_ENDPOINTS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 MEGABYTES = 5 * 1024 * 1024
+#: the whole suite shares two cores: setting up two shops' data can take minutes there
+pytestmark = pytest.mark.timeout(600)
+
+
+def trace(what: str) -> None:
+    """ISOLATION_TRACE=1 (with pytest -s): each call and its answer, and the set-up's pace."""
+    if os.environ.get("ISOLATION_TRACE"):
+        print(f"{time.monotonic():.1f} {what}")
 
 
 def policy(tag: str) -> dict[str, Any]:
@@ -94,11 +103,22 @@ def policy(tag: str) -> dict[str, Any]:
 # -- a webhook receiver: answers 200 to everything --------------------------------------
 
 
+@dataclass
+class Receiver:
+    url: str
+    #: what each path was sent, in order
+    got: dict[str, list[bytes]] = field(default_factory=dict)
+
+
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[str]:
+def receiver() -> Iterator[Receiver]:
+    port = free_port()
+    state = Receiver(f"http://127.0.0.1:{port}")
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", "0")))
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            state.got.setdefault(self.path, []).append(body)
             self.send_response(200)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -106,10 +126,9 @@ def receiver() -> Iterator[str]:
         def log_message(self, *_args: Any) -> None:
             pass
 
-    port = free_port()
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
+    yield state
     server.shutdown()
 
 
@@ -264,21 +283,29 @@ async def populate(system: System, shop: Shop, hooks: str) -> None:
         key = await _ok(await http.post("/v1/keys", json={"label": f"spare of {shop.tag}"}), 201)
         shop.ids["key_id"] = key["key_id"]
         shop.secrets |= {key["key_id"], key["api_key"]}
-    open_call = await _customer(system, shop, 1)
-    unhappy = await _customer(system, shop, 2)
-    happy = await _customer(system, shop, 3)
+    open_call, unhappy, happy = await asyncio.gather(
+        *(_customer(system, shop, n) for n in (1, 2, 3))
+    )
     shop.ids["customer_id"] = open_call
-    task = await wait_for(lambda: _task_of(system, shop, open_call), 30)
+
+    async def reached(cid: str, satisfied: bool) -> None:
+        called = await wait_for(lambda: _task_of(system, shop, cid), 60)
+        body = {"outcome": "reached", "satisfied": satisfied, "score": 9 if satisfied else 2}
+        async with httpx.AsyncClient(base_url=system.services["followup"].url) as http:
+            r = await http.post(
+                f"/v1/followups/{called['id']}/attempts", json=body, headers=auth(shop.key)
+            )
+        await _ok(r, 201)
+        shop.secrets.add(called["id"])
+
+    task, *_ = await asyncio.gather(
+        wait_for(lambda: _task_of(system, shop, open_call), 60),
+        reached(unhappy, False),
+        reached(happy, True),
+    )
     shop.ids["task_id"] = task["id"]
-    async with httpx.AsyncClient(
-        base_url=system.services["followup"].url, headers=auth(shop.key)
-    ) as http:
-        for cid, satisfied in ((unhappy, False), (happy, True)):
-            called = await wait_for(lambda cid=cid: _task_of(system, shop, cid), 30)
-            body = {"outcome": "reached", "satisfied": satisfied, "score": 9 if satisfied else 2}
-            await _ok(await http.post(f"/v1/followups/{called['id']}/attempts", json=body), 201)
-            shop.secrets.add(called["id"])
     shop.secrets.add(task["id"])
+    trace(f"{shop.tag}: tasks and calls")
     case = (await wait_for(lambda: _listed(system, "feedback", "/v1/cases", shop.key), 30))[0]
     shop.ids["case_id"] = case["id"]
     survey = (
@@ -300,6 +327,7 @@ async def populate(system: System, shop: Shop, hooks: str) -> None:
     shop.ids["message"] = message["id"]
     deliveries = await wait_for(lambda: _deliveries(system, shop), 30)
     shop.ids["delivery_id"] = deliveries[0]["id"]
+    trace(f"{shop.tag}: case, survey, message and delivery")
     shop.secrets |= {
         case["id"],
         survey["token"],
@@ -373,21 +401,27 @@ async def sign_in(system: System, shop: Shop) -> None:
 
 
 @pytest.fixture(scope="module")
-async def shops(services: System, receiver: str) -> tuple[Shop, Shop]:
+async def shops(services: System, receiver: Receiver) -> tuple[Shop, Shop]:
     made = []
+    trace("services up")
     for tag in ("a", "b"):
         shop_id, key = await services.create_shop(
             f"Garage {tag.upper()} Isolation", policy=policy(tag)
         )
         made.append(Shop(tag, shop_id, key))
+
+    async def ready(shop: Shop) -> None:
+        await wait_for(lambda: _known_everywhere(services, shop), 120)
+        await populate(services, shop, receiver.url)
+
+    await asyncio.gather(*(ready(shop) for shop in made))
     for shop in made:
-        await wait_for(lambda shop=shop: _known_everywhere(services, shop), 60)
-        await populate(services, shop, receiver)
         shop.owner_token = staff.mint(
             key_of_this_installation(),
             staff.StaffPrincipal(uuid.UUID(shop.shop_id), f"own{shop.tag}", "owner"),
             datetime.now(UTC),
         )
+    trace("populated")
     await wait_for(lambda: _journeys_known(services, made), 60)
     await sign_in(services, made[0])
     return made[0], made[1]
@@ -477,7 +511,7 @@ class Operation:
         """Signed by its own credential (a token, a signature), not a shop's key."""
         if self.console:
             return self.path.startswith("/sign-in")
-        return self.spec.get("security", []) == []
+        return bool(self.spec.get("security", []) == [])
 
     @property
     def params(self) -> list[str]:
@@ -622,7 +656,8 @@ class Body:
             return "someone@isolation.example"
         if form == "uuid":
             return str(uuid.uuid4())
-        low, high = schema.get("minLength", 1), schema.get("maxLength", 100)
+        low: int = schema.get("minLength", 1)
+        high: int = schema.get("maxLength", 100)
         pattern = schema.get("pattern")
         for candidate in STRING_CANDIDATES:
             if low <= len(candidate) <= high and (pattern is None or re.search(pattern, candidate)):
@@ -773,6 +808,22 @@ def ordered(ops: list[Operation]) -> list[Operation]:
 # -- the sweep -----------------------------------------------------------------------------
 
 
+async def test_what_reaches_one_shop_holds_nothing_of_the_other(
+    services: System, shops: tuple[Shop, Shop], receiver: Receiver
+) -> None:
+    """A's webhook deliveries and the mail to A's customers and staff: A's alone."""
+    _a, b = shops
+    assert receiver.got.get("/a-hook") and receiver.got.get("/b-hook"), receiver.got.keys()
+    for body in receiver.got["/a-hook"]:
+        assert not [s for s in b.secrets if s in body.decode()], body
+    assert services.mail is not None
+    to_a = [m for m in services.mail.messages if "a-customers.example" in str(m["To"])]
+    to_a += [m for m in services.mail.messages if "a-isolation.example" in str(m["To"])]
+    assert to_a
+    for mail in to_a:
+        assert not [s for s in b.secrets if s in mail.as_string()], mail.as_string()[:2000]
+
+
 async def test_every_endpoint_with_another_shops_ids_reads_and_changes_nothing(
     services: System, shops: tuple[Shop, Shop]
 ) -> None:
@@ -780,8 +831,7 @@ async def test_every_endpoint_with_another_shops_ids_reads_and_changes_nothing(
     ops, documents = operations(services)
     assert any(o.console for o in ops), "the console's pages were not listed"
     before = await quiet_snapshot(services, b)
-    if os.environ.get("ISOLATION_TRACE"):
-        print({k: v[0] for k, v in before.items()})
+    trace(f"B's rows: { {k: v[0] for k, v in before.items()} }")
     problems: list[str] = []
     calls = 0
     async with httpx.AsyncClient(timeout=20, follow_redirects=False) as http:
@@ -804,8 +854,7 @@ async def test_every_endpoint_with_another_shops_ids_reads_and_changes_nothing(
                     answer = await send(http, attack)
                     calls += 1
                     where = f"{op} ({who}) -> {answer.status_code}"
-                    if os.environ.get("ISOLATION_TRACE"):
-                        print(where, attack.url, answer.text[:150])
+                    trace(f"{where} {attack.url} {answer.text[:150]}")
                     found = leaked(answer, attack, b)
                     if found:
                         problems.append(f"{where}: answer holds B's {found}")
@@ -814,8 +863,11 @@ async def test_every_endpoint_with_another_shops_ids_reads_and_changes_nothing(
                     control = build(op, doc, a, a, staff_token, base, current, full)
                     mine = await send(http, control)
                     calls += 1
-                    if os.environ.get("ISOLATION_TRACE"):
-                        print("   control", mine.status_code, mine.text[:150])
+                    trace(f"   control {mine.status_code} {mine.text[:150]}")
+                    # A's own object, as A sees it, holds nothing of B's either
+                    found = leaked(mine, control, b)
+                    if found:
+                        problems.append(f"{op} ({who}) on A's own: answer holds B's {found}")
                     # a console form answers by sending the browser back with a notice:
                     # for B's object, not the notice A's own gets
                     elsewhere = answer.status_code == 303 and answer.headers.get(
@@ -839,3 +891,136 @@ async def test_every_endpoint_with_another_shops_ids_reads_and_changes_nothing(
         problems.append(f"B's rows changed: {changed}")
     assert calls > 60, calls
     assert not problems, "\n".join(problems)
+
+
+# -- bodies of several megabytes -----------------------------------------------------------
+
+#: what a request of several megabytes may be answered: too large, or refused on its
+#: credential or its path before the body is read
+BEFORE_THE_BODY = {401, 403, 404, 413}
+
+
+async def oversized(
+    port: int, method: str, target: str, headers: dict[str, str], declared: bool
+) -> tuple[int, float]:
+    """Send ``MEGABYTES`` to ``target`` as a client would (declared, or streamed in
+    chunks), reading the answer while it is still being sent: its status and how long
+    it took to come."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    framing = f"Content-Length: {MEGABYTES}" if declared else "Transfer-Encoding: chunked"
+    lines = [f"{method.upper()} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", framing]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    piece = b'{"pad": "' + b"x" * (64 * 1024 - 12) + b'"},'
+
+    async def pump() -> None:
+        sent = 0
+        with contextlib.suppress(ConnectionError, OSError):
+            while sent < MEGABYTES:
+                chunk = piece[: MEGABYTES - sent]
+                writer.write(chunk if declared else b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+                sent += len(chunk)
+            if not declared:
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+
+    started = time.monotonic()
+    pumping = asyncio.create_task(pump())
+    try:
+        status = await asyncio.wait_for(reader.readline(), 30)
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+            await pumping
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+    took = time.monotonic() - started
+    parts = status.split()
+    return (int(parts[1]) if len(parts) > 1 else 0), took
+
+
+async def _steady_events(system: System, shop: Shop, stop: asyncio.Event) -> list[str]:
+    """Events posted one after another until ``stop``: the ids of those accepted."""
+    accepted = []
+    async with httpx.AsyncClient(base_url=system.services["intake"].url, timeout=30) as http:
+        while not stop.is_set():
+            cid = f"steady-{uuid.uuid4().hex[:10]}"
+            event = {
+                "type": "customer.upserted",
+                "id": f"up-{cid}",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "data": {
+                    "customer_id": cid,
+                    "name": "Steady Customer",
+                    "email": f"{cid}@s.example",
+                },
+            }
+            r = await http.post("/v1/events", json=event, headers=auth(shop.key))
+            if r.status_code == 202:
+                accepted.append(cid)
+            await asyncio.sleep(0.05)
+    return accepted
+
+
+async def test_bodies_of_megabytes_are_refused_at_once_and_nothing_accepted_is_lost(
+    services: System, shops: tuple[Shop, Shop]
+) -> None:
+    a, _b = shops
+    ops, documents = operations(services)
+    await sign_in(services, a)  # the sweep's last call signed A's owner out
+    stop = asyncio.Event()
+    steady = asyncio.create_task(_steady_events(services, a, stop))
+    problems: list[str] = []
+    slowest = 0.0
+    sent = 0
+    try:
+        for op in ops:
+            svc = services.services[op.service]
+            call = build(op, documents.get(op.service, {}), a, a, False, "", None)
+            content = op.spec.get("requestBody", {}).get("content", {})
+            media = next(
+                iter(content),
+                "application/x-www-form-urlencoded" if op.console else "application/json",
+            )
+            headers = {**call.headers, "Content-Type": media}
+            for declared in (True, False):
+                status, took = await oversized(svc.port, op.method, call.url, headers, declared)
+                sent += 1
+                slowest = max(slowest, took)
+                how = "declared" if declared else "streamed"
+                if status not in BEFORE_THE_BODY:
+                    problems.append(f"{op} ({how}): {status}")
+                if took > 10:
+                    problems.append(f"{op} ({how}): answered after {took:.1f} s")
+    finally:
+        stop.set()
+        accepted = await steady
+    for name in SERVICES:
+        svc = services.services[name]
+        assert svc.proc is not None and svc.proc.poll() is None, f"{name} died"
+        ready = httpx.get(f"{svc.url}/readyz", timeout=10)
+        assert ready.status_code == 200, f"{name}: {ready.text}"
+    assert accepted, "no event was accepted while the bodies were sent"
+    kept = await services.fetch(
+        "SELECT client_id FROM intake.received_events WHERE shop_id = $1"
+        " AND client_id = ANY($2::text[])",
+        uuid.UUID(a.shop_id),
+        [f"up-{cid}" for cid in accepted],
+    )
+    assert len(kept) == len(accepted)
+
+    async def all_known() -> bool:
+        rows = await services.fetch(
+            "SELECT count(*) AS n FROM loyalty.customers WHERE shop_id = $1"
+            " AND customer_id = ANY($2::text[])",
+            uuid.UUID(a.shop_id),
+            accepted,
+        )
+        return bool(rows[0]["n"] == len(accepted))
+
+    # and each reached the service furthest down the bus
+    await wait_for(all_known, 60)
+    assert sent > 100, sent
+    assert not problems, f"slowest {slowest:.1f} s\n" + "\n".join(problems)
