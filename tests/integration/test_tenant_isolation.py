@@ -138,12 +138,12 @@ async def services(system: System) -> AsyncIterator[System]:
     so that the console knows where the others are."""
     for name in SERVICES:
         svc = system.services.get(name)
-        running = svc is not None and svc.proc is not None and svc.proc.poll() is None
-        if running and name not in ("intake", "loyalty"):
-            continue
-        if svc is not None and running:
-            svc.kill(signal.SIGTERM)
         extra = WEBHOOK_ENV if name == "intake" else {}
+        running = svc is not None and svc.proc is not None and svc.proc.poll() is None
+        if svc is not None and running:
+            if _as_wanted(system, name, svc.env, extra):
+                continue
+            svc.kill(signal.SIGTERM)
         if svc is None:
             svc = ServiceProcess(
                 name, free_port(), system.env(**extra), system.workdir / f"{name}.log"
@@ -155,6 +155,18 @@ async def services(system: System) -> AsyncIterator[System]:
         # a loaded machine (the whole suite on two cores) can take more than 30 s
         svc.wait_healthy(120)
     yield system
+
+
+def _as_wanted(system: System, name: str, env: dict[str, str], extra: dict[str, str]) -> bool:
+    """A running service started with what this module needs: intake's webhook setting,
+    and the console (loyalty) with where each of the others is."""
+    wanted = {**extra}
+    if name == "loyalty":
+        wanted |= {
+            f"{other.upper()}_URL": system.services[other].url
+            for other in ("intake", "followup", "feedback")
+        }
+    return all(env.get(k) == v for k, v in wanted.items())
 
 
 # -- one shop's data ----------------------------------------------------------------------
@@ -695,6 +707,21 @@ def ids_for(op: Operation, owner: Shop, values: Shop) -> dict[str, str]:
     return ids
 
 
+def a_token(op: Operation, owner: Shop) -> str:
+    return ids_for(op, owner, owner)["token"]
+
+
+def forged_token(op: Operation, owner: Shop, other: Shop) -> str | None:
+    """The other shop's token for this public path, its last character changed."""
+    if not op.public or "token" not in op.params:
+        return None
+    prefix = "/u/" if "/u/" in op.path else "/s/" if "{token}" in op.path else None
+    real = other.tokens.get(prefix) if prefix and not op.path.startswith("/sign-in") else None
+    if real is None:
+        return None
+    return real[:-1] + ("A" if real[-1] != "A" else "B")
+
+
 def build(
     op: Operation,
     doc: dict[str, Any],
@@ -892,6 +919,27 @@ async def test_every_endpoint_with_another_shops_ids_reads_and_changes_nothing(
                         f"{op} ({who}): the same call on A's own object is refused, so B's"
                         f" answer proves nothing: {refused_as_malformed}"
                     )
+            forged = forged_token(op, a, b)
+            if forged is not None:
+                # B's token one character off: a guess near a real one opens nothing
+                call = build(op, doc, a, b, False, base, current)
+                call.url = call.url.replace(a_token(op, a), forged)
+                answer = await send(http, call)
+                calls += 1
+                trace(f"{op} (B's token, forged) -> {answer.status_code} {answer.text[:150]}")
+                # answered as a token nobody was given is: nothing tells it is near one
+                call.url = call.url.replace(forged, "made-up-" + uuid.uuid4().hex)
+                unknown = await send(http, call)
+                calls += 1
+                taken = answer.status_code < 400 and op.method != "get"
+                if answer.status_code != unknown.status_code or taken:
+                    problems.append(
+                        f"{op} with a forged token: {answer.status_code}, with a made-up one"
+                        f" {unknown.status_code}"
+                    )
+                found = leaked(answer, call, b)
+                if found:
+                    problems.append(f"{op} with a forged token: answer holds B's {found}")
     after = await quiet_snapshot(services, b)
     changed = {t: (before.get(t), after.get(t)) for t in after if before.get(t) != after.get(t)}
     if changed:
