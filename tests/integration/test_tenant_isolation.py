@@ -494,8 +494,33 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+async def _due_soon(system: System, shop: Shop) -> int:
+    """The shop's own timers due within the next minutes, in every service."""
+    due = 0
+    tables = await system.fetch(
+        "SELECT table_schema FROM information_schema.tables"
+        " WHERE table_name = 'timers' AND table_schema = ANY($1::text[])",
+        list(SERVICES),
+    )
+    for schema in (t["table_schema"] for t in tables):
+        rows = await system.fetch(
+            f'SELECT count(*) AS n FROM "{schema}".timers WHERE shop_id = $1'
+            " AND fired_at IS NULL AND cancelled_at IS NULL"
+            " AND fire_at < now() + interval '3 minutes'",
+            uuid.UUID(shop.shop_id),
+        )
+        due += rows[0]["n"]
+    return due
+
+
 async def quiet_snapshot(system: System, shop: Shop) -> dict[str, tuple[int, str]]:
-    """B's rows once nothing of B's is still moving (its relay, its consumers)."""
+    """B's rows once nothing of B's is still moving: its timers due soon have fired (a
+    risk model refitted 30 s after its first visits, say), its relay and consumers done."""
+
+    async def none_due() -> bool:
+        return not await _due_soon(system, shop)
+
+    await wait_for(none_due, 240, every=0.5)
     last = await snapshot(system, shop)
     for _ in range(60):
         await asyncio.sleep(0.5)
