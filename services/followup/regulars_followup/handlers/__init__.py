@@ -86,6 +86,7 @@ TIMERS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
     outreach.MESSAGE_DUE: outreach.on_message_due,
     tasks.FOLLOW_UP_MISSED: tasks.on_missed_timer,
     sweep.MONTHLY_CHECK: sweep.on_monthly_check_timer,
+    sweep.MONTHLY_CHECK_PAGE: sweep.on_monthly_check_page,
     recovery.RECOVERY_CHECK_IN: recovery.on_check_in_timer,
 }
 

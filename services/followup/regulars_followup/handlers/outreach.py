@@ -38,7 +38,7 @@ from ..domain.consent import (
 )
 from ..domain.customers import Customer
 from ..domain.messages import MessageStatus, OutboundMessage
-from ..domain.outreach import Decision, answered_by_provider, best_channel
+from ..domain.outreach import Decision, answered_by_provider, best_channel, budget_since
 from .base import Deps, FollowUpUnitOfWork
 
 MESSAGE_DUE = "message.due"
@@ -162,9 +162,18 @@ async def _best_channel(
     shop_id: uuid.UUID,
     policy: Policy,
     now: datetime,
+    deciding: uuid.UUID | None = None,
 ) -> tuple[str | None, Decision]:
+    """The budget's decision for a message of ``kind`` (``deciding``: the message, when it
+    exists and is decided again at its moment).
+
+    ``customer`` was loaded locked (``customers.get``): whoever else decides for this
+    customer, on any replica, waits for this transaction, then counts what it decided.
+    Each message yields to those decided before it, never to later ones, so two held
+    messages cannot keep pushing each other back.
+    """
     facts = await uow.messages.budget_facts(
-        shop_id, customer.customer_id, now - timedelta(hours=24)
+        shop_id, customer.customer_id, budget_since(policy, now), decided_before=deciding
     )
     return best_channel(kind, channels, now, customer, policy, facts)
 
@@ -246,7 +255,7 @@ async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> N
         assert customer is not None
         now = clock()
         channel, decision = await _best_channel(
-            uow, message.kind, message.channels, customer, message.shop_id, policy, now
+            uow, message.kind, message.channels, customer, message.shop_id, policy, now, message.id
         )
         message.decide(channel, decision, now)
     await uow.messages.save(message)
