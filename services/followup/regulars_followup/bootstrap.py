@@ -100,6 +100,7 @@ def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[FollowUpUnit
         timers=handlers.TIMERS,
         commands=handlers.COMMANDS,
         pool=pool,
+        timers_alone=handlers.TIMERS_ALONE,
     )
 
 

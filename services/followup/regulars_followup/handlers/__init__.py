@@ -90,6 +90,9 @@ TIMERS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
     recovery.RECOVERY_CHECK_IN: recovery.on_check_in_timer,
 }
 
+#: each a page of the monthly check: a transaction of its own, never one batch of many
+TIMERS_ALONE = frozenset({sweep.MONTHLY_CHECK, sweep.MONTHLY_CHECK_PAGE})
+
 
 __all__ = [
     "BATCHES",
@@ -97,6 +100,7 @@ __all__ = [
     "EVENTS",
     "SCHEMA",
     "TIMERS",
+    "TIMERS_ALONE",
     "TOPICS",
     "Deps",
     "FollowUpUnitOfWork",

@@ -162,10 +162,12 @@ async def _best_channel(
     shop_id: uuid.UUID,
     policy: Policy,
     now: datetime,
-    deciding: uuid.UUID | None = None,
+    *,
+    deciding: uuid.UUID | None,
 ) -> tuple[str | None, Decision]:
-    """The budget's decision for a message of ``kind`` (``deciding``: the message, when it
-    exists and is decided again at its moment).
+    """The budget's decision for a message of ``kind``. ``deciding`` is the message when
+    it exists and is decided again (at its moment, or as it is sent): it must not count
+    against itself, nor yield to messages decided after it. None for a new one.
 
     ``customer`` was loaded locked (``customers.get``): whoever else decides for this
     customer, on any replica, waits for this transaction, then counts what it decided.
@@ -200,7 +202,9 @@ async def request_message(
     _version, policy = await uow.policy(shop_id)
     customer = await known_customer(uow, shop_id, customer_id)
     now = clock()
-    channel, decision = await _best_channel(uow, kind, channels, customer, shop_id, policy, now)
+    channel, decision = await _best_channel(
+        uow, kind, channels, customer, shop_id, policy, now, deciding=None
+    )
     if unavailable is not None:
         channel, decision = None, Decision("suppress", unavailable)
     message = OutboundMessage.ask(
@@ -255,7 +259,14 @@ async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> N
         assert customer is not None
         now = clock()
         channel, decision = await _best_channel(
-            uow, message.kind, message.channels, customer, message.shop_id, policy, now, message.id
+            uow,
+            message.kind,
+            message.channels,
+            customer,
+            message.shop_id,
+            policy,
+            now,
+            deciding=message.id,
         )
         message.decide(channel, decision, now)
     await uow.messages.save(message)
