@@ -488,35 +488,31 @@ class PostgresOutboundMessages:
         *,
         decided_before: uuid.UUID | None = None,
     ) -> BudgetFacts:
-        # seq orders decisions; a message's own row and those decided after it are left out
-        rows = await self.conn.fetch(
-            "SELECT priority = 2 AS marketing, channel, coalesce(sent_at, send_at) AS at"
-            " FROM messages WHERE shop_id = $1 AND customer_id = $2 AND to_staff IS NULL"
-            " AND (sent_at >= $3 OR (sent_at IS NULL AND send_at IS NOT NULL"
+        # One round trip: every decision for the customer asks this. seq orders the
+        # decisions; a message's own row and those decided after it are left out.
+        row = await self.conn.fetchrow(
+            "SELECT array(SELECT row(priority = 2, channel, coalesce(sent_at, send_at))"
+            "   FROM messages WHERE shop_id = $1 AND customer_id = $2 AND to_staff IS NULL"
+            "   AND (sent_at >= $3 OR (sent_at IS NULL AND send_at IS NOT NULL"
             "   AND status = ANY($4::text[]) AND ($5::uuid IS NULL"
-            "   OR seq < (SELECT seq FROM messages WHERE id = $5))))",
+            "   OR seq < (SELECT seq FROM messages WHERE id = $5))))) AS spent,"
+            " EXISTS (SELECT 1 FROM open_recovery_cases WHERE shop_id = $1 AND customer_id = $2)"
+            "   AS open_case, v.completed_at, v.data"
+            " FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT completed_at, data FROM visits"
+            "   WHERE shop_id = $1 AND customer_id = $2 AND status = 'completed'"
+            "   ORDER BY completed_at DESC LIMIT 1) AS v ON true",
             shop_id,
             customer_id,
             since,
             sorted(DECIDED_UNSENT),
             decided_before,
         )
-        open_case = await self.conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM open_recovery_cases"
-            " WHERE shop_id = $1 AND customer_id = $2)",
-            shop_id,
-            customer_id,
-        )
-        visit = await self.conn.fetchrow(
-            "SELECT completed_at, data FROM visits WHERE shop_id = $1 AND customer_id = $2"
-            " AND status = 'completed' ORDER BY completed_at DESC LIMIT 1",
-            shop_id,
-            customer_id,
-        )
+        assert row is not None
+        last_visit = row["completed_at"]
         return BudgetFacts(
-            tuple(Spent(r["marketing"], r["channel"], r["at"]) for r in rows),
-            bool(open_case),
-            None if visit is None else (visit["completed_at"], bool(visit["data"].get("comeback"))),
+            tuple(Spent(marketing, channel, at) for marketing, channel, at in row["spent"]),
+            bool(row["open_case"]),
+            None if last_visit is None else (last_visit, bool(row["data"].get("comeback"))),
         )
 
     async def wake_dispatcher(self) -> None:
