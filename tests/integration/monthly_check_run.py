@@ -149,8 +149,13 @@ def owed(n: int) -> int:
 async def check_the_month(shop: Shop, customers: int, page: int) -> float:
     """Seed, then let two schedulers (replicas) fire the month's check on the fake clock
     until its last page is done; the seconds the check took."""
+    await start_the_month(shop, customers)
+    return await finish_the_month(shop, page)
+
+
+async def start_the_month(shop: Shop, customers: int) -> None:
+    """``customers`` seeded (see :data:`SEED`) and the month's check on the calendar, due."""
     await shop.customers(SEED, customers)
-    bus = shop.bus(page)
     async with shop.pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO timers (key, kind, shop_id, fire_at, payload) VALUES ($1, $2, $3, $4, $5)",
@@ -160,6 +165,12 @@ async def check_the_month(shop: Shop, customers: int, page: int) -> float:
             CHECK_AT,
             {"shop_id": str(shop.shop_id), "month": MONTH.isoformat()},
         )
+
+
+async def finish_the_month(shop: Shop, page: int) -> float:
+    """Two schedulers (replicas) fire the month's check on the fake clock until its last
+    page is done: the seconds that took."""
+    bus = shop.bus(page)
     replicas = [
         TimerScheduler(
             database_url=shop.database_url,

@@ -13,25 +13,33 @@ The 100,000-customer shop is bench/monthly_check_bench.py (`make bench`).
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
-from harness import System
+from harness import System, wait_for
 from monthly_check_run import (
     CHECK_AT,
     MARKETING,
     MONTH,
     Shop,
     check_the_month,
+    finish_the_month,
     followup_database,
     new_shop,
     owed,
+    start_the_month,
 )
 from regulars_followup.handlers.outreach import request_message
 from regulars_followup.handlers.sweep import MONTHLY_CHECK_PAGE, run_monthly_check
+
+WORKER = Path(__file__).with_name("monthly_check_worker.py")
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +201,49 @@ async def test_a_shop_is_checked_in_pages_and_a_failing_page_is_retried_alone(
     retried = [(p["page"], p["attempts"]) for p in pages if p["attempts"]]
     assert retried == [(13, 1)], retried
     assert "injected fault" in pages[13 - 2]["last_error"]
+
+
+async def test_a_check_killed_mid_run_resumes_at_its_page(shop: Shop) -> None:
+    # A replica killed -9 while it works through the pages (a page is nearly all of its
+    # time, so most likely inside one): PostgreSQL rolls that page back, and the other
+    # replicas go on from it, neither from the start nor past it.
+    customers, page = 3_000, 100
+    await start_the_month(shop, customers)
+    worker = subprocess.Popen(
+        [sys.executable, str(WORKER), shop.database_url, str(page)],
+        cwd=WORKER.parent,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == b"ready"
+
+        async def pages_fired() -> int:
+            async with shop.pool.acquire() as conn:
+                n: int = await conn.fetchval(
+                    "SELECT count(*) FROM timers WHERE shop_id = $1 AND kind = $2"
+                    " AND fired_at IS NOT NULL",
+                    shop.shop_id,
+                    MONTHLY_CHECK_PAGE,
+                )
+            return n
+
+        await wait_for(lambda: _at_least(pages_fired, 5), timeout=120, every=0.05)
+    finally:
+        worker.kill()
+        worker.wait(30)
+    fired_before = await pages_fired()
+    assert fired_before < customers // page, "the worker finished before it was killed"
+    await finish_the_month(shop, page)  # the rest, by the replicas in this process
+    await assert_each_decided_once(shop, customers)
+    async with shop.pool.acquire() as conn:
+        pages = await conn.fetch(
+            "SELECT (payload->>'page')::int AS page FROM timers WHERE shop_id = $1"
+            " AND kind = $2 AND fired_at IS NOT NULL ORDER BY 1",
+            shop.shop_id,
+            MONTHLY_CHECK_PAGE,
+        )
+    assert [p["page"] for p in pages] == list(range(2, customers // page + 2))
+
+
+async def _at_least(count: Any, n: int) -> bool:
+    return bool(await count() >= n)
