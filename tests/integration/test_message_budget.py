@@ -184,6 +184,7 @@ async def test_a_shop_is_checked_in_pages_and_a_failing_page_is_retried_alone(
         took = await check_the_month(shop, customers, page)
     finally:
         async with shop.pool.acquire() as conn:
+            tries = await conn.fetchval(f"SELECT last_value FROM {fault}")
             await conn.execute(f"DROP TRIGGER {fault} ON messages")
             await conn.execute(f"DROP FUNCTION {fault}()")
             await conn.execute(f"DROP SEQUENCE {fault}")
@@ -196,11 +197,18 @@ async def test_a_shop_is_checked_in_pages_and_a_failing_page_is_retried_alone(
             shop.shop_id,
             MONTHLY_CHECK_PAGE,
         )
+        failed = await conn.fetch(
+            "SELECT key, attempts, last_error FROM timers WHERE shop_id = $1 AND attempts > 0",
+            shop.shop_id,
+        )
     # pages 2..26 (the 25th is full, so a 26th finds no one), each once
     assert [p["page"] for p in pages] == list(range(2, 27))
-    retried = [(p["page"], p["attempts"]) for p in pages if p["attempts"]]
-    assert retried == [(13, 1)], retried
-    assert "injected fault" in pages[13 - 2]["last_error"]
+    # page 13 failed once and went again; nothing else failed. Its failure is noted
+    # unless the other replica took the page and finished it first (then the note,
+    # for a timer fired meanwhile, is dropped)
+    assert tries == 2, tries
+    assert [r["key"] for r in failed] in ([], [f"{MONTHLY_CHECK_PAGE}:{shop.shop_id}:2030-12:13"])
+    assert all("injected fault" in r["last_error"] for r in failed)
 
 
 async def test_a_check_killed_mid_run_resumes_at_its_page(shop: Shop) -> None:
