@@ -31,6 +31,11 @@ BROKER_CHANGES = Counter(
     "Times the relay saw a new Kafka cluster and re-published its retained outbox",
     ["service"],
 )
+RELAY_LEADER = Gauge(
+    "regulars_relay_leader",
+    "1 on the replica whose outbox relay holds the service's advisory lock (publishes), else 0",
+    ["service"],
+)
 TIMER_LAG = Histogram(
     "regulars_timer_lag_seconds",
     "How late a durable timer fired after its moment",

@@ -320,6 +320,10 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         },
     )
     async def prometheus_metrics() -> Response:
+        # which replica publishes: what on-call (and the fault suite) needs to find it
+        ctx: ServiceContext[Any] | None = getattr(app.state, "ctx", None)
+        leads = ctx is not None and ctx.relay is not None and ctx.relay.is_leader
+        metrics.RELAY_LEADER.labels(definition.name).set(1 if leads else 0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in definition.routers:
