@@ -739,9 +739,10 @@ async def _count(
     late = {
         r["repair_order_id"]
         for r in await conn.fetch(
+            # the inbox keeps its transaction's start; the handler decided a little later
             "SELECT v.repair_order_id FROM followup.visits v"
-            " JOIN followup.inbox i ON i.event_id = v.first_event_id"
-            " WHERE v.shop_id = $1 AND i.processed_at > v.completed_at + $2::interval",
+            " JOIN followup.inbox i ON i.event_id = v.first_event_id WHERE v.shop_id = $1"
+            " AND i.processed_at > v.completed_at + $2::interval - interval '1 minute'",
             shop,
             _window(),
         )
