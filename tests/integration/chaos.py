@@ -305,6 +305,8 @@ class Accepted:
     events: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     #: task id -> attempts recorded (201), and the outcome of the last
     attempts: dict[str, list[str]] = field(default_factory=dict)
+    #: task id -> attempts sent whose answer is not known yet (a story stopped mid-call)
+    pending: Counter[str] = field(default_factory=Counter)
     #: survey id -> nps answered (201 or the same answer again, 200)
     answers: dict[str, int] = field(default_factory=dict)
     #: calls answered by a fault (connection lost, 5xx) and tried again
@@ -408,6 +410,15 @@ class Load:
         """One call attempt, recorded at most once: a fault's answer is checked against
         the task's attempts before the attempt is made again. 'recorded', or 'finished'
         (the task was completed or missed already)."""
+        # left counted as pending if the story is stopped mid-call: it may have committed
+        self.accepted.pending[task_id] += 1
+        outcome = await self._attempt(task_id, cid, body, rng)
+        self.accepted.pending[task_id] -= 1
+        return outcome
+
+    async def _attempt(
+        self, task_id: str, cid: str, body: dict[str, Any], rng: random.Random
+    ) -> str:
         recorded = self.accepted.attempts.setdefault(task_id, [])
         number = len(recorded) + 1
         while True:
@@ -766,7 +777,7 @@ async def _count(
         t for t, made in acc.attempts.items() if in_db.get(t, 0) < len(made)
     ]
     counts.duplicates["call attempt recorded twice"] = [
-        t for t, made in acc.attempts.items() if in_db.get(t, 0) > len(made)
+        t for t, made in acc.attempts.items() if in_db.get(t, 0) > len(made) + acc.pending[t]
     ]
     finished = await column("SELECT task_id FROM loyalty.follow_ups WHERE shop_id = $1", shop)
     by_id = {str(r["id"]): r for r in tasks}
