@@ -67,6 +67,9 @@ from harness import (
 )
 
 REPLICAS = 2
+#: how long a (re)started replica may take to be ready: Python's imports alone took three
+#: minutes on a 2-core machine shared with seven other test runs
+READY_WITHIN = 600.0
 ALL_DAY = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 STAFF = [
     {"id": "sam", "name": "Sam Rivera", "role": "advisor", "email": "sam@chaos.example"},
@@ -224,7 +227,7 @@ class Cluster:
                 svc.start()
         for group in self.replicas.values():
             for svc in group:
-                await asyncio.to_thread(svc.wait_healthy, 120)
+                await asyncio.to_thread(svc.wait_healthy, READY_WITHIN)
 
     def urls(self, name: str) -> list[str]:
         return [s.url for s in self.replicas[name]]
@@ -236,7 +239,7 @@ class Cluster:
         svc.kill(signal.SIGKILL)
         await asyncio.sleep(down)
         svc.start()
-        await asyncio.to_thread(svc.wait_healthy, 180)
+        await asyncio.to_thread(svc.wait_healthy, READY_WITHIN)
 
     async def relay_leader(self, name: str) -> int | None:
         async with httpx.AsyncClient(timeout=3) as http:
@@ -273,7 +276,7 @@ class Cluster:
     async def healthy(self) -> None:
         for group in self.replicas.values():
             for svc in group:
-                await asyncio.to_thread(svc.wait_healthy, 180)
+                await asyncio.to_thread(svc.wait_healthy, READY_WITHIN)
 
     def stop(self) -> None:
         if self.system is not None:
