@@ -196,7 +196,8 @@ class SmsSink:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        if not wait_port(self.port, 15):
+        # a Python process: its imports alone take long on a machine shared by many runs
+        if not wait_port(self.port, 90):
             raise RuntimeError("SMS sink did not start")
 
     @property
