@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import time
 import uuid
@@ -86,6 +87,9 @@ class ServiceContext(Generic[D]):
     front: object | None = None
     #: the service's clock: a staff token expires by it (a test's fake clock included)
     clock: Clock = system_clock
+    readings: metrics.TableReadings | None = None
+    #: the partitions whose lag this replica shows (metrics.set_lags)
+    lag_shown: set[tuple[str, int]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ class ServiceDefinition(Generic[S, D]):
     body_limit: int = DEFAULT_BODY_LIMIT
     #: last touches on the app (an ASGI endpoint in front, the OpenAPI document)
     customize: Callable[[FastAPI], None] | None = None
+    #: gauges read from the service's own tables at scrape time, beside the outbox,
+    #: dead-letter and timer readings every service has (metrics.TableReadings)
+    readings: Sequence[metrics.Reading] = ()
     #: events of one partition applied in one transaction at most, and the bytes fetched
     #: per partition at once (larger for a handler that is set-based over a whole run)
     together: int = TOGETHER
@@ -243,6 +250,12 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
             front=wiring.front,
             clock=definition.clock,
         )
+        ctx.readings = metrics.TableReadings(
+            definition.name,
+            pool,
+            definition.clock,
+            readings=(*metrics.COMMON_READINGS, *definition.readings),
+        )
         app.state.ctx = ctx
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
@@ -260,6 +273,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
                 await asyncio.gather(*pending, return_exceptions=True)
             await pool.close()
 
+    metrics.build_info(definition.name, _version(definition.name), settings.build_commit)
     app = FastAPI(
         title=definition.title,
         description=definition.description,
@@ -320,10 +334,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         },
     )
     async def prometheus_metrics() -> Response:
-        # which replica publishes: what on-call (and the fault suite) needs to find it
-        ctx: ServiceContext[Any] | None = getattr(app.state, "ctx", None)
-        leads = ctx is not None and ctx.relay is not None and ctx.relay.is_leader
-        metrics.RELAY_LEADER.labels(definition.name).set(1 if leads else 0)
+        await _read_metrics(definition.name, app.state.ctx)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in definition.routers:
@@ -332,6 +343,31 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         definition.customize(app)
     openapi.install(app)
     return app
+
+
+async def _read_metrics(service: str, ctx: ServiceContext[Any]) -> None:
+    """What ``/metrics`` reads before it answers: tables (throttled) and the consumer."""
+    # which replica publishes: what on-call (and the fault suite) needs to find it
+    leads = ctx.relay is not None and ctx.relay.is_leader
+    metrics.RELAY_LEADER.labels(service).set(1 if leads else 0)
+    if ctx.readings is not None:
+        await ctx.readings.refresh()
+    # a consumer between sessions (restarting after a fault) keeps its last lag shown:
+    # its partitions are still behind, and an alert on them must not see a gap
+    if ctx.consumer is not None and ctx.consumer.running:
+        lags = {
+            tp: lag
+            for tp, (highwater, position) in (await ctx.consumer.watermarks()).items()
+            if (lag := metrics.partition_lag(highwater, position)) is not None
+        }
+        ctx.lag_shown = metrics.set_lags(service, lags, ctx.lag_shown)
+
+
+def _version(service: str) -> str:
+    try:
+        return importlib.metadata.version(f"regulars-{service}")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def _start_workers(
@@ -348,7 +384,10 @@ async def _start_workers(
         schema=name,
         kafka=kafka,
         retention=settings.outbox_retention,
+        inbox_retention=settings.inbox_retention,
+        dead_letter_retention=settings.dead_letter_retention,
         on_published=metrics.OUTBOX_PUBLISHED.labels(name).inc,
+        on_parked=metrics.OUTBOX_PARKED.labels(name).inc,
         on_backlog=metrics.OUTBOX_BACKLOG.labels(name).set,
         on_cluster_change=metrics.BROKER_CHANGES.labels(name).inc,
         topics=topics,
