@@ -238,8 +238,22 @@ class Cluster:
         svc = self.replicas[name][index]
         svc.kill(signal.SIGKILL)
         await asyncio.sleep(down)
-        svc.start()
-        await asyncio.to_thread(svc.wait_healthy, READY_WITHIN)
+        await self.restart(svc)
+
+    async def restart(self, svc: ServiceProcess) -> None:
+        """Start it until it is ready, as an orchestrator does: a replica started while
+        PostgreSQL is away exits (its pool cannot open) and is started again."""
+        deadline = time.monotonic() + READY_WITHIN
+        while True:
+            svc.start()
+            try:
+                await asyncio.to_thread(svc.wait_healthy, READY_WITHIN)
+                return
+            except RuntimeError:
+                if svc.proc is None or svc.proc.poll() is None or time.monotonic() > deadline:
+                    raise
+                log(f"{svc.name} on port {svc.port} exited while starting; starting it again")
+                await asyncio.sleep(2)
 
     async def relay_leader(self, name: str) -> int | None:
         async with httpx.AsyncClient(timeout=3) as http:

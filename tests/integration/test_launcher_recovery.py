@@ -86,16 +86,20 @@ class Run:
         pgdata = self.data / "postgres"
         return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
 
-    def broker_pid(self) -> int:
+    def broker_pid(self, within: float = RECOVERY) -> int:
         listener = f"tcp://127.0.0.1:{self.kafka_port}"
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-                if argv and argv[0].endswith(b"tansu") and listener.encode() in argv:
-                    return int(proc.name)
-        raise AssertionError("no broker process")
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                with contextlib.suppress(OSError):
+                    argv = (proc / "cmdline").read_bytes().split(b"\0")
+                    found = argv and argv[0].endswith(b"tansu") and listener.encode() in argv
+                    if found and "State:\tZ" not in (proc / "status").read_text():
+                        return int(proc.name)
+            time.sleep(0.2)
+        raise AssertionError("no broker process\n" + self.said()[-3000:])
 
     def database_url(self) -> str:
         state = json.loads((self.data / "run.json").read_text())
