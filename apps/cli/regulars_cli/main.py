@@ -475,8 +475,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     async def go() -> dict[str, int]:
         pool = await create_pool(current().database_url, "followup", min_size=1, max_size=1)
         try:
-            async with bootstrap.bus(Deps(clock=system_clock), pool).unit_of_work() as uow:
-                return await run_monthly_check(uow, system_clock, shop_id, month.replace(day=1))
+            bus = bootstrap.bus(Deps(clock=system_clock), pool)
+            return await run_monthly_check(
+                bus.unit_of_work, system_clock, shop_id, month.replace(day=1)
+            )
         finally:
             await pool.close()
 

@@ -418,6 +418,7 @@ async def _start_workers(
             schema=name,
             handle=bus.handle_timer,
             clock=definition.clock,
+            alone=bus.timers_alone,
             on_fired=metrics.TIMER_LAG.labels(name).observe,
         )
         ctx.timers = scheduler
