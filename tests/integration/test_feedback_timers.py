@@ -267,7 +267,9 @@ async def test_resolving_stops_every_clock_and_brings_the_resurvey(
         if e["reason"] == "recovery_resurvey"
     ]
     assert len(resurveys) == 1 and resurveys[0]["case_id"] == str(case["id"])
-    assert resurveys[0]["survey_url"].startswith("https://fb.example/s/")
+    # the page, never the link: its token is a credential, made again where it is sent
+    assert resurveys[0]["survey_page"] == "https://fb.example/s/"
+    assert resurveys[0].get("survey_url") is None
 
 
 async def test_a_safety_signal_joining_a_case_makes_it_critical_and_shortens_its_window(

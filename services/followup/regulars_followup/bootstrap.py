@@ -55,6 +55,11 @@ class FollowUpSettings(ServiceSettings):
             "followup_public_url",
             self.public_url(self.followup_public_url, "FOLLOWUP_PUBLIC_URL"),
         )
+        if self.survey_key() is None:
+            raise ValueError(
+                "REGULARS_SURVEY_LINK_KEY (or REGULARS_STAFF_TOKEN_KEY, which it is derived"
+                " from when unset) is not set: survey links are made with it"
+            )
         if self.smtp_url and not self.mail_from:
             if not self.embedded:
                 raise ValueError("MAIL_FROM is not set: every email needs a sender")
@@ -127,7 +132,11 @@ def hooks(settings: FollowUpSettings) -> sms_hooks.SmsHooks:
 
 def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: FollowUpSettings) -> Wiring[Deps]:
-        deps = Deps(clock=clock, provider_answers_keywords=settings.sms_provider_confirms_opt_out)
+        deps = Deps(
+            clock=clock,
+            provider_answers_keywords=settings.sms_provider_confirms_opt_out,
+            survey_key=settings.survey_key(),
+        )
         messages = bus(deps, pool)
         sender = dispatcher(settings, messages)
 
