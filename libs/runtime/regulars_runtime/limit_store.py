@@ -72,16 +72,16 @@ class SharedLimits:
 
     async def check(self, rate: Rate, key: str, cost: float = 1.0) -> Verdict:
         here = self.monotonic()
-        remembered = self._refused.get((rate.name, key))
+        remembered = self._refused.get((rate.scope, key))
         if remembered is not None:
             if remembered.until > here and cost >= remembered.cost:
                 return self._refuse(rate, Verdict(False, remembered.until - here))
-            del self._refused[(rate.name, key)]
+            del self._refused[(rate.scope, key)]
         try:
             async with self.pool.acquire() as conn:
                 row = await conn.fetchrow(
                     _TAKE,
-                    rate.name,
+                    rate.scope,
                     key,
                     rate.charge(cost),
                     rate.needed(cost),
@@ -108,13 +108,13 @@ class SharedLimits:
             verdict = Verdict(False, rate.interval, verdict.tat)
         if len(self._refused) >= REMEMBERED:
             del self._refused[next(iter(self._refused))]
-        self._refused[(rate.name, key)] = _Refusal(here + verdict.wait, cost)
+        self._refused[(rate.scope, key)] = _Refusal(here + verdict.wait, cost)
         return self._refuse(rate, verdict)
 
     def refused_here(self, rate: Rate, key: str, cost: float = 1.0) -> Verdict | None:
         """The refusal this process remembers for ``key``, if one still holds: what can
         be known without asking the database."""
-        remembered = self._refused.get((rate.name, key))
+        remembered = self._refused.get((rate.scope, key))
         here = self.monotonic()
         if remembered is None or remembered.until <= here or cost < remembered.cost:
             return None

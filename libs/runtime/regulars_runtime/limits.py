@@ -31,6 +31,12 @@ class Rate:
             raise ValueError(f"{self.name}: the rate must be positive and the burst at least 1")
 
     @property
+    def scope(self) -> str:
+        """Its bucket's name in the shared table: replicas configured alike share one; a
+        changed rate starts afresh rather than reading a bucket kept at another pace."""
+        return f"{self.name} @{self.per_second:g}/s x{self.burst:g}"
+
+    @property
     def interval(self) -> float:
         """Seconds one request's worth of the bucket takes to come back."""
         return 1.0 / self.per_second
