@@ -77,7 +77,9 @@ class Shop:
         self.id = uuid.uuid4()
         self.pool = pool
         self.clock = FakeClock(now)
-        self.deps = handlers.Deps(clock=self.clock, public_url="https://fb.example")
+        self.deps = handlers.Deps(
+            clock=self.clock, public_url="https://fb.example", survey_key=b"survey links"
+        )
         self.bus = bootstrap.bus(self.deps, pool)
         self.scheduler = TimerScheduler(
             database_url=url,

@@ -31,6 +31,9 @@ from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 from regulars_runtime.unit_of_work import ShopPolicy
 from regulars_shop.policy import Policy
 
+#: the key survey links are made with, in these tests
+SURVEY_KEY = b"survey links in the tests"
+
 
 class FakeTasks:
     def __init__(self) -> None:
@@ -370,7 +373,7 @@ class World:
 
     @property
     def deps(self) -> Deps:
-        return Deps(clock=self.clock)
+        return Deps(clock=self.clock, survey_key=SURVEY_KEY)
 
     def set_policy(self, patch: dict[str, Any]) -> None:
         version, policy = self.uow.shops.policies[self.shop_id]
