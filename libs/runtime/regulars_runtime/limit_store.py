@@ -93,7 +93,7 @@ class SharedLimits:
                         "DELETE FROM rate_limits"
                         " WHERE tat < extract(epoch FROM clock_timestamp()) - 60"
                     )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning(
                 "could not check a shared rate limit; letting the request through",
                 extra={"limit": rate.name, "error": repr(exc)},
