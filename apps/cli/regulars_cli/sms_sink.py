@@ -4,7 +4,15 @@ Real texts need a paid gateway; on one machine, messages are kept as JSON files 
 message, in arrival order) so a person can read what customers would have received. It
 behaves as the real API does where followup depends on it:
 
-- it honours the idempotency token, so a retried send is kept once;
+- every POST to Messages.json that it takes is a text, as with the provider: its API
+  has no idempotency token for creating messages (``I-Twilio-Idempotency-Token`` is a
+  header the provider puts on the webhooks it sends), so a POST sent again is a second
+  text to the customer, and this stand-in keeps both;
+- the text exists from the moment the POST is read: ``--answer-after SECONDS`` makes the
+  provider slow to answer (the text is made, the answer comes late or, for a sender that
+  gave up, never); ``GET Messages.json`` lists the texts as the provider does, newest
+  first, filtered by ``To``, ``From`` and ``DateSent`` (``DateSent>=``, ``DateSent<=``,
+  ``DateSent=``, by day in UTC), paged with ``PageSize`` and ``next_page_uri``;
 - given a StatusCallback, it posts signed status callbacks there (``sent``, then
   ``delivered``; ``undelivered`` with error 30003 for a number listed with
   ``--unreachable``, ``failed`` with error 30008 for one listed with ``--failing``), as
@@ -30,9 +38,11 @@ import logging
 import os
 import time
 import uuid
+from datetime import UTC, datetime
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import uvicorn
@@ -93,6 +103,62 @@ async def post_signed(
     return await http.post(url, data=form, headers={"X-Twilio-Signature": signature})
 
 
+def texts(folder: Path) -> list[dict[str, Any]]:
+    """Every text taken, as kept in the folder (what a person reads, and what is listed)."""
+    found = []
+    for path in folder.glob("*.json"):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # being written
+    return found
+
+
+def _rfc2822(at: float) -> str:
+    return formatdate(at, usegmt=True).replace("GMT", "+0000")
+
+
+def resource(record: dict[str, Any], step: float) -> dict[str, Any]:
+    """A text as the provider's Message resource shows it."""
+    created = float(record["received_at"])
+    sent = created + step
+    return {
+        "sid": record["sid"],
+        "account_sid": record.get("account"),
+        "to": record.get("to"),
+        "from": record.get("from"),
+        "body": record.get("body"),
+        "direction": "outbound-api",
+        "status": "sent" if time.time() >= sent else "queued",
+        "num_segments": "1",
+        "date_created": _rfc2822(created),
+        "date_updated": _rfc2822(created),
+        "date_sent": _rfc2822(sent) if time.time() >= sent else None,
+        "error_code": None,
+        "error_message": None,
+        "api_version": "2010-04-01",
+        "uri": f"/2010-04-01/Accounts/{record.get('account')}/Messages/{record['sid']}.json",
+    }
+
+
+def selected(record: dict[str, Any], query: dict[str, str], step: float) -> bool:
+    """The provider's list filters: To, From, and DateSent by UTC day (``DateSent>``,
+    ``DateSent<`` as the keys of ``DateSent>=`` and ``DateSent<=``)."""
+    if "To" in query and record.get("to") != query["To"]:
+        return False
+    if "From" in query and record.get("from") != query["From"]:
+        return False
+    bounds = [query.get(k) for k in ("DateSent>", "DateSent<", "DateSent")]
+    if not any(bounds):
+        return True
+    sent_at = float(record["received_at"]) + step
+    if time.time() < sent_at:
+        return False  # queued: not sent yet, so no DateSent to match
+    day = datetime.fromtimestamp(sent_at, UTC).date().isoformat()
+    after, before, on = bounds
+    return (not after or day >= after) and (not before or day <= before) and (not on or day == on)
+
+
 def app(
     folder: Path,
     *,
@@ -101,9 +167,9 @@ def app(
     unreachable: frozenset[str] = frozenset(),
     failing: frozenset[str] = frozenset(),
     step: float = STEP_SECONDS,
+    answer_after: float = 0.0,
 ) -> FastAPI:
     folder.mkdir(parents=True, exist_ok=True)
-    seen: dict[str, str] = {}
     blocked: set[str] = set()
     validator = RequestValidator(auth_token)
     sink = FastAPI(title="Regulars local SMS gateway")
@@ -135,7 +201,6 @@ def app(
         # The gateway's API is form-encoded; parsed here without a multipart dependency.
         fields = parse_qs((await request.body()).decode(), keep_blank_values=True)
         form = {k: v[0] for k, v in fields.items()}
-        token = request.headers.get("i-twilio-idempotency-token", "")
         if form.get("To") in blocked:
             return JSONResponse(
                 {
@@ -146,9 +211,8 @@ def app(
                 },
                 status_code=400,
             )
-        if token and token in seen:
-            return JSONResponse({"sid": seen[token], "status": "queued"}, status_code=201)
         sid = "SM" + uuid.uuid4().hex
+        now = time.time()
         record = {
             "sid": sid,
             "account": account_sid,
@@ -156,12 +220,9 @@ def app(
             "from": form.get("From"),
             "body": form.get("Body"),
             "status_callback": form.get("StatusCallback"),
-            "idempotency_token": token,
-            "received_at": time.time(),
+            "received_at": now,
         }
         (folder / f"{time.time_ns()}-{sid}.json").write_text(json.dumps(record, indent=2))
-        if token:
-            seen[token] = sid
         callback = form.get("StatusCallback")
         if callback:
             common = {
@@ -175,7 +236,44 @@ def app(
             task = asyncio.create_task(report(callback, common))
             background.add(task)
             task.add_done_callback(background.discard)
-        return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
+        if answer_after:
+            # made already; the answer is what is slow (a sender that gives up never sees it)
+            await asyncio.sleep(answer_after)
+        return JSONResponse(resource(record, step), status_code=201)
+
+    @sink.get("/2010-04-01/Accounts/{account_sid}/Messages.json")
+    async def listed(account_sid: str, request: Request) -> JSONResponse:
+        query = dict(request.query_params)
+        try:
+            size = max(1, min(1000, int(query.get("PageSize", "50"))))
+            page = max(0, int(query.get("Page", "0")))
+        except ValueError:
+            return JSONResponse({"code": 20001, "message": "bad paging"}, status_code=400)
+        matching = [
+            r
+            for r in reversed(sorted(texts(folder), key=lambda r: float(r["received_at"])))
+            if r.get("account") == account_sid and selected(r, query, step)
+        ]
+        chunk = matching[page * size : (page + 1) * size]
+        path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
+
+        def page_uri(number: int) -> str:
+            return f"{path}?{urlencode({**query, 'PageSize': size, 'Page': number})}"
+
+        more = (page + 1) * size < len(matching)
+        return JSONResponse(
+            {
+                "messages": [resource(r, step) for r in chunk],
+                "page": page,
+                "page_size": size,
+                "start": page * size,
+                "end": page * size + max(len(chunk) - 1, 0),
+                "uri": page_uri(page),
+                "first_page_uri": page_uri(0),
+                "previous_page_uri": page_uri(page - 1) if page else None,
+                "next_page_uri": page_uri(page + 1) if more else None,
+            }
+        )
 
     @sink.post("/local/inbound")
     async def inbound(text: InboundText) -> JSONResponse:
@@ -214,6 +312,12 @@ def main() -> None:
         help="a number whose texts the carrier reports undelivered (repeatable)",
     )
     parser.add_argument(
+        "--answer-after",
+        type=float,
+        default=0.0,
+        help="answer each send this many seconds after taking it (a slow provider)",
+    )
+    parser.add_argument(
         "--failing",
         action="append",
         default=[],
@@ -227,6 +331,7 @@ def main() -> None:
         account=os.environ.get("SMS_ACCOUNT_SID") or "AClocal",
         unreachable=frozenset(args.unreachable),
         failing=frozenset(args.failing),
+        answer_after=args.answer_after,
     )
     uvicorn.run(sink, host="127.0.0.1", port=args.port, log_level="warning")
 

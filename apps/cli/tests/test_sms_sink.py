@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -36,17 +39,6 @@ def test_a_number_that_texted_stop_is_refused_with_21610_until_start(tmp_path: P
     client = TestClient(app(tmp_path))
     first = client.post(SEND, data={"To": CUSTOMER, "From": "+1555", "Body": "hi"})
     assert first.status_code == 201
-    retried = client.post(
-        SEND,
-        data={"To": CUSTOMER, "From": "+1555", "Body": "hi"},
-        headers={"I-Twilio-Idempotency-Token": "k1"},
-    )
-    same = client.post(
-        SEND,
-        data={"To": CUSTOMER, "From": "+1555", "Body": "hi"},
-        headers={"I-Twilio-Idempotency-Token": "k1"},
-    )
-    assert retried.json()["sid"] == same.json()["sid"]
     # nobody listens at the webhook: the provider's side still takes the STOP
     stop = {"from": CUSTOMER, "to": "+1555", "text": " stop ", "url": "http://127.0.0.1:9/x"}
     assert client.post("/local/inbound", json=stop).status_code == 502
@@ -56,4 +48,59 @@ def test_a_number_that_texted_stop_is_refused_with_21610_until_start(tmp_path: P
     assert (
         client.post(SEND, data={"To": CUSTOMER, "From": "+1555", "Body": "hi"}).status_code == 201
     )
-    assert len(list(tmp_path.glob("*.json"))) == 3
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_every_post_is_a_text_whatever_token_it_carries(tmp_path: Path) -> None:
+    """The provider has no idempotency token for sending: a POST sent again is a second
+    text (I-Twilio-Idempotency-Token is a header of its webhooks, which it does not read)."""
+    client = TestClient(app(tmp_path))
+    token = {"I-Twilio-Idempotency-Token": "k1"}
+    sids = {
+        client.post(
+            SEND, data={"To": CUSTOMER, "From": "+1555", "Body": "hi"}, headers=token
+        ).json()["sid"]
+        for _ in range(2)
+    }
+    assert len(sids) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_texts_are_listed_as_the_provider_lists_them_newest_first_in_pages(
+    tmp_path: Path,
+) -> None:
+    client = TestClient(app(tmp_path, step=0))
+    sent = [
+        client.post(SEND, data={"To": CUSTOMER, "From": "+1555", "Body": f"text {n}"}).json()
+        for n in range(5)
+    ]
+    client.post(SEND, data={"To": "+15555550199", "From": "+1555", "Body": "not theirs"})
+    today = datetime.now(UTC).date().isoformat()
+    query = {"To": CUSTOMER, "From": "+1555", "DateSent>": today, "PageSize": "2"}
+    page = client.get(SEND, params=query).json()
+    seen = []
+    while True:
+        seen += page["messages"]
+        if not page["next_page_uri"]:
+            break
+        page = client.get(page["next_page_uri"]).json()
+    assert [m["sid"] for m in seen] == [m["sid"] for m in reversed(sent)]
+    first = seen[-1]
+    assert (first["to"], first["from"], first["body"], first["direction"]) == (
+        CUSTOMER,
+        "+1555",
+        "text 0",
+        "outbound-api",
+    )
+    assert parsedate_to_datetime(first["date_created"]).tzinfo is not None
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    later = client.get(SEND, params={**query, "DateSent>": tomorrow}).json()
+    assert later["messages"] == [] and later["next_page_uri"] is None
+
+
+def test_a_slow_provider_has_the_text_before_it_answers(tmp_path: Path) -> None:
+    client = TestClient(app(tmp_path, answer_after=0.5, step=0))
+    started = time.monotonic()
+    answer = client.post(SEND, data={"To": CUSTOMER, "From": "+1555", "Body": "hi"})
+    assert answer.status_code == 201 and time.monotonic() - started >= 0.5
+    (listed,) = client.get(SEND, params={"To": CUSTOMER}).json()["messages"]
+    assert listed["sid"] == answer.json()["sid"]

@@ -105,6 +105,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.runner.commit_processed()
         for tp in revoked:
             self.runner.parked.pop(tp, None)  # its new owner starts from the committed offset
+            self.runner.applied.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -145,6 +146,9 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._processed: dict[TopicPartition, int] = {}
         self.parked: dict[TopicPartition, _Parked] = {}
+        #: per partition, the next offset to apply: what the lag is counted from (the
+        #: position runs ahead of it while fetched records are still being applied)
+        self.applied: dict[TopicPartition, int] = {}
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -165,6 +169,7 @@ class EventConsumer:
         await consumer.start()
         await dead_letters.start()
         self._consumer = consumer
+        self.applied = {}  # a new session starts from the committed offsets
         self.running = True
         try:
             consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
@@ -189,6 +194,25 @@ class EventConsumer:
             await dead_letters.stop()
             await consumer.stop()
 
+    async def watermarks(self) -> dict[tuple[str, int], tuple[int | None, int]]:
+        """Per assigned partition: the high watermark the last fetch saw (None before
+        one) and the next offset to apply (records fetched and still being applied count
+        as not applied; a parked partition waits at its record). Their difference is the
+        lag; not ``end_offsets``, which the embedded broker answers wrongly once a batch
+        holds several records."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        marks: dict[tuple[str, int], tuple[int | None, int]] = {}
+        for tp in consumer.assignment():
+            # no position yet (a reset pending, or just revoked): none shown this time
+            with contextlib.suppress(Exception):
+                position: int | None = self.applied.get(tp)
+                if position is None:
+                    position = int(await asyncio.wait_for(consumer.position(tp), 1))
+                marks[(tp.topic, tp.partition)] = (consumer.highwater(tp), position)
+        return marks
+
     async def commit_processed(self) -> None:
         if self._consumer is None or not self._processed:
             return
@@ -207,11 +231,12 @@ class EventConsumer:
         dead_letters: Any,
         at_once: asyncio.Semaphore,
     ) -> None:
+        self.applied.setdefault(tp, records[0].offset)
         async with at_once:
             for start in range(0, len(records), self.together):
                 chunk = records[start : start + self.together]
                 if await self._apply_together(chunk):
-                    self._processed[tp] = chunk[-1].offset + 1
+                    self._processed[tp] = self.applied[tp] = chunk[-1].offset + 1
                 elif not await self._apply_each(consumer, tp, chunk, dead_letters):
                     return
 
@@ -225,7 +250,7 @@ class EventConsumer:
                 consumer.pause(tp)
                 consumer.seek(tp, record.offset)
                 return False
-            self._processed[tp] = record.offset + 1
+            self._processed[tp] = self.applied[tp] = record.offset + 1
         return True
 
     async def _apply_together(self, records: Sequence[Any]) -> bool:

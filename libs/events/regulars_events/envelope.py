@@ -1,4 +1,12 @@
-"""CloudEvents 1.0 in Kafka binary mode: attributes in headers, the data as JSON value."""
+"""CloudEvents 1.0 in Kafka binary mode: attributes in headers, the data as JSON value.
+
+Regulars' own attributes are CloudEvents extensions, named as the spec wants them (lower
+case letters and digits) behind the binding's ``ce_`` prefix, so that a CloudEvents SDK
+sees them: ``ce_shopid``, ``ce_correlationid``, ``ce_causationid`` and ``ce_traceparent``
+(the Distributed Tracing extension). The same values also travel under the names
+consumers written before them read (``shop_id``, ``correlation_id``, ``causation_id``,
+``traceparent``); a record with either set is read.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,16 @@ from .topics import partition_key, topic_for
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
+
+
+#: each extension attribute's header, and the header it also travels under for the
+#: consumers that predate it
+LEGACY_HEADERS = {
+    "ce_shopid": "shop_id",
+    "ce_correlationid": "correlation_id",
+    "ce_causationid": "causation_id",
+    "ce_traceparent": "traceparent",
+}
 
 
 class EnvelopeError(ValueError):
@@ -97,6 +115,9 @@ class Envelope:
             ("ce_source", self.source),
             ("ce_time", self.time.isoformat()),
             ("content-type", CONTENT_TYPE),
+            ("ce_shopid", self.shop_id),
+            ("ce_correlationid", self.correlation_id),
+            ("ce_traceparent", self.traceparent),
             ("shop_id", self.shop_id),
             ("correlation_id", self.correlation_id),
             ("traceparent", self.traceparent),
@@ -104,6 +125,7 @@ class Envelope:
         if self.subject is not None:
             headers.append(("ce_subject", self.subject))
         if self.causation_id is not None:
+            headers.append(("ce_causationid", self.causation_id))
             headers.append(("causation_id", self.causation_id))
         return [(k, v.encode()) for k, v in headers]
 
@@ -112,8 +134,13 @@ class Envelope:
         h: dict[str, str] = {}
         for k, v in headers or ():
             h[k] = v.decode() if isinstance(v, bytes) else str(v)
+        for extension, legacy in LEGACY_HEADERS.items():
+            if extension not in h and legacy in h:
+                h[extension] = h[legacy]
         missing = [
-            k for k in ("ce_specversion", "ce_id", "ce_type", "ce_source", "shop_id") if k not in h
+            k
+            for k in ("ce_specversion", "ce_id", "ce_type", "ce_source", "ce_shopid")
+            if k not in h
         ]
         if missing:
             raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
@@ -132,10 +159,10 @@ class Envelope:
             type=h["ce_type"],
             source=h["ce_source"],
             time=time,
-            shop_id=h["shop_id"],
+            shop_id=h["ce_shopid"],
             subject=h.get("ce_subject"),
             data=data,
-            correlation_id=h.get("correlation_id") or str(event_id),
-            causation_id=h.get("causation_id"),
-            traceparent=h.get("traceparent") or new_traceparent(),
+            correlation_id=h.get("ce_correlationid") or str(event_id),
+            causation_id=h.get("ce_causationid"),
+            traceparent=h.get("ce_traceparent") or new_traceparent(),
         )

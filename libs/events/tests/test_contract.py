@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from regulars_events import contract
+from regulars_events import consumers, contract
 from regulars_events.base import EVENT_TYPES, Event
 from regulars_events.catalogue import SHOP_EVENTS
 from regulars_events.topics import all_topics, topic_for
@@ -21,6 +21,10 @@ CUSTOMER_HEADERS = {
     "ce_source",
     "ce_time",
     "ce_subject",
+    "ce_shopid",
+    "ce_correlationid",
+    "ce_causationid",
+    "ce_traceparent",
     "shop_id",
     "correlation_id",
     "causation_id",
@@ -128,14 +132,17 @@ def test_asyncapi_document() -> None:
     assert doc["defaultContentType"] == "application/json"
 
     topics_with_events = {topic_for(t) for t in EVENT_TYPES}
+    dead_letters = set(consumers.dead_letter_topics().values())
     addresses = {ch["address"] for ch in doc["channels"].values()}
-    assert addresses == topics_with_events
-    assert addresses <= set(all_topics())
+    assert addresses == topics_with_events | dead_letters
+    assert addresses - dead_letters <= set(all_topics())
 
     messages = doc["components"]["messages"]
     schemas = doc["components"]["schemas"]
-    assert {m["name"] for m in messages.values()} == set(EVENT_TYPES)
+    assert {m["name"] for m in messages.values()} == {*EVENT_TYPES, "dead_letter"}
     for channel_id, channel in doc["channels"].items():
+        if channel["address"] in dead_letters:
+            continue
         for ref in channel["messages"].values():
             name = ref["$ref"].removeprefix("#/components/messages/")
             message = messages[name]
@@ -147,7 +154,7 @@ def test_asyncapi_document() -> None:
         sends = [
             op
             for op in doc["operations"].values()
-            if op["channel"] == {"$ref": f"#/channels/{channel_id}"}
+            if op["channel"] == {"$ref": f"#/channels/{channel_id}"} and op["action"] == "send"
         ]
         assert len(sends) == 1 and sends[0]["action"] == "send"
         assert len(sends[0]["messages"]) == len(channel["messages"])
@@ -184,3 +191,47 @@ def test_asyncapi_refs_all_resolve() -> None:
 def test_asyncapi_yaml_loads_back_to_the_document() -> None:
     text = (contract.ROOT / contract.ASYNCAPI_FILE).read_text(encoding="utf-8")
     assert yaml.safe_load(text) == contract.asyncapi()
+
+
+def test_asyncapi_names_the_production_and_the_embedded_servers() -> None:
+    doc = contract.asyncapi()
+    servers = doc["servers"]
+    assert set(servers) == {"production", "embedded"}
+    assert servers["production"]["protocol"] == "kafka-secure"
+    schemes = doc["components"]["securitySchemes"]
+    named = [r["$ref"].rsplit("/", 1)[1] for r in servers["production"]["security"]]
+    assert {schemes[n]["type"] for n in named} == {"scramSha512", "plain", "X509"}
+    assert servers["embedded"]["protocol"] == "kafka" and "security" not in servers["embedded"]
+
+
+def test_each_service_receives_what_it_consumes_in_its_own_group() -> None:
+    doc = contract.asyncapi()
+    receives: dict[str, set[str]] = {}
+    for op in doc["operations"].values():
+        if op["action"] != "receive":
+            continue
+        [group] = op["bindings"]["kafka"]["groupId"]["enum"]
+        channel = doc["channels"][op["channel"]["$ref"].removeprefix("#/channels/")]
+        receives.setdefault(group, set()).add(channel["address"])
+    with_events = {topic_for(t) for t in EVENT_TYPES}
+    assert receives == {
+        consumers.consumer_group(s): set(consumers.consumed_topics(s)) & with_events
+        for s in consumers.SERVICES
+    }
+
+
+def test_every_service_has_a_dead_letter_channel_it_sends_to() -> None:
+    doc = contract.asyncapi()
+    for service, topic in consumers.dead_letter_topics().items():
+        channel = doc["channels"][topic]
+        assert channel["address"] == topic
+        [ref] = channel["messages"].values()
+        message = doc["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]
+        headers = doc["components"]["schemas"][message["headers"]["$ref"].rsplit("/", 1)[1]]
+        assert {"dlq_error", "dlq_original_topic", "dlq_consumer"} <= set(headers["required"])
+        sends = [
+            op
+            for op in doc["operations"].values()
+            if op["channel"] == {"$ref": f"#/channels/{topic}"} and op["action"] == "send"
+        ]
+        assert len(sends) == 1, service

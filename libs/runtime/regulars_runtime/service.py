@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import time
 import uuid
@@ -124,6 +125,10 @@ class ServiceContext(Generic[D]):
         if self.limits is not None and self.failed_auth is not None and client is not None:
             await self.limits.enforce(self.failed_auth, client)
 
+    readings: metrics.TableReadings | None = None
+    #: the partitions whose lag this replica shows (metrics.set_lags)
+    lag_shown: set[tuple[str, int]] = field(default_factory=set)
+
 
 @dataclass(frozen=True)
 class ServiceDefinition(Generic[S, D]):
@@ -145,6 +150,9 @@ class ServiceDefinition(Generic[S, D]):
     body_limit: int = DEFAULT_BODY_LIMIT
     #: last touches on the app (an ASGI endpoint in front, the OpenAPI document)
     customize: Callable[[FastAPI], None] | None = None
+    #: gauges read from the service's own tables at scrape time, beside the outbox,
+    #: dead-letter and timer readings every service has (metrics.TableReadings)
+    readings: Sequence[metrics.Reading] = ()
     #: events of one partition applied in one transaction at most, and the bytes fetched
     #: per partition at once (larger for a handler that is set-based over a whole run)
     together: int = TOGETHER
@@ -325,6 +333,12 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
             front=wiring.front,
             clock=definition.clock,
         )
+        ctx.readings = metrics.TableReadings(
+            definition.name,
+            pool,
+            definition.clock,
+            readings=(*metrics.COMMON_READINGS, *definition.readings),
+        )
         app.state.ctx = ctx
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
@@ -342,6 +356,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
                 await asyncio.gather(*pending, return_exceptions=True)
             await pool.close()
 
+    metrics.build_info(definition.name, _version(definition.name), settings.build_commit)
     app = FastAPI(
         title=definition.title,
         description=definition.description,
@@ -402,6 +417,7 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         },
     )
     async def prometheus_metrics() -> Response:
+        await _read_metrics(definition.name, app.state.ctx)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in definition.routers:
@@ -410,6 +426,28 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         definition.customize(app)
     openapi.install(app)
     return app
+
+
+async def _read_metrics(service: str, ctx: ServiceContext[Any]) -> None:
+    """What ``/metrics`` reads before it answers: tables (throttled) and the consumer."""
+    if ctx.readings is not None:
+        await ctx.readings.refresh()
+    # a consumer between sessions (restarting after a fault) keeps its last lag shown:
+    # its partitions are still behind, and an alert on them must not see a gap
+    if ctx.consumer is not None and ctx.consumer.running:
+        lags = {
+            tp: lag
+            for tp, (highwater, position) in (await ctx.consumer.watermarks()).items()
+            if (lag := metrics.partition_lag(highwater, position)) is not None
+        }
+        ctx.lag_shown = metrics.set_lags(service, lags, ctx.lag_shown)
+
+
+def _version(service: str) -> str:
+    try:
+        return importlib.metadata.version(f"regulars-{service}")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def _start_workers(

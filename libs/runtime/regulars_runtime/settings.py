@@ -103,6 +103,11 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = Field(16, ge=1, le=200)
     outbox_retention_days: int = Field(7, ge=1)
     embedded: bool = Field(False, validation_alias=AliasChoices("REGULARS_EMBEDDED"))
+    #: the commit the image was built from (the Dockerfile's REGULARS_BUILD_COMMIT), shown
+    #: in regulars_build_info so a graph can say which release an incident began with
+    build_commit: str = Field(
+        "unknown", max_length=64, validation_alias=AliasChoices("REGULARS_BUILD_COMMIT")
+    )
     #: verifies (and, in loyalty's console, signs) staff tokens; the same in every service
     staff_token_key: SecretStr | None = Field(
         None,
@@ -189,7 +194,7 @@ def explain(exc: ValidationError) -> str:
             lines.append(f"  {message}")
             continue
         name = prefix + "_".join(loc).upper()
-        if name in ("EMBEDDED", "STAFF_TOKEN_KEY", "SURVEY_LINK_KEY"):
+        if name in ("EMBEDDED", "STAFF_TOKEN_KEY", "SURVEY_LINK_KEY", "BUILD_COMMIT"):
             name = "REGULARS_" + name
         lines.append(f"  {name}: {message}")
     return "\n".join(lines)

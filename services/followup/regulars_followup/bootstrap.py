@@ -16,6 +16,7 @@ from regulars_runtime.settings import ServiceSettings
 
 from . import handlers
 from .adapters.email import SmtpSender
+from .adapters.readings import read_messages
 from .adapters.sms import TwilioCompatibleSms
 from .adapters.twilio_signature import TwilioSignatures
 from .adapters.unit_of_work import PostgresFollowUpUnitOfWork
@@ -154,6 +155,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSetting
         routers=[api.router, sms_hooks.router],
         consumes=handlers.TOPICS,
         # what its outbox publishes (tests/deploy checks it against the code and its ACLs)
+        readings=[read_messages],
         publishes=topics_of("customer", "followup", "message", "reminder"),
         clock=clock,
     )

@@ -10,7 +10,7 @@ import copy
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from regulars_events.base import Event
@@ -205,6 +205,9 @@ class FakeMessages:
         self.visits = visits
         self.open_cases: set[tuple[uuid.UUID, str]] = set()
         self.wake_ups = 0
+        self.lease_expires: dict[uuid.UUID, datetime] = {}
+        #: how far the database's clock is from the machine's (leases are in its time)
+        self.db_clock_offset = timedelta(0)
 
     async def add(self, message: OutboundMessage) -> bool:
         if any(
@@ -233,19 +236,63 @@ class FakeMessages:
 
     async def save(self, message: OutboundMessage) -> None:
         assert message.id in self.rows, "save() of a message never added"
-        self.rows[message.id] = copy.deepcopy(message)
+        kept = copy.deepcopy(message)
+        old = self.rows[message.id]
+        # the lease is the repository's: a save keeps it, and ends it out of 'sending'
+        kept.lease_owner = old.lease_owner if kept.status is MessageStatus.SENDING else None
+        kept.claimed_at, kept.data_started_at = old.claimed_at, old.data_started_at
+        if kept.status is not MessageStatus.SENDING:
+            self.lease_expires.pop(message.id, None)
+        self.rows[message.id] = kept
 
-    async def claim_due(self, limit: int) -> list[OutboundMessage]:
+    async def due(self, limit: int) -> list[OutboundMessage]:
         due = sorted(
             (m for m in self.rows.values() if m.status is MessageStatus.DUE),
             key=lambda m: (m.priority, m.send_at or datetime.min.replace(tzinfo=UTC)),
         )[:limit]
-        for m in due:
-            m.status, m.attempts = MessageStatus.SENDING, m.attempts + 1
         return [copy.deepcopy(m) for m in due]
 
-    async def interrupted(self, older_than: datetime) -> list[OutboundMessage]:
-        return [copy.deepcopy(m) for m in self.rows.values() if m.status is MessageStatus.SENDING]
+    def _now(self) -> datetime:
+        # the database's clock: what leases are compared in, never the handlers' clock
+        return datetime.now(UTC) + self.db_clock_offset
+
+    async def lease(
+        self, message_id: uuid.UUID, owner: str, seconds: float, *, new_attempt: bool
+    ) -> None:
+        m = self.rows[message_id]
+        m.lease_owner = owner
+        self.lease_expires[message_id] = self._now() + timedelta(seconds=seconds)
+        if new_attempt:
+            m.claimed_at, m.data_started_at = self._now(), None
+
+    async def renew(self, message_id: uuid.UUID, owner: str, attempt: int, seconds: float) -> bool:
+        m = self.rows[message_id]
+        if (m.status, m.lease_owner, m.attempts) != (MessageStatus.SENDING, owner, attempt):
+            return False
+        self.lease_expires[message_id] = self._now() + timedelta(seconds=seconds)
+        return True
+
+    async def release(self, message_id: uuid.UUID, seconds: float) -> None:
+        self.rows[message_id].lease_owner = None
+        self.lease_expires[message_id] = self._now() + timedelta(seconds=seconds)
+
+    async def data_started(self, message_id: uuid.UUID, owner: str, attempt: int) -> bool:
+        m = self.rows[message_id]
+        if (m.status, m.lease_owner, m.attempts) != (MessageStatus.SENDING, owner, attempt):
+            return False
+        m.data_started_at = self._now()
+        return True
+
+    async def interrupted(self, limit: int) -> list[OutboundMessage]:
+        now = self._now()
+        return [
+            copy.deepcopy(m)
+            for m in self.rows.values()
+            if m.status is MessageStatus.SENDING and self.lease_expires.get(m.id, now) <= now
+        ][:limit]
+
+    async def provider_id_taken(self, provider_id: str, message_id: uuid.UUID) -> bool:
+        return any(m.provider_id == provider_id and m.id != message_id for m in self.rows.values())
 
     async def budget_facts(
         self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime

@@ -30,14 +30,20 @@ from regulars_events.catalogue import (
 from regulars_followup.domain.attempts import Attempt, AttemptOutcome, TaskFinished
 from regulars_followup.domain.messages import MAX_SEND_ATTEMPTS, MessageStatus
 from regulars_followup.domain.tasks import TaskStatus
-from regulars_followup.handlers import outreach, tasks
+from regulars_followup.handlers import outreach, tasks, texts
 from regulars_followup.handlers.outreach import (
     MESSAGE_DUE,
     ClaimDueMessages,
+    Claimed,
+    Lease,
+    MarkDataStarted,
+    ProviderLookup,
     RecordDelivery,
     RecoverInterruptedMessages,
+    RenewLease,
 )
 from regulars_followup.handlers.tasks import FOLLOW_UP_MISSED, RecordCallAttempt
+from regulars_followup.handlers.texts import RecordCarrierReport
 from regulars_shop.survey_links import survey_token
 
 from services.followup.tests.fakes import SURVEY_KEY, FakeClock, World
@@ -321,20 +327,44 @@ async def test_an_opted_out_customer_gets_no_survey(world: World) -> None:
     assert world.uow.timers.of_kind(MESSAGE_DUE) == []
 
 
-async def due_message(world: World) -> uuid.UUID:
-    """A survey claimed by a dispatcher, 'sending'."""
+OWNER = "replica-a"
+PUBLIC = "https://regulars.example"
+
+
+def lease_of(world: World, message_id: uuid.UUID) -> Lease:
+    """The lease a dispatcher got with its claim of the message."""
+    m = world.uow.messages.rows[message_id]
+    return Lease(m.lease_owner or OWNER, m.attempts)
+
+
+async def claim(world: World, owner: str = OWNER) -> list[Claimed]:
+    return await outreach.claim_due_messages(
+        ClaimDueMessages(10, owner, PUBLIC), world.uow, world.deps
+    )
+
+
+async def made_due(world: World) -> uuid.UUID:
+    """A survey by text, due now (its hold lifted)."""
     await customer(world)
     await ask_survey(world)
     (wake,) = world.uow.timers.of_kind(MESSAGE_DUE)
     await outreach.on_message_due(world.uow.timers.fired(wake), world.uow, world.deps)
-    (claimed,) = await outreach.claim_due_messages(ClaimDueMessages(10), world.uow, world.deps)
+    assert only_message(world).status is MessageStatus.DUE
+    return only_message(world).id
+
+
+async def due_message(world: World) -> uuid.UUID:
+    """A survey claimed by a dispatcher, 'sending'."""
+    await made_due(world)
+    (claimed,) = await claim(world)
     assert claimed.recipient is not None and claimed.recipient.phone == "+15555550100"
+    assert claimed.outgoing.to == "+15555550100" and claimed.lease == Lease(OWNER, 1)
     return claimed.message.id
 
 
 async def test_a_sent_message_is_recorded_and_announced(world: World) -> None:
     message_id = await due_message(world)
-    command = RecordDelivery(message_id, provider_id="SM1")
+    command = RecordDelivery(message_id, lease_of(world, message_id), provider_id="SM1")
     await outreach.record_delivery(command, world.uow, world.deps)
     sent = only_message(world)
     assert (sent.status, sent.provider_id, sent.sent_at) == (
@@ -348,7 +378,9 @@ async def test_a_sent_message_is_recorded_and_announced(world: World) -> None:
 
 async def test_a_transient_failure_is_retried_with_backoff_then_fails(world: World) -> None:
     message_id = await due_message(world)
-    failure = RecordDelivery(message_id, error="gateway timeout", permanent=False)
+    failure = RecordDelivery(
+        message_id, lease_of(world, message_id), error="gateway timeout", permanent=False
+    )
     await outreach.record_delivery(failure, world.uow, world.deps)
     retried = only_message(world)
     assert retried.status is MessageStatus.SCHEDULED
@@ -357,7 +389,10 @@ async def test_a_transient_failure_is_retried_with_backoff_then_fails(world: Wor
     assert any(t.fire_at == retried.send_at for t in world.uow.timers.of_kind(MESSAGE_DUE))
     assert world.uow.emitted(MessageFailed) == []
     retried.attempts = MAX_SEND_ATTEMPTS  # its tries have run out
+    retried.status = MessageStatus.SENDING
     await world.uow.messages.save(retried)
+    await world.uow.messages.lease(message_id, OWNER, 60, new_attempt=True)
+    failure = replace(failure, lease=Lease(OWNER, MAX_SEND_ATTEMPTS))
     await outreach.record_delivery(failure, world.uow, world.deps)
     failed = only_message(world)
     assert (failed.status, failed.reason) == (MessageStatus.FAILED, "gateway timeout")
@@ -367,21 +402,186 @@ async def test_a_transient_failure_is_retried_with_backoff_then_fails(world: Wor
 
 async def test_a_permanent_failure_fails_at_once(world: World) -> None:
     message_id = await due_message(world)
-    failure = RecordDelivery(message_id, error="number unsubscribed", permanent=True)
+    failure = RecordDelivery(
+        message_id, lease_of(world, message_id), error="number unsubscribed", permanent=True
+    )
     await outreach.record_delivery(failure, world.uow, world.deps)
     assert only_message(world).status is MessageStatus.FAILED
     assert len(world.uow.emitted(MessageFailed)) == 1
 
 
-async def test_an_interrupted_sms_goes_again_and_an_email_fails(world: World) -> None:
-    sms_id = await due_message(world)
-    email = replace(only_message(world), id=uuid.uuid4(), purpose="survey:other", channel="email")
-    world.uow.messages.rows[email.id] = email
-    recovered = await outreach.recover_interrupted_messages(
-        RecoverInterruptedMessages(), world.uow, world.deps
+def expire_leases(world: World) -> None:
+    """The database's clock passes every lease (the handlers' clock does not move)."""
+    world.uow.messages.db_clock_offset += timedelta(minutes=5)
+
+
+async def recover(world: World, owner: str = "replica-b") -> list[ProviderLookup]:
+    command = RecoverInterruptedMessages(owner, PUBLIC)
+    return await outreach.recover_interrupted_messages(command, world.uow, world.deps)
+
+
+async def test_a_live_lease_is_not_recovered_whatever_the_app_clock_says(world: World) -> None:
+    message_id = await due_message(world)
+    world.clock.advance(timedelta(hours=5))
+    assert await recover(world) == []
+    assert world.uow.messages.rows[message_id].status is MessageStatus.SENDING
+
+
+async def test_an_interrupted_text_is_looked_up_and_sent_only_if_not_found(world: World) -> None:
+    message_id = await due_message(world)
+    claimed_at = world.uow.messages.rows[message_id].claimed_at
+    expire_leases(world)
+    (lookup,) = await recover(world)
+    assert (lookup.message_id, lookup.lease, lookup.to) == (
+        message_id,
+        Lease("replica-b", 1),
+        "+15555550100",
     )
-    assert recovered == 2
-    assert world.uow.messages.rows[sms_id].status is MessageStatus.DUE
-    assert world.uow.messages.rows[email.id].status is MessageStatus.FAILED
+    assert lookup.since == claimed_at and len(lookup.body_sha256) == 64
+    # still 'sending', now held by the replica asking the provider
+    assert world.uow.messages.rows[message_id].lease_owner == "replica-b"
+    settle = outreach.SettleLookup(message_id, lookup.lease, ())
+    assert await outreach.settle_lookup(settle, world.uow, world.deps)
+    again = only_message(world)
+    assert (again.status, again.reason) == (
+        MessageStatus.DUE,
+        "not at the SMS provider: sent again",
+    )
+    assert world.uow.emitted(MessageSent) == []
+
+
+async def test_an_interrupted_text_found_at_the_provider_is_recorded_sent(world: World) -> None:
+    message_id = await due_message(world)
+    other = replace(only_message(world), id=uuid.uuid4(), purpose="other", provider_id="SMold")
+    world.uow.messages.rows[other.id] = other
+    expire_leases(world)
+    (lookup,) = [x for x in await recover(world) if x.message_id == message_id]
+    # a sid another message of ours was recorded with is not this one's
+    settle = outreach.SettleLookup(message_id, lookup.lease, ("SMold", "SMnew"))
+    assert await outreach.settle_lookup(settle, world.uow, world.deps)
+    sent = world.uow.messages.rows[message_id]
+    assert (sent.status, sent.provider_id) == (MessageStatus.SENT, "SMnew")
+    (event,) = world.uow.emitted(MessageSent)
+    assert event.message_id == str(message_id)
+
+
+async def test_the_outcome_of_a_lost_lease_is_not_recorded(world: World) -> None:
+    message_id = await due_message(world)
+    first = lease_of(world, message_id)
+    expire_leases(world)
+    (_lookup,) = await recover(world)
+    late = RecordDelivery(message_id, first, provider_id="SMlate")
+    assert not await outreach.record_delivery(late, world.uow, world.deps)
+    assert not await outreach.renew_lease(RenewLease(message_id, first), world.uow, world.deps)
+    kept = world.uow.messages.rows[message_id]
+    assert (kept.status, kept.provider_id, kept.lease_owner) == (
+        MessageStatus.SENDING,
+        None,
+        "replica-b",
+    )
+    assert world.uow.emitted(MessageSent) == []
+
+
+async def test_a_status_callback_settles_a_text_whose_sender_died(world: World) -> None:
+    message_id = await due_message(world)
+    report = RecordCarrierReport("SMcb", "sent", None, message_id)
+    assert await texts.record_carrier_report(report, world.uow, world.deps)
+    expire_leases(world)
+    assert await recover(world) == []  # nothing to ask the provider
+    sent = only_message(world)
+    assert (sent.status, sent.provider_id) == (MessageStatus.SENT, "SMcb")
+
+
+async def test_a_callback_during_the_lookup_outweighs_a_list_that_missed_it(world: World) -> None:
+    message_id = await due_message(world)
+    expire_leases(world)
+    (lookup,) = await recover(world)
+    report = RecordCarrierReport("SMcb", "queued", None, message_id)
+    assert await texts.record_carrier_report(report, world.uow, world.deps)
+    settle = outreach.SettleLookup(message_id, lookup.lease, ())
+    assert await outreach.settle_lookup(settle, world.uow, world.deps)
+    sent = only_message(world)
+    assert (sent.status, sent.provider_id) == (MessageStatus.SENT, "SMcb")
+
+
+async def test_an_unconfirmed_text_waits_for_a_lookup_and_an_email_fails(world: World) -> None:
+    message_id = await due_message(world)
+    unconfirmed = RecordDelivery(
+        message_id, lease_of(world, message_id), error="ReadTimeout", unconfirmed=True
+    )
+    assert await outreach.record_delivery(unconfirmed, world.uow, world.deps)
+    text = only_message(world)
+    assert (text.status, text.lease_owner) == (MessageStatus.SENDING, None)
+    assert "not confirmed" in (text.reason or "")
+    assert await recover(world) == []  # not before its request is surely over
+    expire_leases(world)
+    assert len(await recover(world)) == 1
+    email = replace(text, id=uuid.uuid4(), purpose="survey:other", channel="email")
+    world.uow.messages.rows[email.id] = email
+    await world.uow.messages.lease(email.id, OWNER, 60, new_attempt=True)
+    unconfirmed = RecordDelivery(email.id, Lease(OWNER, 1), error="dropped", unconfirmed=True)
+    assert await outreach.record_delivery(unconfirmed, world.uow, world.deps)
+    failed = world.uow.messages.rows[email.id]
+    assert failed.status is MessageStatus.FAILED and "not sent again" in (failed.reason or "")
+
+
+async def test_an_interrupted_email_goes_again_only_if_data_never_began(world: World) -> None:
+    await due_message(world)
+    base = only_message(world)
+    began, before = (replace(base, id=uuid.uuid4(), purpose=p, channel="email") for p in ("a", "b"))
+    for m in (began, before):
+        world.uow.messages.rows[m.id] = m
+        await world.uow.messages.lease(m.id, OWNER, 60, new_attempt=True)
+    world.uow.messages.rows.pop(base.id)
+    assert await outreach.mark_data_started(
+        MarkDataStarted(began.id, Lease(OWNER, 1)), world.uow, world.deps
+    )
+    expire_leases(world)
+    assert await recover(world) == []
+    rows = world.uow.messages.rows
+    assert rows[began.id].status is MessageStatus.FAILED
+    assert "not confirmed" in (rows[began.id].reason or "")
+    assert rows[before.id].status is MessageStatus.DUE
     (failed,) = world.uow.emitted(MessageFailed)
-    assert failed.message_id == str(email.id)
+    assert failed.message_id == str(began.id)
+
+
+async def test_consent_revoked_after_due_is_checked_again_at_the_claim(world: World) -> None:
+    await made_due(world)
+    revoked = ConsentChanged(customer_id="c-1", channel="sms", granted=False)
+    await outreach.on_consent_changed(world.received(revoked), world.uow, world.deps)
+    assert await claim(world) == []
+    gone = only_message(world)
+    assert (gone.status, gone.reason) == (
+        MessageStatus.SUPPRESSED,
+        "sms: customer opted out of sms",
+    )
+
+
+async def test_quiet_hours_begun_after_due_hold_it_to_the_morning(world: World) -> None:
+    await made_due(world)
+    world.clock.now = datetime(2026, 11, 23, 21, 30, tzinfo=NY)
+    assert await claim(world) == []
+    held = only_message(world)
+    assert held.status is MessageStatus.HELD
+    assert held.send_at == datetime(2026, 11, 24, 8, 0, tzinfo=NY)
+    assert any(t.fire_at == held.send_at for t in world.uow.timers.of_kind(MESSAGE_DUE))
+
+
+async def test_a_case_opened_after_due_holds_back_a_reminder(world: World) -> None:
+    await customer(world)
+    message_id = await outreach.request_message(
+        world.uow,
+        world.clock,
+        shop_id=world.shop_id,
+        customer_id="c-1",
+        kind="reminder",
+        purpose="reminder:1",
+        channels=["sms"],
+    )
+    assert message_id is not None
+    due = world.uow.messages.rows[message_id]
+    due.release(world.clock())
+    await world.uow.cases.open(world.shop_id, "c-1", "case-1", world.clock())
+    assert await claim(world) == []
+    assert world.uow.messages.rows[message_id].status is MessageStatus.SUPPRESSED

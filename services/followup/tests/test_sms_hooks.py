@@ -22,7 +22,7 @@ from regulars_runtime.unit_of_work import ShopPolicy
 from regulars_shop.policy import Policy
 
 from services.followup.tests.fakes import FakeClock, World
-from services.followup.tests.test_handlers import ask_survey, due_message, only_message
+from services.followup.tests.test_handlers import ask_survey, due_message, lease_of, only_message
 
 NY = ZoneInfo("America/New_York")
 MONDAY_2PM = datetime(2026, 11, 23, 14, 0, tzinfo=NY)
@@ -203,7 +203,9 @@ async def test_another_shops_customer_with_the_number_stops_too_a_note_goes_to_o
 async def sent_survey(world: World) -> uuid.UUID:
     message_id = await due_message(world)
     await outreach.record_delivery(
-        RecordDelivery(message_id, provider_id="SM9"), world.uow, world.deps
+        RecordDelivery(message_id, lease_of(world, message_id), provider_id="SM9"),
+        world.uow,
+        world.deps,
     )
     return message_id
 
@@ -245,7 +247,9 @@ async def test_a_report_before_the_hand_over_is_recorded_applies_after_it(world:
     assert await report(world, "delivered", message_id)
     assert only_message(world).status is MessageStatus.SENDING
     await outreach.record_delivery(
-        RecordDelivery(message_id, provider_id="SM9"), world.uow, world.deps
+        RecordDelivery(message_id, lease_of(world, message_id), provider_id="SM9"),
+        world.uow,
+        world.deps,
     )
     assert only_message(world).status is MessageStatus.DELIVERED
     assert len(world.uow.emitted(MessageSent)) == 1
@@ -287,7 +291,11 @@ async def test_a_send_refused_as_opted_out_at_the_carrier_enters_the_ledger(
 ) -> None:
     message_id = await due_message(world)
     refused = RecordDelivery(
-        message_id, error="SMS provider answered 400 (21610)", permanent=True, code=21610
+        message_id,
+        lease_of(world, message_id),
+        error="SMS provider answered 400 (21610)",
+        permanent=True,
+        code=21610,
     )
     await outreach.record_delivery(refused, world.uow, world.deps)
     assert only_message(world).status is MessageStatus.FAILED
@@ -298,6 +306,12 @@ async def test_a_send_refused_as_opted_out_at_the_carrier_enters_the_ledger(
 
 async def test_another_refusal_leaves_consent_alone(world: World) -> None:
     message_id = await due_message(world)
-    refused = RecordDelivery(message_id, error="not a mobile number", permanent=True, code=21614)
+    refused = RecordDelivery(
+        message_id,
+        lease_of(world, message_id),
+        error="not a mobile number",
+        permanent=True,
+        code=21614,
+    )
     await outreach.record_delivery(refused, world.uow, world.deps)
     assert world.uow.customers.ledger == []

@@ -22,6 +22,7 @@ from regulars_shop.policy import Policy
 
 from . import handlers, jobber_handlers, webhook_handlers
 from .adapters.connectors import CONNECTOR_SECRETS, JobberApi
+from .adapters.readings import read_webhook_deliveries
 from .adapters.secret_box import SecretBox
 from .adapters.unit_of_work import PostgresIntakeUnitOfWork
 from .adapters.webhook_sender import OwnerMail, WebhookSender
@@ -248,6 +249,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
         routers=[api.router, connectors.router, webhooks_api.router],
         consumes=all_topics(),
         # what its outbox publishes (tests/deploy checks it against the code and its ACLs)
+        readings=[read_webhook_deliveries],
         publishes=topics_of(
             "shop",
             "customer",

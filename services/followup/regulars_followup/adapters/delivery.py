@@ -29,3 +29,16 @@ class DeliveryError(Exception):
             f"DeliveryError(permanent={self.permanent!r}, message={self.message!r}, "
             f"code={self.code!r})"
         )
+
+
+class UnconfirmedDelivery(DeliveryError):
+    """The provider may have the message and did not say: the request went out and no
+    answer came (a timeout, a dropped connection, a 5xx after the body was sent).
+
+    Neither SMTP nor the SMS provider has a token that makes sending again safe, so the
+    caller must not simply retry: a text is looked up at the provider once the request
+    is surely over; an email is recorded as not confirmed.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(False, message)

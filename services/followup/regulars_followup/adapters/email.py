@@ -16,14 +16,15 @@ from __future__ import annotations
 import email.policy
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
+from aiosmtplib.protocol import normalize_message_line_endings
 from regulars_runtime.smtp import SmtpSettings, parse_smtp_url
 
-from .delivery import DeliveryError
+from .delivery import DeliveryError, UnconfirmedDelivery
 
 __all__ = ["SmtpSender", "SmtpSettings", "list_unsubscribe", "make_message_id", "parse_smtp_url"]
 
@@ -184,8 +185,14 @@ class SmtpSender:
         html: str | None,
         message_id: str,
         headers: dict[str, str],
+        before_data: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Hand one message to the SMTP server, or raise ``DeliveryError``.
+
+        ``before_data`` is awaited once the server took the recipient and before DATA:
+        until then nothing can reach the recipient, after it the server may have the
+        message even when no answer comes (:class:`UnconfirmedDelivery`). What it raises
+        ends the send with nothing given to the server.
 
         ``message_id``: the idempotency key (or a ready ``<id@domain>``); the Message-ID
         header derives from it, so a retry carries the same one. ``headers``: extra
@@ -204,22 +211,66 @@ class SmtpSender:
         )
         utf8 = not recipient.isascii()
         s = self._settings
+        payload = msg.as_bytes(policy=msg.policy)
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password,
+            use_tls=s.use_tls,
+            start_tls=s.start_tls,
+            timeout=self._timeout,
+        )
+        data_begun = False
         try:
-            await aiosmtplib.send(
-                msg.as_bytes(policy=msg.policy),
-                sender=self._envelope_from,
-                recipients=[recipient],
-                mail_options=["SMTPUTF8"] if utf8 else None,
-                hostname=s.host,
-                port=s.port,
-                username=s.username,
-                password=s.password,
-                use_tls=s.use_tls,
-                start_tls=s.start_tls,
-                timeout=self._timeout,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
+            async with client:
+                # The steps of aiosmtplib's sendmail, spelled out so the caller hears of the
+                # one moment that matters: after it the server may hold the message.
+                options = ["SMTPUTF8"] if utf8 else []
+                if utf8 and not client.supports_extension("smtputf8"):
+                    raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+                if client.supports_extension("size"):
+                    size = len(normalize_message_line_endings(payload))
+                    options.insert(0, f"size={size}")
+                encoding = "utf-8" if utf8 else "ascii"
+                await client.mail(self._envelope_from, options=options, encoding=encoding)
+                try:
+                    await client.rcpt(recipient, encoding=encoding)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    raise aiosmtplib.SMTPRecipientsRefused([exc]) from exc
+                if before_data is not None:
+                    try:
+                        await before_data()
+                    except Exception as exc:
+                        raise _CallerStopped from exc
+                data_begun = True
+                await client.data(payload)
+        except _CallerStopped as stopped:
+            # the caller's own failure (its database, its lease), not the server's
+            assert stopped.__cause__ is not None
+            raise stopped.__cause__ from None
+        except aiosmtplib.SMTPDataError as exc:
+            # The server's own answer to DATA: it refused the message, so it does not have it.
             raise _classify(exc) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            if data_begun and not _answered_after_data(exc):
+                raise UnconfirmedDelivery(
+                    f"no answer from the SMTP server after the message went out: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            raise _classify(exc) from exc
+
+
+class _CallerStopped(Exception):
+    """What ``before_data`` raised, carried past the SMTP error handling unchanged."""
+
+
+def _answered_after_data(exc: Exception) -> bool:
+    """The server spoke after DATA began (a reply code we can trust), rather than going
+    silent or dropping the line while it may have the message."""
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(
+        exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError
+    )
 
 
 def _recipient(to: str) -> str:

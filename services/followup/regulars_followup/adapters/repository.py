@@ -365,8 +365,13 @@ class PostgresCustomers:
 
 _MESSAGE_COLUMNS = (
     "id, shop_id, customer_id, purpose, kind, channel, priority, status, reason, send_at,"
-    " link, repair_order_id, context, to_staff, attempts, sent_at, provider_id"
+    " link, repair_order_id, context, to_staff, attempts, sent_at, provider_id,"
+    " lease_owner, claimed_at, data_started_at"
 )
+
+#: a row 'sending' without a lease (a replica of a version before leases claimed it) is
+#: taken for interrupted this long after its last change, in database time
+_UNLEASED_AFTER = "interval '5 minutes'"
 
 
 def _message(row: asyncpg.Record) -> OutboundMessage:
@@ -388,6 +393,9 @@ def _message(row: asyncpg.Record) -> OutboundMessage:
         attempts=row["attempts"],
         sent_at=row["sent_at"],
         provider_id=row["provider_id"],
+        lease_owner=row["lease_owner"],
+        claimed_at=row["claimed_at"],
+        data_started_at=row["data_started_at"],
     )
 
 
@@ -439,9 +447,12 @@ class PostgresOutboundMessages:
         return None if row is None else _message(row)
 
     async def save(self, m: OutboundMessage) -> None:
+        # Out of 'sending', no dispatcher holds it any more: its lease ends with the save.
         await self.conn.execute(
             "UPDATE messages SET status = $2, reason = $3, send_at = $4, channel = $5,"
-            " provider_id = $6, sent_at = $7, attempts = $8, context = $9, updated_at = now()"
+            " provider_id = $6, sent_at = $7, attempts = $8, context = $9, updated_at = now(),"
+            " lease_owner = CASE WHEN $2 = 'sending' THEN lease_owner END,"
+            " lease_expires_at = CASE WHEN $2 = 'sending' THEN lease_expires_at END"
             " WHERE id = $1",
             m.id,
             m.status.value,
@@ -454,23 +465,81 @@ class PostgresOutboundMessages:
             m.context,
         )
 
-    async def claim_due(self, limit: int) -> list[OutboundMessage]:
+    async def due(self, limit: int) -> list[OutboundMessage]:
         rows = await self.conn.fetch(
-            "UPDATE messages SET status = 'sending', attempts = attempts + 1,"
-            " updated_at = now() WHERE id IN (SELECT id FROM messages WHERE status = 'due'"
-            " ORDER BY priority, send_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {_MESSAGE_COLUMNS}",
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status = 'due'"
+            " ORDER BY priority, send_at LIMIT $1 FOR UPDATE SKIP LOCKED",
             limit,
         )
         return [_message(r) for r in rows]
 
-    async def interrupted(self, older_than: datetime) -> list[OutboundMessage]:
+    async def lease(
+        self, message_id: uuid.UUID, owner: str, seconds: float, *, new_attempt: bool
+    ) -> None:
+        await self.conn.execute(
+            "UPDATE messages SET lease_owner = $2,"
+            " lease_expires_at = now() + make_interval(secs => $3),"
+            " claimed_at = CASE WHEN $4 THEN now() ELSE claimed_at END,"
+            " data_started_at = CASE WHEN $4 THEN NULL ELSE data_started_at END"
+            " WHERE id = $1",
+            message_id,
+            owner,
+            seconds,
+            new_attempt,
+        )
+
+    async def renew(self, message_id: uuid.UUID, owner: str, attempt: int, seconds: float) -> bool:
+        renewed = await self.conn.fetchval(
+            # updated_at too: a replica of a version before leases, during a rolling
+            # deploy, takes a 'sending' row unchanged for 30 s for an interrupted one
+            "UPDATE messages SET lease_expires_at = now() + make_interval(secs => $4),"
+            " updated_at = now()"
+            " WHERE id = $1 AND status = 'sending' AND lease_owner = $2 AND attempts = $3"
+            " RETURNING true",
+            message_id,
+            owner,
+            attempt,
+            seconds,
+        )
+        return bool(renewed)
+
+    async def release(self, message_id: uuid.UUID, seconds: float) -> None:
+        await self.conn.execute(
+            "UPDATE messages SET lease_owner = NULL,"
+            " lease_expires_at = now() + make_interval(secs => $2) WHERE id = $1",
+            message_id,
+            seconds,
+        )
+
+    async def data_started(self, message_id: uuid.UUID, owner: str, attempt: int) -> bool:
+        marked = await self.conn.fetchval(
+            "UPDATE messages SET data_started_at = now()"
+            " WHERE id = $1 AND status = 'sending' AND lease_owner = $2 AND attempts = $3"
+            " RETURNING true",
+            message_id,
+            owner,
+            attempt,
+        )
+        return bool(marked)
+
+    async def interrupted(self, limit: int) -> list[OutboundMessage]:
         rows = await self.conn.fetch(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status = 'sending'"
-            " AND updated_at < $1 FOR UPDATE SKIP LOCKED",
-            older_than,
+            " AND (lease_expires_at < now() OR (lease_expires_at IS NULL"
+            f"  AND updated_at < now() - {_UNLEASED_AFTER}))"
+            " ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
         )
         return [_message(r) for r in rows]
+
+    async def provider_id_taken(self, provider_id: str, message_id: uuid.UUID) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE provider_id = $1 AND id <> $2)",
+                provider_id,
+                message_id,
+            )
+        )
 
     async def budget_facts(
         self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime

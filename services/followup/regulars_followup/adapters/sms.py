@@ -7,11 +7,14 @@ outcome into "sent", "never retry" and "retry later" (see ``DeliveryError``).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from .delivery import DeliveryError
+from ..domain.messages import text_digest
+from .delivery import DeliveryError, UnconfirmedDelivery
 
 #: Twilio error for a recipient who texted STOP to our sender at the carrier level: the
 #: caller should record it as an SMS opt-out, not just a failed message.
@@ -28,6 +31,13 @@ _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 # forever would lose it; retrying lets it go once an operator fixes the secret (or it
 # ends in the dead-letter topic, where it can be replayed).
 _CONFIG_4XX = frozenset({401})
+
+
+#: how far the provider's clock may be behind the database's when an interrupted text is
+#: looked up (its creation time is compared with the claim's)
+CLOCK_SKEW = timedelta(minutes=2)
+#: a lookup reads at most this many pages of 100 (one number's texts of a day or two)
+MAX_LOOKUP_PAGES = 20
 
 
 def normalize_e164(number: str) -> str:
@@ -53,7 +63,8 @@ class TwilioCompatibleSms:
             raise ValueError("account_sid and auth_token are required")
         if not from_number:
             raise ValueError("from_number is required")
-        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._base = base_url.rstrip("/")
+        self._url = f"{self._base}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._auth = httpx.BasicAuth(account_sid, auth_token)
         # From may be a short code or an alphanumeric sender id, so it is not held to E.164.
         self._from = from_number
@@ -76,17 +87,17 @@ class TwilioCompatibleSms:
             await self._client.aclose()
             self._client = None
 
-    async def send(
-        self, *, to: str, body: str, idempotency_key: str, status_callback: str | None = None
-    ) -> str:
+    async def send(self, *, to: str, body: str, status_callback: str | None = None) -> str:
         """Hand one text to the provider; returns its message sid.
 
         ``status_callback``: where the provider posts what becomes of the text (sent,
         delivered, undelivered, failed), our ``/hooks/sms/status``.
 
-        The idempotency token makes a retry after an ambiguous failure (timeout after the
-        provider had accepted the request) safe: the provider answers the retry with the
-        first message instead of texting the customer twice.
+        The provider's API has no idempotency token for creating a message (Twilio's
+        ``I-Twilio-Idempotency-Token`` is a header on the webhooks it sends, not one it
+        reads): every POST it takes is a text. So a failure after the request went out
+        (a timeout, a dropped connection, a 5xx) is :class:`UnconfirmedDelivery`, to be
+        looked up with :meth:`sent_since` once the request is over, never simply retried.
         """
         try:
             recipient = normalize_e164(to)
@@ -94,23 +105,91 @@ class TwilioCompatibleSms:
             raise DeliveryError(True, str(exc)) from None
         if not body:
             raise DeliveryError(True, "empty message body")
-        if not idempotency_key:
-            raise ValueError("idempotency_key is required")
         form = {"To": recipient, "From": self._from, "Body": body}
         if status_callback:
             form["StatusCallback"] = status_callback
         try:
-            response = await self._http().post(
-                self._url,
-                data=form,
-                auth=self._auth,
-                headers={"I-Twilio-Idempotency-Token": idempotency_key},
-            )
-        except httpx.TransportError as exc:
-            # Covers connect errors and every timeout, including one after the request
-            # went out: retrying is safe because of the idempotency token.
+            response = await self._http().post(self._url, data=form, auth=self._auth)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the provider: trying again later is safe.
             raise DeliveryError(False, f"SMS provider unreachable: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise UnconfirmedDelivery(
+                f"no answer from the SMS provider after the text went out: {type(exc).__name__}"
+            ) from exc
         return _sid_or_raise(response)
+
+    async def sent_since(self, *, to: str, body_sha256: str, since: datetime) -> list[str]:
+        """The sids of texts from our number to ``to`` whose body has the SHA-256
+        ``body_sha256``, created at or after ``since`` (newest first): what the provider
+        holds of an interrupted send.
+
+        The provider's list (``GET Messages.json?To=&From=&DateSent>=``, paged by
+        ``next_page_uri``) is the one thing it guarantees: a message exists there once
+        its POST was answered. A text still queued has no DateSent yet, so when the day's
+        sent texts hold none, the number's texts are read again without it. A failure to
+        ask raises :class:`DeliveryError` (transient): the text is then not re-sent.
+        """
+        recipient = normalize_e164(to)
+        query = {"To": recipient, "From": self._from, "PageSize": "100"}
+        day = since.astimezone(UTC).date().isoformat()
+        for params in ({**query, "DateSent>": day}, query):
+            found = [
+                (created, sid)
+                for created, sid in await self._matching(params, recipient, body_sha256)
+                if created >= since - CLOCK_SKEW
+            ]
+            if found:
+                return [sid for _created, sid in sorted(found, reverse=True)]
+        return []
+
+    async def _matching(
+        self, params: dict[str, str], recipient: str, body_sha256: str
+    ) -> list[tuple[datetime, str]]:
+        """Every page of the list for ``params``: (created, sid) of our texts with that body."""
+        url, query = self._url, dict(params)
+        query_of_page: dict[str, str] | None = query
+        found: list[tuple[datetime, str]] = []
+        for _page in range(MAX_LOOKUP_PAGES):
+            try:
+                response = await self._http().get(url, params=query_of_page, auth=self._auth)
+            except httpx.TransportError as exc:
+                raise DeliveryError(
+                    False, f"SMS provider unreachable for a lookup: {type(exc).__name__}"
+                ) from exc
+            page = _json(response)
+            if response.status_code != 200 or page is None:
+                status = response.status_code
+                raise DeliveryError(False, f"SMS provider answered {status} to a lookup")
+            for item in page.get("messages") or []:
+                if not isinstance(item, dict) or _digest(item.get("body")) != body_sha256:
+                    continue
+                if item.get("to") != recipient or item.get("direction") == "inbound":
+                    continue
+                created = _provider_time(item.get("date_created"))
+                sid = item.get("sid")
+                if isinstance(sid, str) and sid and created is not None:
+                    found.append((created, sid))
+            following = page.get("next_page_uri")
+            if not isinstance(following, str) or not following:
+                return found
+            # the next page's address carries its query (an empty one given here drops it)
+            url, query_of_page = f"{self._base}{following}", None
+        raise DeliveryError(False, f"SMS provider lookup ran over {MAX_LOOKUP_PAGES} pages")
+
+
+def _digest(body: object) -> str | None:
+    return text_digest(body) if isinstance(body, str) else None
+
+
+def _provider_time(value: object) -> datetime | None:
+    """The provider's RFC 2822 time (``Wed, 02 Dec 2026 15:20:51 +0000``)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _sid_or_raise(response: httpx.Response) -> str:
@@ -119,10 +198,12 @@ def _sid_or_raise(response: httpx.Response) -> str:
     if 200 <= status < 300:
         sid = payload.get("sid") if payload else None
         if not isinstance(sid, str) or not sid:
-            # Accepted but unreadable: retrying with the same token returns the same
-            # message rather than a second text, so treat it as transient.
-            raise DeliveryError(False, f"SMS provider answered {status} without a message sid")
+            # Accepted but unreadable: the text may exist, so it is looked up, not re-sent.
+            raise UnconfirmedDelivery(f"SMS provider answered {status} without a message sid")
         return sid
+    if status >= 500:
+        # The provider's own trouble after it read the request: it may have made the text.
+        raise UnconfirmedDelivery(f"SMS provider answered {status}: {response.reason_phrase}")
     code = payload.get("code") if payload else None
     provider_code = code if isinstance(code, int) else None
     message = payload.get("message") if payload else None

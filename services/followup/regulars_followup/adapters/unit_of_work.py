@@ -26,3 +26,18 @@ class PostgresFollowUpUnitOfWork(PostgresUnitOfWork, FollowUpUnitOfWork):
         self.messages = PostgresOutboundMessages(conn)
         self.cases = PostgresOpenCases(conn)
         self.texts = PostgresInboundTexts(conn)
+
+
+def infrastructure_fault(exc: BaseException) -> bool:
+    """The database (or the way to it) failed, not the work: a lost or refused
+    connection, a timeout, a serialization failure or deadlock, a server shutting down.
+    Such a failure is tried again or left to a lease; it is never a customer's message
+    failing."""
+    return isinstance(
+        exc,
+        asyncpg.PostgresError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.InternalClientError
+        | OSError
+        | TimeoutError,
+    )

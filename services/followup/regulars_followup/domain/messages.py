@@ -2,14 +2,17 @@
 is asked for until it is sent, failed or suppressed. Pure.
 
 Its status moves ``scheduled``/``held`` -> ``due`` (the budget let it go) -> ``sending``
-(a dispatcher claimed it) -> ``sent`` or ``failed``, or back to ``scheduled`` to retry a
-transient failure; ``suppressed`` when the budget or consent says never. A sent text then
+(a dispatcher claimed and leased it) -> ``sent`` or ``failed``, or back to ``scheduled``
+to retry a transient failure; ``suppressed`` when the budget or consent says never. An
+interrupted ``sending`` goes back to ``due`` only when nothing can have reached the
+customer (an email before DATA, a text the provider does not list). A sent text then
 moves once more when the carrier reports on it (the SMS provider's status callback):
 ``delivered``, ``undelivered`` or ``failed``, and never back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,9 +38,15 @@ REMINDER_KINDS = {
     "win_back": "win_back",
 }
 
-#: an interrupted email is not sent again: SMTP has no idempotency token, and a second
-#: copy in the customer's inbox is worse than a missing survey
-INTERRUPTED_EMAIL = "interrupted while sending; not sent again so the customer never gets it twice"
+#: an email whose sender died or heard nothing after DATA began is not sent again: SMTP
+#: has no idempotency token, and a second copy in the customer's inbox is worse than a
+#: missing survey
+INTERRUPTED_EMAIL = (
+    "not confirmed: interrupted after the SMTP server began taking it; not sent again so"
+    " the customer never gets it twice"
+)
+#: a text whose send was not answered, kept 'sending' until the provider is asked
+UNCONFIRMED_TEXT = "not confirmed by the SMS provider; looked up there once the request is over"
 
 
 class MessageStatus(StrEnum):
@@ -102,6 +111,12 @@ class OutboundMessage:
     attempts: int = 0
     sent_at: datetime | None = None
     provider_id: str | None = None
+    #: the in-flight attempt's lease, as the database keeps it: which dispatcher holds
+    #: it and since when (the repository renews and ends it, in database time)
+    lease_owner: str | None = None
+    claimed_at: datetime | None = None
+    #: an email's sender began DATA in this attempt: the server may have it
+    data_started_at: datetime | None = None
 
     @classmethod
     def ask(
@@ -228,6 +243,8 @@ class OutboundMessage:
                     sent_at=now,
                 )
             )
+        self.context.pop("provider_sid", None)
+        self.context.pop("outgoing", None)
         early = self.context.pop("carrier_report", None)
         if isinstance(early, dict):
             # The carrier answered before our record of the hand-over was saved.
@@ -235,21 +252,36 @@ class OutboundMessage:
         return events
 
     def carrier_report(
-        self, provider_status: str, error_code: int | None, now: datetime
+        self,
+        provider_status: str,
+        error_code: int | None,
+        now: datetime,
+        sid: str | None = None,
     ) -> list[Event]:
         """The provider's status callback for this text: delivered, undelivered or failed
         moves it (once; never backwards); any other status changes nothing.
 
         A carrier failure after the provider took the text is a MessageFailed too: the
         customer did not get it, whatever MessageSent said at hand-over.
+
+        While it is 'sending', any callback is the provider's word that the text exists
+        (its ``sid``): kept, so a sender that died before recording it is settled by it.
         """
         outcome = CARRIER_OUTCOMES.get(provider_status)
-        if outcome is None or self.channel != "sms" or self.status in FINAL:
+        if self.channel != "sms" or self.status in FINAL:
             return []
         if self.status is MessageStatus.SENDING:
-            # Our own "sent" is still being recorded (the callback can overtake it): kept
-            # for :meth:`delivered` to apply once it is.
-            self.context["carrier_report"] = {"status": provider_status, "error_code": error_code}
+            if sid:
+                self.context["provider_sid"] = sid
+            if outcome is not None:
+                # Our own "sent" is still being recorded (the callback can overtake it):
+                # kept for :meth:`delivered` to apply once it is.
+                self.context["carrier_report"] = {
+                    "status": provider_status,
+                    "error_code": error_code,
+                }
+            return []
+        if outcome is None:
             return []
         if self.status is not MessageStatus.SENT:
             return []
@@ -297,17 +329,68 @@ class OutboundMessage:
             )
         ]
 
-    def interrupted(self, now: datetime) -> list[Event]:
-        """Found 'sending' long after its claim: the dispatcher died mid-send. An SMS goes
-        again (the gateway drops a copy with the same idempotency key); an email fails."""
-        if self.channel == "sms":
-            self.status = MessageStatus.DUE
-            return []
-        return self.not_delivered(now, INTERRUPTED_EMAIL, permanent=True)
+    def claimed(self, outgoing: Outgoing) -> None:
+        """Taken by a dispatcher to send as ``outgoing``: one more attempt. A text's
+        address and the digest of its words are kept, to find it at the provider if its
+        sender dies (the customer's name or the shop's words may change meanwhile)."""
+        self.status, self.attempts = MessageStatus.SENDING, self.attempts + 1
+        self.context.pop("provider_sid", None)
+        if outgoing.channel == "sms":
+            self.context["outgoing"] = {"to": outgoing.to, "sha256": text_digest(outgoing.text)}
 
     @property
-    def idempotency_key(self) -> str:
-        return f"{self.shop_id}:{self.customer_id}:{self.purpose}"
+    def sent_text(self) -> tuple[str, str] | None:
+        """The address and the body's digest of the text in flight, when known."""
+        kept = self.context.get("outgoing")
+        if self.channel != "sms" or not isinstance(kept, dict):
+            return None
+        to, digest = kept.get("to"), kept.get("sha256")
+        return (to, digest) if isinstance(to, str) and isinstance(digest, str) else None
+
+    @property
+    def needs_provider_lookup(self) -> bool:
+        """Interrupted, this text may or may not be at the provider: only asking it tells."""
+        return self.channel == "sms" and not self.context.get("provider_sid")
+
+    def interrupted(self, now: datetime) -> list[Event]:
+        """Found 'sending' with its lease expired in database time: its sender died, or
+        heard nothing from the provider. An email whose DATA never began goes again (no
+        server has it); one whose DATA began is failed as not confirmed, never re-sent.
+        A text the provider's status callback named is sent; any other text is for
+        :meth:`looked_up` once the provider has been asked."""
+        if self.channel == "sms":
+            sid = self.context.get("provider_sid")
+            assert isinstance(sid, str), "a text with nothing known is looked up first"
+            return self.delivered(now, sid)
+        if self.data_started_at is not None:
+            return self.not_delivered(now, INTERRUPTED_EMAIL, permanent=True)
+        self.status, self.reason = MessageStatus.DUE, "interrupted before the SMTP server had it"
+        return []
+
+    def looked_up(self, now: datetime, sid: str | None) -> list[Event]:
+        """What the provider holds of an interrupted text: found, it was sent (with the
+        provider's sid); not found, it never left, and it goes again. A status callback
+        that named it meanwhile is the provider's word too, whatever its list said."""
+        named = self.context.get("provider_sid")
+        sid = sid or (named if isinstance(named, str) else None)
+        if sid is not None:
+            return self.delivered(now, sid)
+        self.status, self.reason = MessageStatus.DUE, "not at the SMS provider: sent again"
+        self.context.pop("outgoing", None)
+        return []
+
+    def unconfirmed(self, now: datetime, error: str) -> list[Event]:
+        """The provider or the SMTP server may have it and did not say. A text stays
+        'sending' to be looked up at the provider; an email fails as not confirmed."""
+        if self.channel == "sms":
+            self.reason = f"{UNCONFIRMED_TEXT} ({error})"[:500]
+            return []
+        return self.not_delivered(now, f"{INTERRUPTED_EMAIL} ({error})", permanent=True)
+
+
+def text_digest(body: str) -> str:
+    """How a text's words are kept while it is in flight: their SHA-256."""
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 class Undeliverable(Exception):

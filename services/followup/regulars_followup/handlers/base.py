@@ -119,13 +119,35 @@ class OutboundMessages(Protocol):
 
     async def save(self, message: OutboundMessage) -> None: ...
 
-    async def claim_due(self, limit: int) -> list[OutboundMessage]:
-        """Due messages, best first, marked 'sending' with one more attempt; replicas
-        skip each other's claims."""
+    async def due(self, limit: int) -> list[OutboundMessage]:
+        """Due messages, best first, locked; replicas skip each other's."""
         ...
 
-    async def interrupted(self, older_than: datetime) -> list[OutboundMessage]:
-        """Messages still 'sending' since before ``older_than``, locked."""
+    async def lease(
+        self, message_id: uuid.UUID, owner: str, seconds: float, *, new_attempt: bool
+    ) -> None:
+        """``owner`` holds the message until ``seconds`` from now in database time;
+        ``new_attempt``: a send begins (its claim time is now, no DATA begun)."""
+        ...
+
+    async def renew(self, message_id: uuid.UUID, owner: str, attempt: int, seconds: float) -> bool:
+        """Extend the lease of ``owner``'s ``attempt``; False when it holds it no longer."""
+        ...
+
+    async def release(self, message_id: uuid.UUID, seconds: float) -> None:
+        """Nobody holds it; recovery may take it ``seconds`` from now (database time)."""
+        ...
+
+    async def data_started(self, message_id: uuid.UUID, owner: str, attempt: int) -> bool:
+        """Mark an email's DATA as begun; False when ``owner`` holds it no longer."""
+        ...
+
+    async def interrupted(self, limit: int) -> list[OutboundMessage]:
+        """Messages 'sending' whose lease expired in database time, locked."""
+        ...
+
+    async def provider_id_taken(self, provider_id: str, message_id: uuid.UUID) -> bool:
+        """Another message of ours was recorded with this provider sid."""
         ...
 
     async def budget_facts(

@@ -10,6 +10,7 @@ then. A due message goes to a dispatcher, which claims it, sends it and reports 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -38,11 +39,20 @@ from ..domain.consent import (
     from_reply,
 )
 from ..domain.customers import Customer
-from ..domain.messages import MessageStatus, OutboundMessage
+from ..domain.messages import (
+    MessageStatus,
+    OutboundMessage,
+    Outgoing,
+    Undeliverable,
+    compose,
+    text_digest,
+)
 from ..domain.outreach import Decision, answered_by_provider, best_channel
 from .base import Deps, FollowUpUnitOfWork
 
 MESSAGE_DUE = "message.due"
+
+log = logging.getLogger(__name__)
 
 
 async def on_customer_upserted(
@@ -288,66 +298,172 @@ async def unsubscribe(command: Unsubscribe, uow: FollowUpUnitOfWork, deps: Deps)
     return known[1].contact.name or "the shop"
 
 
-# -- the dispatcher's commands: claim, report, recover --------------------------------
+# -- the dispatcher's commands: claim, renew, report, recover ------------------------
 
-#: longer than any send can take (the SMTP and SMS adapters time out after 10 s), so a
-#: message another replica is still sending is never taken for an interrupted one
-INTERRUPTED_AFTER = timedelta(seconds=30)
+#: how long a dispatcher holds a message it sends, in database time, unless it renews
+#: the lease: well over the senders' own deadlines (the dispatcher gives a send 20 s),
+#: so an interrupted text is looked up at the provider only once its request is over
+LEASE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a message in flight: a dispatcher (its replica id) and the attempt it
+    claimed. Every write about the send names it, and counts only while it still holds."""
+
+    owner: str
+    attempt: int
 
 
 @dataclass(frozen=True)
 class ClaimDueMessages(Command["list[Claimed]"]):
-    """Take up to ``limit`` due messages to send (committed before anything leaves, so
-    two dispatchers never send the same one)."""
+    """Take up to ``limit`` due messages to send, leased to ``owner`` (committed before
+    anything leaves, so two dispatchers never send the same one). Consent, quiet hours
+    and open cases are decided again here, at the moment of sending."""
 
     limit: int
+    owner: str
+    public_url: str
+    lease_seconds: float = LEASE_SECONDS
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claimed message with what sending it needs."""
+    """A claimed message with what sending it needs: its words, and its lease."""
 
     message: OutboundMessage
     recipient: Customer | None
     policy: Policy | None
+    outgoing: Outgoing
+    lease: Lease
 
 
 async def claim_due_messages(
     command: ClaimDueMessages, uow: FollowUpUnitOfWork, deps: Deps
 ) -> list[Claimed]:
     claimed = []
-    for message in await uow.messages.claim_due(command.limit):
-        customer = await uow.customers.contact(message.shop_id, message.customer_id)
+    due = await uow.messages.due(command.limit)
+    # customers locked in one order by every replica's claim: two never wait on each other
+    for message in sorted(due, key=lambda m: (str(m.shop_id), m.customer_id)):
+        now = deps.clock()
         known = await uow.shops.policy(message.shop_id)
-        claimed.append(Claimed(message, customer, known.policy if known else None))
+        policy = known.policy if known else None
+        if message.to_staff:
+            customer = await uow.customers.contact(message.shop_id, message.customer_id)
+        else:
+            # Locked: a consent change being recorded now is either seen here or waits.
+            customer = await uow.customers.get(message.shop_id, message.customer_id)
+            if customer is not None and policy is not None:
+                channel, decision = await _best_channel(
+                    uow, message.kind, message.channels, customer, message.shop_id, policy, now
+                )
+                message.decide(channel, decision, now)
+                if message.status is not MessageStatus.DUE:
+                    # Consent revoked, quiet hours begun or a case opened since it was due.
+                    await uow.messages.save(message)
+                    if message.status is MessageStatus.HELD:
+                        await wake_at(uow, message)
+                    continue
+        try:
+            outgoing = compose(message, customer, policy, command.public_url)
+        except Undeliverable as exc:
+            await _fail(uow, message, exc.message, now)
+            continue
+        except Exception as exc:  # a template's or a rule's bug: this message's own error
+            log.exception("message could not be composed", extra={"message_id": str(message.id)})
+            await _fail(uow, message, f"{type(exc).__name__}: {exc}", now)
+            continue
+        message.claimed(outgoing)
+        await uow.messages.save(message)
+        await uow.messages.lease(message.id, command.owner, command.lease_seconds, new_attempt=True)
+        lease = Lease(command.owner, message.attempts)
+        claimed.append(Claimed(message, customer, policy, outgoing, lease))
     return claimed
 
 
+async def _fail(
+    uow: FollowUpUnitOfWork, message: OutboundMessage, error: str, now: datetime
+) -> None:
+    for event in message.not_delivered(now, error, permanent=True):
+        uow.emit(event, shop_id=message.shop_id)
+    await uow.messages.save(message)
+
+
+def _holds(message: OutboundMessage | None, lease: Lease) -> bool:
+    return (
+        message is not None
+        and message.status is MessageStatus.SENDING
+        and message.lease_owner == lease.owner
+        and message.attempts == lease.attempt
+    )
+
+
 @dataclass(frozen=True)
-class RecordDelivery(Command[None]):
-    """What came of handing a claimed message to its channel."""
+class RenewLease(Command[bool]):
+    """The sender is alive and still sending: hold the message ``seconds`` more (database
+    time). False: another dispatcher took it over, and this one must not go on."""
 
     message_id: uuid.UUID
+    lease: Lease
+    seconds: float = LEASE_SECONDS
+
+
+async def renew_lease(command: RenewLease, uow: FollowUpUnitOfWork, deps: Deps) -> bool:
+    lease = command.lease
+    return await uow.messages.renew(command.message_id, lease.owner, lease.attempt, command.seconds)
+
+
+@dataclass(frozen=True)
+class MarkDataStarted(Command[bool]):
+    """An email's sender is about to begin DATA: from now on the server may have it, so
+    an interruption is never followed by a second copy. False: the lease is lost."""
+
+    message_id: uuid.UUID
+    lease: Lease
+
+
+async def mark_data_started(command: MarkDataStarted, uow: FollowUpUnitOfWork, deps: Deps) -> bool:
+    lease = command.lease
+    return await uow.messages.data_started(command.message_id, lease.owner, lease.attempt)
+
+
+@dataclass(frozen=True)
+class RecordDelivery(Command[bool]):
+    """What came of handing a claimed message to its channel; recorded only while
+    ``lease`` still holds it (False otherwise: what the dispatcher that took it over
+    records stands)."""
+
+    message_id: uuid.UUID
+    lease: Lease
     provider_id: str | None = None
     error: str | None = None
     permanent: bool = True
     #: the provider's own code for the failure (e.g. Twilio 21610: the number opted out)
     code: int | None = None
+    #: the request went out and no answer came: the provider may have the message
+    unconfirmed: bool = False
+    #: an unconfirmed text is looked up at the provider this long after (database time)
+    look_up_after: float = LEASE_SECONDS
 
 
-async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps: Deps) -> None:
-    """Sent, failed, or due again later (a transient failure, with backoff)."""
+async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps: Deps) -> bool:
+    """Sent, failed, due again later (a transient failure, with backoff), or, when not
+    confirmed, left for recovery (a text) or failed as not confirmed (an email)."""
     message = await uow.messages.get(command.message_id)
-    if message is None:
-        return
+    if message is None or not _holds(message, command.lease):
+        return False
     now = deps.clock()
-    if command.error is None:
+    if command.unconfirmed:
+        events = message.unconfirmed(now, command.error or "no answer")
+    elif command.error is None:
         events = message.delivered(now, command.provider_id)
     else:
         events = message.not_delivered(now, command.error, permanent=command.permanent)
     await uow.messages.save(message)
     for event in events:
         uow.emit(event, shop_id=message.shop_id)
+    if message.status is MessageStatus.SENDING:  # a text to look up once its request is over
+        await uow.messages.release(message.id, command.look_up_after)
     if message.status is MessageStatus.SCHEDULED:  # a transient failure, to retry
         await wake_at(uow, message)
     if command.error is not None and message.channel == "sms" and message.to_staff is None:
@@ -357,29 +473,114 @@ async def record_delivery(command: RecordDelivery, uow: FollowUpUnitOfWork, deps
             await uow.customers.record_consent(
                 message.shop_id, message.customer_id, change, None, now
             )
+    return True
 
 
 @dataclass(frozen=True)
-class RecoverInterruptedMessages(Command[int]):
-    """Messages a dispatcher claimed and then died while sending."""
+class RecoverInterruptedMessages(Command["list[ProviderLookup]"]):
+    """Messages whose lease expired in database time: their dispatcher died, or heard
+    nothing from the provider. Settled here when the answer is known (an email, a text
+    the status callback named); a text otherwise is leased to ``owner`` to ask the
+    provider (:class:`ProviderLookup`)."""
+
+    owner: str
+    public_url: str
+    lease_seconds: float = LEASE_SECONDS
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class ProviderLookup:
+    """An interrupted text to look for at the provider: same number and words, created
+    at or after its claim."""
+
+    message_id: uuid.UUID
+    lease: Lease
+    to: str
+    body_sha256: str
+    since: datetime
 
 
 async def recover_interrupted_messages(
     command: RecoverInterruptedMessages, uow: FollowUpUnitOfWork, deps: Deps
-) -> int:
-    now = deps.clock()
-    found = await uow.messages.interrupted(now - INTERRUPTED_AFTER)
-    for message in found:
+) -> list[ProviderLookup]:
+    lookups = []
+    for message in await uow.messages.interrupted(command.limit):
+        now = deps.clock()
+        if message.needs_provider_lookup:
+            sent = message.sent_text or await _composed_text(uow, message, command.public_url)
+            if sent is None:
+                # Never re-sent blindly: the provider may have it and nothing can tell.
+                await _fail(uow, message, UNKNOWN_TEXT, now)
+                continue
+            await uow.messages.lease(
+                message.id, command.owner, command.lease_seconds, new_attempt=False
+            )
+            since = message.claimed_at or now - timedelta(days=1)
+            lease = Lease(command.owner, message.attempts)
+            lookups.append(ProviderLookup(message.id, lease, sent[0], sent[1], since))
+            continue
         events = message.interrupted(now)
         await uow.messages.save(message)
         for event in events:
             uow.emit(event, shop_id=message.shop_id)
-    return len(found)
+        if message.status is MessageStatus.DUE:
+            await uow.messages.wake_dispatcher()
+    return lookups
+
+
+#: an interrupted text whose words cannot be known again (its customer or shop is gone)
+UNKNOWN_TEXT = "interrupted while sending; not sent again: the provider may have it"
+
+
+async def _composed_text(
+    uow: FollowUpUnitOfWork, message: OutboundMessage, public_url: str
+) -> tuple[str, str] | None:
+    """A text claimed before its words were kept (an earlier version): composed again."""
+    customer = await uow.customers.contact(message.shop_id, message.customer_id)
+    known = await uow.shops.policy(message.shop_id)
+    try:
+        out = compose(message, customer, known.policy if known else None, public_url)
+    except Exception:  # its customer, shop or template is gone: it cannot be looked up
+        return None
+    return out.to, text_digest(out.text)
+
+
+@dataclass(frozen=True)
+class SettleLookup(Command[bool]):
+    """What the provider holds of an interrupted text (the sids it listed, newest first):
+    one not recorded for another message of ours -> sent with it; none -> it never left,
+    and it is due again."""
+
+    message_id: uuid.UUID
+    lease: Lease
+    sids: tuple[str, ...]
+
+
+async def settle_lookup(command: SettleLookup, uow: FollowUpUnitOfWork, deps: Deps) -> bool:
+    message = await uow.messages.get(command.message_id)
+    if message is None or not _holds(message, command.lease):
+        return False
+    found = None
+    for sid in command.sids:
+        if not await uow.messages.provider_id_taken(sid, message.id):
+            found = sid
+            break
+    events = message.looked_up(deps.clock(), found)
+    await uow.messages.save(message)
+    for event in events:
+        uow.emit(event, shop_id=message.shop_id)
+    if message.status is MessageStatus.DUE:
+        await uow.messages.wake_dispatcher()
+    return True
 
 
 COMMANDS: dict[type, Any] = {
     ClaimDueMessages: claim_due_messages,
+    RenewLease: renew_lease,
+    MarkDataStarted: mark_data_started,
     RecordDelivery: record_delivery,
     RecoverInterruptedMessages: recover_interrupted_messages,
+    SettleLookup: settle_lookup,
     Unsubscribe: unsubscribe,
 }

@@ -92,7 +92,9 @@ async def record_carrier_report(
         message = await uow.messages.by_provider_id(command.message_sid)
     if message is None:
         return False
-    events = message.carrier_report(command.status, command.error_code, deps.clock())
+    events = message.carrier_report(
+        command.status, command.error_code, deps.clock(), command.message_sid
+    )
     await uow.messages.save(message)
     for event in events:
         uow.emit(event, shop_id=message.shop_id)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from regulars_runtime.bus import MessageBus
+from regulars_runtime.metrics import WEBHOOK_DELIVERIES, webhook_result
 
 from ..domain.webhooks import Answer
 from ..webhook_handlers import ClaimDeliveries, ClaimedDelivery, OwnerNotice, RecordAnswer
@@ -63,6 +64,7 @@ class DeliveryWorker:
         except Exception as exc:
             log.warning("webhook try failed", extra={"error": type(exc).__name__})
             answer = Answer(None, "connection")
+        WEBHOOK_DELIVERIES.labels(webhook_result(answer.status_code, answer.error)).inc()
         try:
             notice = await self.bus.handle(RecordAnswer(claimed, answer))
         except Exception:
