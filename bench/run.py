@@ -30,6 +30,7 @@ import cpu
 import e2e
 import httpx
 import loyalty_bench
+import monthly_check_bench
 import profiling
 import recovery_bench
 import smtp_bench
@@ -524,6 +525,8 @@ def measure(wrk: str, bench: Bench) -> dict[str, Any]:
     # With the services stopped: the durable timers and the SMTP adapter, on their own.
     report["timers"] = asyncio.run(timers_bench.fire_lag(bench.system.database_url))
     report["smtp"] = asyncio.run(smtp_bench.measure(500))
+    # followup's monthly check of a 100,000-customer shop, in a database of its own
+    report["monthly_check"] = asyncio.run(monthly_check_bench.measure(bench.system.database_url))
     return report
 
 
@@ -615,6 +618,7 @@ def print_lines(report: dict[str, Any]) -> None:
     print(timers_bench._line("timers.fire_lag", report["timers"]))
     for line in recovery_bench.lines(report["recovery"]):
         print(line)
+    print(monthly_check_bench.line(report["monthly_check"]))
     s = report["smtp"]
     print(
         f"messages.smtp_per_s value={s['msgs_per_s']:.0f} baseline={s['baseline_msgs_per_s']:.0f}"

@@ -150,6 +150,38 @@ async def test_replay_can_pick_events_by_id(world: dict[str, Any]) -> None:
     assert {r["event_id"] for r in waiting} == {envelopes[1].id, envelopes[2].id}
 
 
+async def test_replay_works_after_the_broker_lost_its_log(world: dict[str, Any]) -> None:
+    # The dead letter is kept in PostgreSQL, payload and headers: the dead-letter topic
+    # gone (an embedded broker restarted, a cluster rebuilt), it is replayed all the same.
+    kafka, pool, broken = world["kafka"], world["pool"], world["broken"]
+    lost = _reply(20)
+    broken.add(lost.id)
+    await _publish(kafka, [lost])
+
+    async def parked() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await pool.fetchrow(
+            "SELECT * FROM dead_letters WHERE event_id = $1 AND replayed_at IS NULL", lost.id
+        )
+        return row
+
+    row = await wait_for(parked)
+    assert row["record_value"] == lost.value and row["record_key"] == lost.key
+    admin = admin_client(kafka, "replaytest-admin")
+    await admin.start()
+    try:
+        await admin.delete_topics([dead_letter_topic(SERVICE)])
+    finally:
+        await admin.close()
+    broken.clear()
+    async with pool.acquire() as conn:
+        done = await replay(kafka, conn, SERVICE, event_ids=[lost.id], idle_seconds=0.5)
+    assert done.replayed == 1 and done.missing == 0
+    await wait_for(lambda: _has_id(pool, lost.id))
+    await asyncio.sleep(1)
+    count = await pool.fetchval("SELECT count(*) FROM applied WHERE event_id = $1", lost.id)
+    assert count == 1
+
+
 async def _has(applied: Any, n: int) -> bool:
     return len(await applied()) >= n
 

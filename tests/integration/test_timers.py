@@ -455,3 +455,26 @@ async def _backend_gone(scratch: Scratch) -> bool:
             f"regulars-{scratch.schema}",
         )
     return bool(busy == 0)
+
+
+async def test_a_kind_that_fires_alone_gets_a_transaction_of_its_own(scratch: Scratch) -> None:
+    # A page of work (the monthly check's) must not share its transaction, and so its
+    # locks, with a batch of other timers; the timers around it still batch together.
+    async def in_transaction(timer: Timer, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO effects (timer_key, fired_by) VALUES ($1, txid_current()::text)",
+            timer.key,
+        )
+
+    clock = FakeClock(T0 + timedelta(seconds=3))
+    await scratch.schedule("light-0", T0)
+    await scratch.schedule("page", T0 + timedelta(seconds=1), kind="page")
+    await scratch.schedule("light-1", T0 + timedelta(seconds=2))
+    await scratch.schedule("light-2", T0 + timedelta(seconds=2))
+    scheduler = scratch.scheduler(in_transaction, clock=clock, alone={"page"})
+    assert [await scheduler.fire_due() for _ in range(4)] == [1, 1, 2, 0]
+    async with scratch.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT timer_key, fired_by FROM effects")
+    tx = {r["timer_key"]: r["fired_by"] for r in rows}
+    assert len(rows) == 4 and tx["light-1"] == tx["light-2"]
+    assert len({tx["light-0"], tx["page"], tx["light-1"]}) == 3

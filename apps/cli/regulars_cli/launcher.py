@@ -257,6 +257,8 @@ class Launcher:
                 # settings left in this shell must not point the services at it that way
                 for name in KAFKA_SECURITY_VARIABLES:
                     base_env.pop(name, None)
+                # nor an idempotent producer, which it cannot serve (no InitProducerId)
+                base_env.pop("KAFKA_ENABLE_IDEMPOTENCE", None)
                 listener = f"tcp://127.0.0.1:{kafka_port}"
                 tansu = Child(
                     "broker",

@@ -252,7 +252,7 @@ def _cmd_keys_revoke(args: argparse.Namespace) -> int:
 async def _status() -> dict[str, Any]:
     from regulars_bus.dead_letters import waiting
     from regulars_bus.kafka import admin_client, cluster_id
-    from regulars_bus.relay import backlog
+    from regulars_bus.relay import backlog, parked_rows
     from regulars_runtime.db import connect, server_version
 
     state = current()
@@ -292,7 +292,11 @@ async def _status() -> dict[str, Any]:
             conn = await connect(state.database_url, name)
             try:
                 report["services"][name].update(
-                    {"outbox_backlog": await backlog(conn), "dead_letters": await waiting(conn)}
+                    {
+                        "outbox_backlog": await backlog(conn),
+                        "outbox_parked": await parked_rows(conn),
+                        "dead_letters": await waiting(conn),
+                    }
                 )
                 if name == "intake":
                     from regulars_intake.adapters.queries import waiting_counts
@@ -328,6 +332,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 f"{name:<9} {s['url']:<24} {state:<10}"
                 f" outbox backlog {s.get('outbox_backlog', '?')}"
                 f"  dead letters {s.get('dead_letters', '?')}"
+                + (
+                    f"  outbox rows refused by the broker {s['outbox_parked']}"
+                    if s.get("outbox_parked")
+                    else ""
+                )
             )
         for shop in report.get("waiting", []):
             # Never dropped: what waits this long needs someone to post what is missing.
@@ -417,16 +426,28 @@ def _cmd_dead_letters_replay(args: argparse.Namespace) -> int:
         state = current()
         conn = await connect(state.database_url, args.service)
         try:
-            return await replay(kafka_config(state), conn, args.service, event_ids=event_ids)
+            return await replay(
+                kafka_config(state),
+                conn,
+                args.service,
+                event_ids=event_ids,
+                from_topic=args.from_topic,
+            )
         finally:
             await conn.close()
 
     done = asyncio.run(go())
     print(
         f"{args.service}: {done.replayed} published again to their topics"
-        f" ({done.found} on the dead-letter topic, {done.already} replayed before,"
+        f" ({done.found} dead letters, {done.already} replayed before,"
         f" {done.skipped} not asked for)"
     )
+    if done.missing:
+        print(
+            f"{args.service}: {done.missing} parked before dead letters kept their payload"
+            " are no longer on the dead-letter topic (the broker lost its log): not replayed",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -454,8 +475,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     async def go() -> dict[str, int]:
         pool = await create_pool(current().database_url, "followup", min_size=1, max_size=1)
         try:
-            async with bootstrap.bus(Deps(clock=system_clock), pool).unit_of_work() as uow:
-                return await run_monthly_check(uow, system_clock, shop_id, month.replace(day=1))
+            bus = bootstrap.bus(Deps(clock=system_clock), pool)
+            return await run_monthly_check(
+                bus.unit_of_work, system_clock, shop_id, month.replace(day=1)
+            )
         finally:
             await pool.close()
 
@@ -593,6 +616,12 @@ def parser() -> argparse.ArgumentParser:
     again.add_argument("--service", required=True, choices=SERVICES)
     again.add_argument(
         "--event-id", action="append", help="only this event (repeatable); default: all"
+    )
+    again.add_argument(
+        "--from-topic",
+        action="store_true",
+        help="also records on the dead-letter topic with no row (parked while the database"
+        " was away, before dead letters kept their payload)",
     )
     again.set_defaults(func=_cmd_dead_letters_replay)
     return p

@@ -1,15 +1,16 @@
 """Replaying a service's dead letters once the cause is fixed.
 
-A dead-lettered record sits on ``regulars.dead_letter.<service>`` with its original key,
-value and headers, plus ``dlq_*`` headers naming where it came from; the service's
-``dead_letters`` table notes each one. Replay reads the dead-letter topic from the start,
-publishes each record not yet replayed back to its original topic (``acks=all``, the
-dlq_* headers dropped), then marks its row replayed. The consuming service applies it
-like any event; every other consumer of that topic already has it in its inbox and
-skips it. A record that fails again is dead-lettered again, as a new row.
+A dead-lettered record is kept in the service's ``dead_letters`` table with its original
+key, value and headers (and copied to ``regulars.dead_letter.<service>``, with ``dlq_*``
+headers naming where it came from, for tools). Replay reads the table, publishes each
+record not yet replayed back to its original topic (``acks=all``), then marks its row
+replayed, in one transaction that holds the rows. The consuming service applies it like
+any event; every other consumer of that topic already has it in its inbox and skips it.
+A record that fails again is dead-lettered again, as a new row.
 
-The end of the topic is found by reading until nothing more comes for ``idle_seconds``,
-not by ``end_offsets``: the embedded broker answers that wrongly (see EMBEDDED.md).
+Rows parked before the table kept payloads are found on the dead-letter topic, read to
+its end: until nothing more comes for ``idle_seconds``, not by ``end_offsets``, which the
+embedded broker answers wrongly (see EMBEDDED.md).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncpg
 from aiokafka import TopicPartition
 from regulars_events.topics import dead_letter_topic
 
+from .consumer import headers_from_json
 from .kafka import KafkaConfig, producer
 from .kafka import consumer as kafka_consumer
 
@@ -37,6 +39,7 @@ class Replayed:
     replayed: int  # published again now
     already: int  # replayed by an earlier run
     skipped: int  # not among the event ids asked for
+    missing: int = 0  # parked before payloads were kept, and no longer on the topic
 
 
 @dataclass(frozen=True)
@@ -97,61 +100,95 @@ async def replay(
     *,
     event_ids: Collection[uuid.UUID] | None = None,
     idle_seconds: float = 3.0,
+    from_topic: bool = False,
 ) -> Replayed:
     """Publish the service's parked records again (those of ``event_ids`` only, if given).
 
+    The records come from the ``dead_letters`` table, so a broker that lost its log loses
+    no dead letter. The dead-letter topic is read only for rows parked before the table
+    kept payloads, and with ``from_topic`` for records parked with no row at all.
     ``conn`` must have the service's schema on its search path.
     """
-    records = [
-        p
-        for r in await _read_all(kafka, dead_letter_topic(service), idle_seconds)
-        if (p := _parked(r)) is not None
-    ]
-    done = {
-        (r["topic"], r["part"], r["kafka_offset"])
-        for r in await conn.fetch(
-            "SELECT topic, part, kafka_offset FROM dead_letters WHERE replayed_at IS NOT NULL"
-        )
-    }
     wanted = set(event_ids) if event_ids is not None else None
-    todo, already, skipped = [], 0, 0
-    seen: set[tuple[str, int, int]] = set()
-    for parked in records:
-        if parked.origin in seen:
-            continue  # the same record parked twice (a dead-letter send retried)
-        seen.add(parked.origin)
-        if wanted is not None and parked.event_id not in wanted:
-            skipped += 1
-        elif parked.origin in done:
-            already += 1
-        else:
-            todo.append(parked)
-    if todo:
-        prod = producer(kafka, f"regulars-{service}-dead-letter-replay")
-        await prod.start()
-        try:
-            sent = [
-                await prod.send(p.origin[0], value=p.value, key=p.key, headers=p.headers)
-                for p in todo
-            ]
-            await asyncio.gather(*sent)  # every one acknowledged before any is marked
-        finally:
-            await prod.stop()
-        for p in todo:
-            marked = await conn.execute(
-                "UPDATE dead_letters SET replayed_at = now()"
-                " WHERE topic = $1 AND part = $2 AND kafka_offset = $3 AND replayed_at IS NULL",
-                *p.origin,
+    async with conn.transaction():
+        rows = await conn.fetch("SELECT id, event_id, replayed_at FROM dead_letters")
+        asked = [r for r in rows if wanted is None or r["event_id"] in wanted]
+        already = sum(1 for r in asked if r["replayed_at"] is not None)
+        # Locked: a second replay running at the same time leaves these to this one.
+        todo = await conn.fetch(
+            "SELECT id, event_id, topic, part, kafka_offset, record_key, record_value,"
+            " record_headers FROM dead_letters WHERE id = ANY($1) AND replayed_at IS NULL"
+            " ORDER BY id FOR UPDATE SKIP LOCKED",
+            [r["id"] for r in asked if r["replayed_at"] is None],
+        )
+        out: list[tuple[int | None, _Parked]] = [
+            (
+                r["id"],
+                _Parked(
+                    r["record_key"],
+                    r["record_value"],
+                    headers_from_json(r["record_headers"]),
+                    r["event_id"],
+                    (r["topic"], r["part"], r["kafka_offset"]),
+                ),
             )
-            if marked == "UPDATE 0":
-                # Parked without its row (the database was away then): note it, replayed.
-                await conn.execute(
-                    "INSERT INTO dead_letters (event_id, topic, part, kafka_offset, error,"
-                    " replayed_at) VALUES ($1, $2, $3, $4, 'noted at replay', now())",
-                    p.event_id,
-                    *p.origin,
-                )
-    return Replayed(len(seen), len(todo), already, skipped)
+            for r in todo
+            if r["record_headers"] is not None
+        ]
+        legacy = {
+            (r["topic"], r["part"], r["kafka_offset"]): r["id"]
+            for r in todo
+            if r["record_headers"] is None
+        }
+        missing = 0
+        if legacy or from_topic:
+            known = {
+                (r["topic"], r["part"], r["kafka_offset"])
+                for r in await conn.fetch("SELECT topic, part, kafka_offset FROM dead_letters")
+            }
+            found: dict[tuple[str, int, int], _Parked] = {}
+            for record in await _read_all(kafka, dead_letter_topic(service), idle_seconds):
+                p = _parked(record)
+                if p is not None and (wanted is None or p.event_id in wanted):
+                    found.setdefault(p.origin, p)
+            for origin, row_id in legacy.items():
+                if origin in found:
+                    out.append((row_id, found[origin]))
+                else:
+                    missing += 1  # parked before payloads were kept; gone with the log
+            if from_topic:
+                out += [(None, p) for origin, p in found.items() if origin not in known]
+        if out:
+            prod = producer(kafka, f"regulars-{service}-dead-letter-replay")
+            await prod.start()
+            try:
+                sent = [
+                    await prod.send(p.origin[0], value=p.value, key=p.key, headers=p.headers)
+                    for _, p in out
+                ]
+                await asyncio.gather(*sent)  # every one acknowledged before any is marked
+            finally:
+                await prod.stop()
+            await conn.execute(
+                "UPDATE dead_letters SET replayed_at = now() WHERE id = ANY($1)",
+                [row_id for row_id, _ in out if row_id is not None],
+            )
+            for row_id, p in out:
+                if row_id is None:
+                    # Parked without its row (the database was away then): note it, replayed.
+                    await conn.execute(
+                        "INSERT INTO dead_letters (event_id, topic, part, kafka_offset, error,"
+                        " replayed_at) VALUES ($1, $2, $3, $4, 'noted at replay', now())",
+                        p.event_id,
+                        *p.origin,
+                    )
+    return Replayed(
+        found=len(rows) + sum(1 for row_id, _ in out if row_id is None),
+        replayed=len(out),
+        already=already,
+        skipped=len(rows) - len(asked),
+        missing=missing,
+    )
 
 
 async def parked(conn: asyncpg.Connection, *, include_replayed: bool = False) -> list[Any]:

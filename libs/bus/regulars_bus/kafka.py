@@ -30,6 +30,9 @@ class KafkaConfig:
     fetch_max_wait_ms: int = 20
     linger_ms: int = 5
     max_batch_size: int = 256 * 1024
+    #: the idempotent producer (Apache Kafka): its retries neither duplicate nor reorder
+    #: within a partition. Off for the embedded broker, which has no InitProducerId.
+    enable_idempotence: bool = False
     #: how every client reaches the brokers: PLAINTEXT (the embedded broker, a private
     #: network), SSL (TLS, optionally a client certificate), SASL_PLAINTEXT or SASL_SSL
     security_protocol: str = "PLAINTEXT"
@@ -141,13 +144,14 @@ def security(config: KafkaConfig) -> dict[str, Any]:
 
 
 def producer(config: KafkaConfig, client_id: str) -> AIOKafkaProducer:
-    # No idempotent producer: exactly-once effect comes from the outbox and the inbox, and
-    # the embedded broker has no InitProducerId.
+    # Exactly-once effect comes from the outbox and the inbox, not from the producer; the
+    # idempotent producer (KAFKA_ENABLE_IDEMPOTENCE, on Apache Kafka) keeps a retried
+    # batch from landing twice or out of order. The embedded broker has no InitProducerId.
     return AIOKafkaProducer(
         bootstrap_servers=config.bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=config.enable_idempotence,
         linger_ms=config.linger_ms,
         max_batch_size=config.max_batch_size,
         max_request_size=2 * 1024 * 1024,

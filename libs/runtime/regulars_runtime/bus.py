@@ -106,11 +106,14 @@ class MessageBus(Generic[U, D]):
         every_run: RunHandler[U, D] | None = None,
         pool: asyncpg.Pool | None = None,
         transaction: Callable[[], AbstractAsyncContextManager[U]] | None = None,
+        timers_alone: frozenset[str] = frozenset(),
     ) -> None:
         """``every_event`` sees each event, one at a time; ``every_run`` sees every event
         of a transaction at once, in order, after the shop facts among them are applied
         (a projection of everything, set-based). ``pool`` gives commands their
-        transactions; ``transaction`` stands in for it (a test's unit of work in memory)."""
+        transactions; ``transaction`` stands in for it (a test's unit of work in memory).
+        ``timers_alone``: timer kinds that each fire in a transaction of their own (a page
+        of work), never batched with other due timers."""
         self.make_uow = unit_of_work
         self.deps = deps
         self.events = dict(events or {})
@@ -121,6 +124,7 @@ class MessageBus(Generic[U, D]):
         self.every_run = every_run
         self.pool = pool
         self.transaction = transaction
+        self.timers_alone = timers_alone
 
     # -- events (the consumer's handler, inside its transaction with the inbox) ----------
 

@@ -341,8 +341,14 @@ class RequestGuard:
             raise Problem(
                 413, f"request body is {int(declared)} bytes; the limit is {self.limit} bytes"
             )
-        if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS") and not declared:
-            return b""
+        if (
+            scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS")
+            and not declared
+            and not _header(scope, b"transfer-encoding")
+        ):
+            return b""  # no body framed: nothing to wait for
+        # A body streamed to a GET is read to the limit like any other: answered 413, not
+        # left unread behind an answer of the route's (which would say it was taken).
         chunks: list[bytes] = []
         size = 0
         more = True

@@ -35,7 +35,9 @@ EVENTS_CONSUMED = Counter(
     "regulars_events_consumed_total", "Events handled by a consumer", ["service", "type", "result"]
 )
 DEAD_LETTERS = Counter(
-    "regulars_dead_letters_total", "Events parked on the dead-letter topic", ["service", "topic"]
+    "regulars_dead_letters_total",
+    "Events dead-lettered (kept in dead_letters, copied to the dead-letter topic)",
+    ["service", "topic"],
 )
 DEAD_LETTERS_WAITING = Gauge(
     "regulars_dead_letters_waiting",
@@ -55,6 +57,11 @@ OUTBOX_OLDEST = Gauge(
 )
 OUTBOX_PUBLISHED = Counter(
     "regulars_outbox_published_total", "Outbox rows published to Kafka", ["service"]
+)
+OUTBOX_PARKED = Counter(
+    "regulars_outbox_parked_total",
+    "Outbox rows the broker refused for good (too large, not authorised), parked",
+    ["service"],
 )
 BROKER_CHANGES = Counter(
     "regulars_broker_changes_total",

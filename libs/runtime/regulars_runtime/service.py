@@ -464,7 +464,10 @@ async def _start_workers(
         schema=name,
         kafka=kafka,
         retention=settings.outbox_retention,
+        inbox_retention=settings.inbox_retention,
+        dead_letter_retention=settings.dead_letter_retention,
         on_published=metrics.OUTBOX_PUBLISHED.labels(name).inc,
+        on_parked=metrics.OUTBOX_PARKED.labels(name).inc,
         on_backlog=metrics.OUTBOX_BACKLOG.labels(name).set,
         on_cluster_change=metrics.BROKER_CHANGES.labels(name).inc,
         topics=topics,
@@ -495,6 +498,7 @@ async def _start_workers(
             schema=name,
             handle=bus.handle_timer,
             clock=definition.clock,
+            alone=bus.timers_alone,
             on_fired=metrics.TIMER_LAG.labels(name).observe,
         )
         ctx.timers = scheduler

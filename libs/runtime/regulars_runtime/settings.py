@@ -44,6 +44,9 @@ class KafkaSettings(BaseSettings):
     fetch_max_wait_ms: int = Field(20, ge=0)
     linger_ms: int = Field(5, ge=0)
     max_batch_size: int = Field(256 * 1024, ge=1024)
+    #: on for Apache Kafka (retries then neither duplicate nor reorder a partition's
+    #: records); off for the embedded broker, which cannot
+    enable_idempotence: bool = False
     #: TLS and SASL, for every producer, consumer and admin client of the process; in
     #: Kubernetes the password is the Secret Strimzi's User Operator writes for the
     #: service's KafkaUser and the CA the cluster CA Secret (deploy/k8s)
@@ -102,6 +105,11 @@ class ServiceSettings(BaseSettings):
     run_workers: bool = True
     db_pool_size: int = Field(16, ge=1, le=200)
     outbox_retention_days: int = Field(7, ge=1)
+    #: longer than the outbox's: an event published again within the outbox's retention
+    #: (a new cluster, `regulars outbox replay`) must still be known as applied
+    inbox_retention_days: int = Field(14, ge=1)
+    #: replayed dead letters are kept this long (waiting ones until they are replayed)
+    dead_letter_retention_days: int = Field(30, ge=1)
     embedded: bool = Field(False, validation_alias=AliasChoices("REGULARS_EMBEDDED"))
     #: the commit the image was built from (the Dockerfile's REGULARS_BUILD_COMMIT), shown
     #: in regulars_build_info so a graph can say which release an incident began with
@@ -139,9 +147,26 @@ class ServiceSettings(BaseSettings):
             object.__setattr__(self, "port", DEFAULT_PORTS.get(self.service, 8000))
         return self
 
+    @model_validator(mode="after")
+    def _inbox_outlives_outbox(self) -> Self:
+        if self.inbox_retention_days <= self.outbox_retention_days:
+            raise ValueError(
+                "INBOX_RETENTION_DAYS must be longer than OUTBOX_RETENTION_DAYS: an event"
+                " published again within the outbox's retention must still be recognised"
+            )
+        return self
+
     @property
     def outbox_retention(self) -> timedelta:
         return timedelta(days=self.outbox_retention_days)
+
+    @property
+    def inbox_retention(self) -> timedelta:
+        return timedelta(days=self.inbox_retention_days)
+
+    @property
+    def dead_letter_retention(self) -> timedelta:
+        return timedelta(days=self.dead_letter_retention_days)
 
     def staff_key(self) -> str | None:
         """The staff-token key; in embedded mode a well-known one when none is set."""

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -231,7 +231,11 @@ class TimerScheduler:
         retention: timedelta | None = timedelta(days=30),
         on_fired: Callable[[float], None] | None = None,
         on_failed: Callable[[Timer, BaseException], None] | None = None,
+        alone: Collection[str] = (),
     ) -> None:
+        """``alone``: timer kinds each fired in a transaction of its own, as the handler of
+        a page of work needs (a batch of a hundred such pages would hold every lock they
+        take until the last is done)."""
         self.database_url = database_url
         self.pool = pool
         self.schema = _checked(schema)
@@ -244,6 +248,9 @@ class TimerScheduler:
         self.retention = retention
         self.on_fired = on_fired
         self.on_failed = on_failed
+        self.alone = frozenset(alone)
+        #: the last batch stopped short at a timer that fires alone: more may be due
+        self._cut_short = False
         self.channel = notify_channel(schema)
         self.running = False
         self._wake = asyncio.Event()
@@ -307,7 +314,7 @@ class TimerScheduler:
             # claim's snapshot then still cuts the coming sleep short.
             self._wake.clear()
             now = self.clock()
-            if await self.fire_due(now) >= self.batch_size:
+            if await self.fire_due(now) >= self.batch_size or self._cut_short:
                 continue  # more is due
             if self.retention is not None and loop.time() >= next_prune:
                 await self.prune()
@@ -329,6 +336,7 @@ class TimerScheduler:
         now = self.clock() if now is None else _aware(now, "now")
         claimed: list[Timer] = []
         fired: list[tuple[Timer, datetime]] = []
+        self._cut_short = False
         try:
             # One transaction for the batch, and no savepoint per timer: one commit (one
             # WAL flush) for up to batch_size firings, and no pile of subtransactions
@@ -337,6 +345,10 @@ class TimerScheduler:
                 await self._bound_idle(conn)
                 claimed = [_timer(r) for r in await conn.fetch(self._claim, now, self.batch_size)]
                 for timer in claimed:
+                    if fired and timer.kind in self.alone:
+                        # Left unfired: the commit frees it for the next batch to begin with.
+                        self._cut_short = True
+                        break
                     at = self.clock()
                     try:
                         async with asyncio.timeout(self.handler_timeout):
@@ -344,6 +356,9 @@ class TimerScheduler:
                     except Exception as exc:
                         raise _Blame(timer, exc) from exc
                     fired.append((timer, at))
+                    if timer.kind in self.alone:
+                        self._cut_short = timer is not claimed[-1]
+                        break
                 if fired:
                     await conn.execute(
                         self._mark_fired, [t.id for t, _ in fired], [at for _, at in fired]
@@ -364,7 +379,7 @@ class TimerScheduler:
             await self._fire_each([t for t in claimed if t is not culprit], now)
             return len(claimed)
         self._observe(t for t, _ in fired)
-        return len(claimed)
+        return len(fired)
 
     async def _fire_each(self, timers: list[Timer], now: datetime) -> None:
         for stale in timers:

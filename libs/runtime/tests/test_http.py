@@ -107,6 +107,22 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(
     assert "1024" in _problem(streamed, 413)["detail"]
 
 
+async def test_a_body_streamed_to_a_read_is_bounded_too(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"a" * 100
+
+    streamed = await client.request("GET", "/v1/notes/n1", content=chunks())
+    assert "1024" in _problem(streamed, 413)["detail"]
+
+    async def small() -> AsyncIterator[bytes]:
+        yield b"{}"
+
+    # a small one is read and the read answered as without it
+    read = await client.request("GET", "/v1/notes/n1", content=small())
+    assert read.status_code == 200 and read.json() == {"text": "n1:None"}
+
+
 async def test_nul_and_bad_utf8_are_422_naming_where(client: httpx.AsyncClient) -> None:
     query = _problem(await client.get("/v1/notes/a?q=%00x"), 422)
     assert query["errors"] == [{"field": "q", "message": "NUL character"}]

@@ -44,6 +44,15 @@ class FollowUpSettings(ServiceSettings):
             " (SMS_PROVIDER_CONFIRMS_OPT_OUT): then we send no confirmation or HELP answer"
         ),
     )
+    monthly_check_page_size: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        description=(
+            "customers per page of the monthly check, one transaction each"
+            " (MONTHLY_CHECK_PAGE_SIZE)"
+        ),
+    )
     followup_public_url: str | None = Field(
         None, description="where customers open unsubscribe links (FOLLOWUP_PUBLIC_URL)"
     )
@@ -97,6 +106,7 @@ def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[FollowUpUnit
         timers=handlers.TIMERS,
         commands=handlers.COMMANDS,
         pool=pool,
+        timers_alone=handlers.TIMERS_ALONE,
     )
 
 
@@ -137,6 +147,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSetting
             clock=clock,
             provider_answers_keywords=settings.sms_provider_confirms_opt_out,
             survey_key=settings.survey_key(),
+            monthly_check_page=settings.monthly_check_page_size,
         )
         messages = bus(deps, pool)
         sender = dispatcher(settings, messages)

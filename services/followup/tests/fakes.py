@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from regulars_followup.domain.customers import Customer
 from regulars_followup.domain.follow_up import CompletedVisit, FollowUpTask
 from regulars_followup.domain.inbound_texts import InboundText, KnownNumber
 from regulars_followup.domain.messages import MessageStatus, OutboundMessage
-from regulars_followup.domain.outreach import BudgetFacts, Priority
+from regulars_followup.domain.outreach import DECIDED_UNSENT, BudgetFacts, Priority, Spent
 from regulars_followup.domain.sweep import CustomerHistory, VisitFact
 from regulars_followup.domain.visits import Visit, VisitStatus
 from regulars_followup.handlers import Deps, FollowUpUnitOfWork
@@ -127,11 +128,15 @@ class FakeVisits:
         last = max(theirs, key=lambda v: (v.completed_at, v.repair_order_id), default=None)
         return copy.deepcopy(last)
 
-    async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
+    async def histories(
+        self, shop_id: uuid.UUID, *, after: str | None, limit: int
+    ) -> list[CustomerHistory]:
         out = []
         for (shop, cid), customer in sorted(self.customers.rows.items()):
-            if shop != shop_id:
+            if shop != shop_id or (after is not None and cid <= after):
                 continue
+            if len(out) == limit:
+                break
             visits = sorted(
                 (
                     VisitFact(
@@ -295,12 +300,34 @@ class FakeMessages:
         return any(m.provider_id == provider_id and m.id != message_id for m in self.rows.values())
 
     async def budget_facts(
-        self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime
+        self,
+        shop_id: uuid.UUID,
+        customer_id: str,
+        since: datetime,
+        *,
+        decided_before: uuid.UUID | None = None,
     ) -> BudgetFacts:
+        # rows keep their insertion order: the order they were decided in
         theirs = [
-            m for m in self.rows.values() if (m.shop_id, m.customer_id) == (shop_id, customer_id)
+            m
+            for m in self.rows.values()
+            if (m.shop_id, m.customer_id) == (shop_id, customer_id) and m.to_staff is None
         ]
-        marketing = [m.sent_at for m in theirs if m.priority == Priority.MARKETING and m.sent_at]
+        if decided_before is not None:
+            order = list(self.rows)
+            mine = order.index(decided_before)
+            earlier = set(order[:mine])
+        spent = []
+        for m in theirs:
+            if m.sent_at is not None:
+                if m.sent_at >= since:
+                    spent.append(Spent(m.priority == Priority.MARKETING, m.channel, m.sent_at))
+            elif (
+                m.status.value in DECIDED_UNSENT
+                and m.send_at is not None
+                and (decided_before is None or m.id in earlier)
+            ):
+                spent.append(Spent(m.priority == Priority.MARKETING, m.channel, m.send_at))
         visits = sorted(
             (
                 v
@@ -311,8 +338,7 @@ class FakeMessages:
             key=lambda v: v.completed_at,
         )
         return BudgetFacts(
-            max(marketing, default=None),
-            sum(1 for m in theirs if m.channel == "sms" and m.sent_at and m.sent_at >= since_24h),
+            tuple(spent),
             any(c == customer_id for s, c in self.open_cases if s == shop_id),
             (visits[-1].completed_at, bool(visits[-1].data.get("comeback"))) if visits else None,
         )
@@ -421,6 +447,11 @@ class World:
     @property
     def deps(self) -> Deps:
         return Deps(clock=self.clock, survey_key=SURVEY_KEY)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeUnitOfWork]:
+        """A command's transaction (in memory, all one)."""
+        yield self.uow
 
     def set_policy(self, patch: dict[str, Any]) -> None:
         version, policy = self.uow.shops.policies[self.shop_id]

@@ -585,3 +585,66 @@ async def test_a_case_opened_after_due_holds_back_a_reminder(world: World) -> No
     await world.uow.cases.open(world.shop_id, "c-1", "case-1", world.clock())
     assert await claim(world) == []
     assert world.uow.messages.rows[message_id].status is MessageStatus.SUPPRESSED
+
+
+# -- the budget counts what is decided, not only what is sent -------------------------
+
+
+async def ask_marketing(world: World, kind: str, at: datetime) -> uuid.UUID:
+    # commercial email carries the shop's postal address (CAN-SPAM)
+    world.set_policy({"contact": {"postal_address": "1 Main St, Springfield, NY 10001"}})
+    world.clock.now = at
+    asked = await outreach.request_message(
+        world.uow,
+        world.clock,
+        shop_id=world.shop_id,
+        customer_id="c-1",
+        kind=kind,
+        purpose=f"{kind}:2026",
+        channels=["email"],
+    )
+    assert asked is not None
+    return asked
+
+
+async def test_a_second_marketing_ask_waits_a_week_after_the_first_not_yet_sent(
+    world: World,
+) -> None:
+    await customer(world)
+    first = await ask_marketing(world, "referral_request", MONDAY_2PM)
+    second = await ask_marketing(world, "birthday", MONDAY_2PM + timedelta(minutes=1))
+    rows = world.uow.messages.rows
+    assert (rows[first].status, rows[first].send_at) == (MessageStatus.SCHEDULED, MONDAY_2PM)
+    assert rows[second].status is MessageStatus.HELD
+    assert rows[second].send_at == MONDAY_2PM + timedelta(days=7)
+
+
+async def test_a_held_message_yields_to_those_decided_before_it_not_after(
+    world: World,
+) -> None:
+    # The first is held to the morning (quiet hours: SMS at night); the second, decided
+    # after it, waits a week after that. At the morning the first goes: the later one,
+    # still to go, does not push it back.
+    night = datetime(2026, 11, 23, 22, 0, tzinfo=NY)
+    await customer(world)
+    consent = ConsentChanged(customer_id="c-1", channel="sms", granted=True)
+    await outreach.on_consent_changed(world.received(consent), world.uow, world.deps)
+    world.clock.now = night
+    first = await outreach.request_message(
+        world.uow,
+        world.clock,
+        shop_id=world.shop_id,
+        customer_id="c-1",
+        kind="birthday",
+        purpose="birthday:2026",
+        channels=["sms"],
+    )
+    assert first is not None
+    morning = datetime(2026, 11, 24, 8, 0, tzinfo=NY)
+    assert world.uow.messages.rows[first].send_at == morning
+    second = await ask_marketing(world, "referral_request", night)
+    assert world.uow.messages.rows[second].send_at == morning + timedelta(days=7)
+    (wake,) = [t for t in world.uow.timers.of_kind(MESSAGE_DUE) if str(first) in t.key]
+    world.clock.now = morning
+    await outreach.on_message_due(world.uow.timers.fired(wake), world.uow, world.deps)
+    assert world.uow.messages.rows[first].status is MessageStatus.DUE

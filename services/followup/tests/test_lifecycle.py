@@ -169,7 +169,9 @@ async def test_a_stage_for_a_customer_not_known_yet_waits_for_them(world: World)
 
 async def run_december(world: World) -> dict[str, int]:
     world.clock.now = datetime(2026, 12, 1, 8, 0, tzinfo=NY)
-    return await sweep.run_monthly_check(world.uow, world.clock, world.shop_id, date(2026, 12, 1))
+    return await sweep.run_monthly_check(
+        world.transaction, world.clock, world.shop_id, date(2026, 12, 1)
+    )
 
 
 def asked(world: World, cid: str) -> list[str]:

@@ -4,7 +4,19 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from regulars_followup.domain.outreach import Budget, Recipient, ShopRules, decide, next_window
+from regulars_followup.domain.customers import Customer
+from regulars_followup.domain.outreach import (
+    Budget,
+    BudgetFacts,
+    Recipient,
+    ShopRules,
+    Spent,
+    budget_since,
+    decide,
+    next_window,
+)
+from regulars_followup.domain.outreach import budget as budget_from
+from regulars_shop.policy import Policy
 
 NY = ZoneInfo("America/New_York")
 CHI = ZoneInfo("America/Chicago")
@@ -181,3 +193,47 @@ def test_shop_channel_off_and_missing_address() -> None:
     assert "turned sms off" in decide("survey", "sms", now, who(), no_sms, Budget()).reason
     nobody = Recipient("NY", NY, None, None, {})
     assert decide("survey", "email", now, nobody, SHOP, Budget()).reason == "no email address"
+
+
+def _facts(*spent: Spent) -> BudgetFacts:
+    return BudgetFacts(tuple(spent), False, None)
+
+
+def test_a_marketing_message_decided_but_not_sent_spends_the_interval() -> None:
+    # One decided to go in two hours (held for quiet hours): the next waits for a week
+    # after that moment, as it would after one sent.
+    now = at(2026, 11, 23, 12)
+    policy = Policy.defaults()
+    pending = budget_from(
+        _facts(Spent(True, "email", now + timedelta(hours=2))), Customer("c"), policy, now
+    )
+    assert pending.last_marketing_at == now + timedelta(hours=2)
+    held = decide("birthday", "email", now, who(), SHOP, pending)
+    assert held.action == "hold" and held.at == now + timedelta(days=7, hours=2)
+    # a service message decided does not spend the marketing interval
+    service = budget_from(_facts(Spent(False, "email", now)), Customer("c"), policy, now)
+    assert decide("birthday", "email", now, who(), SHOP, service).action == "send"
+
+
+def test_texts_to_go_count_against_a_state_cap_as_sent_ones() -> None:
+    now = at(2026, 11, 23, 12)
+    policy = Policy.defaults()
+    texts = _facts(
+        Spent(False, "sms", now - timedelta(hours=3)),  # sent this morning
+        Spent(False, "sms", now),  # due, in a dispatcher's hands
+        Spent(True, "sms", now + timedelta(hours=5)),  # held for tonight
+        Spent(False, "sms", now + timedelta(hours=30)),  # beyond the day: not counted
+        Spent(False, "sms", now - timedelta(hours=25)),  # sent before the day: not counted
+    )
+    spent = budget_from(texts, Customer("c"), policy, now)
+    assert spent.sms_last_24h == 3
+    florida = decide("referral_request", "sms", now, who("FL", sms=True), SHOP, spent)
+    assert florida.action == "hold" and florida.at is not None
+    assert florida.at >= now + timedelta(hours=24) and "3 texts per 24 h in FL" in florida.reason
+
+
+def test_how_far_back_a_sent_message_still_counts() -> None:
+    now = at(2026, 11, 23, 12)
+    assert budget_since(Policy.defaults(), now) == now - timedelta(days=7)
+    daily = Policy.defaults().merged({"marketing_min_interval": "PT1H"})
+    assert budget_since(daily, now) == now - timedelta(hours=24)

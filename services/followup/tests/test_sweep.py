@@ -112,3 +112,18 @@ def test_a_lapsed_customer_with_no_visit_here_gets_no_win_back() -> None:
 def test_next_month() -> None:
     assert first_of_next_month(date(2026, 12, 15)) == date(2027, 1, 1)
     assert first_of_next_month(date(2026, 1, 31)) == date(2026, 2, 1)
+
+
+def test_one_run_asks_for_one_marketing_message_whatever_is_owed() -> None:
+    # Loyal, a birthday this month and an oil change due: the birthday note and the
+    # reminder (not marketing); the year's thank-you waits for a later month's run.
+    visits = [visit(20), visit(200, "oil change"), visit(400)]
+    history = CustomerHistory("c", date(1980, 12, 24), visits, stage="loyal")
+    out = monthly_check(history, DEC, NOW)
+    assert kinds(out) == [
+        ("birthday", "birthday:2026"),
+        ("reminder", "reminder:oil change:2026-12"),
+    ]
+    january = monthly_check(history, date(2027, 1, 1), NOW + timedelta(days=31))
+    assert ("thank_you", "thank_you:2027") in kinds(january)
+    assert [o.kind for o in january].count("thank_you") == 1

@@ -162,7 +162,8 @@ async def on_sla_timer(timer: Timer, uow: FeedbackUnitOfWork, deps: Deps) -> Non
     """An SLA moment came. It acts only if its window still governs the case: the
     warning at risk, or at the breach one level up the ladder."""
     payload = timer.payload
-    case = await uow.cases.get(uuid.UUID(payload["case_id"]), lock=True)
+    # scoped to the timer's shop like every read of a case, though its id is its own
+    case = await uow.cases.get(uuid.UUID(payload["case_id"]), timer.shop_id, lock=True)
     clock: Clock = payload["clock"]
     if case is None or not case.governs(clock, datetime.fromisoformat(payload["due_at"])):
         return

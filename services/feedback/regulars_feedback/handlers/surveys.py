@@ -268,7 +268,7 @@ async def on_followup_missed(
 
 async def on_resurvey_timer(timer: Timer, uow: FeedbackUnitOfWork, deps: Deps) -> None:
     """``recovery_check_in_after`` after a resolution: ask again how it is going."""
-    case = await uow.cases.get(uuid.UUID(timer.payload["case_id"]))
+    case = await uow.cases.get(uuid.UUID(timer.payload["case_id"]), timer.shop_id)
     if case is None:
         return
     await request_survey(

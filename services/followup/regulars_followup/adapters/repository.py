@@ -17,7 +17,7 @@ from ..domain.consent import ConsentChange
 from ..domain.customers import Customer
 from ..domain.follow_up import CompletedVisit, FollowUpTask
 from ..domain.messages import MessageStatus, OutboundMessage
-from ..domain.outreach import BudgetFacts
+from ..domain.outreach import DECIDED_UNSENT, BudgetFacts, Spent
 from ..domain.sweep import CustomerHistory, VisitFact
 from ..domain.tasks import TaskStatus
 from ..domain.visits import Visit, VisitStatus
@@ -226,16 +226,24 @@ class PostgresVisits:
         )
         return None if row is None else _visit(row)
 
-    async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
+    async def histories(
+        self, shop_id: uuid.UUID, *, after: str | None, limit: int
+    ) -> list[CustomerHistory]:
         customers = await self.conn.fetch(
             "SELECT customer_id, birthday, stage FROM customers WHERE shop_id = $1"
-            " ORDER BY customer_id",
+            " AND ($2::text IS NULL OR customer_id > $2) ORDER BY customer_id LIMIT $3",
             shop_id,
+            after,
+            limit,
         )
+        if not customers:
+            return []
         visits = await self.conn.fetch(
             "SELECT customer_id, repair_order_id, completed_at, data FROM visits"
-            " WHERE shop_id = $1 AND status = 'completed' ORDER BY completed_at",
+            " WHERE shop_id = $1 AND customer_id = ANY($2::text[]) AND status = 'completed'"
+            " ORDER BY completed_at",
             shop_id,
+            [c["customer_id"] for c in customers],
         )
         by_customer: dict[str, list[VisitFact]] = defaultdict(list)
         for v in visits:
@@ -542,32 +550,38 @@ class PostgresOutboundMessages:
         )
 
     async def budget_facts(
-        self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime
+        self,
+        shop_id: uuid.UUID,
+        customer_id: str,
+        since: datetime,
+        *,
+        decided_before: uuid.UUID | None = None,
     ) -> BudgetFacts:
+        # One round trip: every decision for the customer asks this. seq orders the
+        # decisions; a message's own row and those decided after it are left out.
         row = await self.conn.fetchrow(
-            "SELECT"
-            " (SELECT max(sent_at) FROM messages WHERE shop_id = $1 AND customer_id = $2"
-            "   AND priority = 2 AND sent_at IS NOT NULL) AS last_marketing_at,"
-            " (SELECT count(*) FROM messages WHERE shop_id = $1 AND customer_id = $2"
-            "   AND channel = 'sms' AND sent_at >= $3) AS sms_last_24h,"
+            "SELECT array(SELECT row(priority = 2, channel, coalesce(sent_at, send_at))"
+            "   FROM messages WHERE shop_id = $1 AND customer_id = $2 AND to_staff IS NULL"
+            "   AND (sent_at >= $3 OR (sent_at IS NULL AND send_at IS NOT NULL"
+            "   AND status = ANY($4::text[]) AND ($5::uuid IS NULL"
+            "   OR seq < (SELECT seq FROM messages WHERE id = $5))))) AS spent,"
             " EXISTS (SELECT 1 FROM open_recovery_cases WHERE shop_id = $1 AND customer_id = $2)"
-            "   AS open_case",
+            "   AS open_case, v.completed_at, v.data"
+            " FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT completed_at, data FROM visits"
+            "   WHERE shop_id = $1 AND customer_id = $2 AND status = 'completed'"
+            "   ORDER BY completed_at DESC LIMIT 1) AS v ON true",
             shop_id,
             customer_id,
-            since_24h,
+            since,
+            sorted(DECIDED_UNSENT),
+            decided_before,
         )
         assert row is not None
-        visit = await self.conn.fetchrow(
-            "SELECT completed_at, data FROM visits WHERE shop_id = $1 AND customer_id = $2"
-            " AND status = 'completed' ORDER BY completed_at DESC LIMIT 1",
-            shop_id,
-            customer_id,
-        )
+        last_visit = row["completed_at"]
         return BudgetFacts(
-            row["last_marketing_at"],
-            int(row["sms_last_24h"]),
+            tuple(Spent(marketing, channel, at) for marketing, channel, at in row["spent"]),
             bool(row["open_case"]),
-            None if visit is None else (visit["completed_at"], bool(visit["data"].get("comeback"))),
+            None if last_visit is None else (last_visit, bool(row["data"].get("comeback"))),
         )
 
     async def wake_dispatcher(self) -> None:

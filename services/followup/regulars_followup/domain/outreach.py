@@ -105,7 +105,9 @@ class ShopRules:
 class Budget:
     """What the customer has already had, and what holds asks back."""
 
+    #: the latest marketing message sent or decided (when it goes, if it has not yet)
     last_marketing_at: datetime | None = None
+    #: texts sent in the last 24 hours, or decided to go in the next 24
     sms_last_24h: int = 0
     open_recovery_case: bool = False
     comeback: bool = False
@@ -235,15 +237,41 @@ def shop_rules(policy: Policy) -> ShopRules:
     )
 
 
+#: statuses of a message decided and not yet sent: scheduled or held for its moment, due,
+#: or in a dispatcher's hands. Each spends the budget as a sent one does, at the moment
+#: it is to go: otherwise two decisions before either is sent would both find it unspent.
+DECIDED_UNSENT = frozenset({"scheduled", "held", "due", "sending"})
+
+
+@dataclass(frozen=True)
+class Spent:
+    """One message of the customer's that counts against their budget: sent (``at``: when),
+    or decided and still to go (``at``: when it is to go)."""
+
+    marketing: bool
+    channel: str | None
+    at: datetime
+
+
 @dataclass(frozen=True)
 class BudgetFacts:
     """What the customer's messages and visits say, for their :class:`Budget`."""
 
-    last_marketing_at: datetime | None
-    sms_last_24h: int
+    #: their messages sent since :func:`budget_since`, and every one decided before the
+    #: one being decided that has not gone yet
+    spent: tuple[Spent, ...]
     open_case: bool
     #: the customer's latest completed visit: (when, whether it was a comeback)
     last_visit: tuple[datetime, bool] | None
+
+
+#: the span of the state caps (Fla. Stat. 501.616(6), 15 O.S. 775C.4, Md. Com. Law 14-4502)
+CAP_WINDOW = timedelta(hours=24)
+
+
+def budget_since(policy: Policy, now: datetime) -> datetime:
+    """How far back a sent message can still bear on a decision taken ``now``."""
+    return now - max(parse_duration(policy.marketing_min_interval), CAP_WINDOW)
 
 
 def budget(facts: BudgetFacts, customer: Customer, policy: Policy, now: datetime) -> Budget:
@@ -252,9 +280,14 @@ def budget(facts: BudgetFacts, customer: Customer, policy: Policy, now: datetime
         and facts.last_visit[1]
         and now - facts.last_visit[0] <= parse_duration(policy.comeback_window)
     )
+    # A text still to go within a day of now shares a 24-hour window with one sent now:
+    # counting it keeps the cap whichever of the two goes first.
+    texts = sum(
+        1 for s in facts.spent if s.channel == "sms" and now - CAP_WINDOW <= s.at < now + CAP_WINDOW
+    )
     return Budget(
-        facts.last_marketing_at,
-        facts.sms_last_24h,
+        max((s.at for s in facts.spent if s.marketing), default=None),
+        texts,
         facts.open_case,
         comeback,
         customer.sms_opted_out_at,

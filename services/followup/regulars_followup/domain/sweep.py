@@ -90,7 +90,29 @@ def estimated_mileage(visits: list[VisitFact], asset: str | None, on: date) -> f
 
 
 def monthly_check(history: CustomerHistory, month: date, now: datetime) -> list[Outreach]:
-    """What this customer is owed in the month that starts on ``month``.
+    return one_marketing_message(_owed(history, month, now))
+
+
+#: which marketing message a run sends when a customer is owed several: the win-back and
+#: the birthday note belong to this month, the year's thank-you can come with a later run
+MARKETING_FIRST = ("win_back", "birthday", "thank_you")
+
+
+def one_marketing_message(owed: list[Outreach]) -> list[Outreach]:
+    """The run's outreach with one marketing message at most (SPEC workflow 4: one per
+    7 days). The others are not asked for, rather than held: a thank-you held a week
+    behind a birthday note is two marketing messages from one run, and the next month's
+    run asks for it again (its purpose is the year's)."""
+    marketing = [o for o in owed if o.kind in MARKETING_FIRST]
+    if len(marketing) <= 1:
+        return owed
+    keep = min(marketing, key=lambda o: MARKETING_FIRST.index(o.kind))
+    return [o for o in owed if o.kind not in MARKETING_FIRST or o is keep]
+
+
+def _owed(history: CustomerHistory, month: date, now: datetime) -> list[Outreach]:
+    """What this customer is owed in the month that starts on ``month``: every reminder
+    due, and at most one marketing message (see :func:`one_marketing_message`).
 
     Lapsed, lost and loyal are loyalty's stages (``history.stage``), never worked out here:
     the product has one definition of each. A lost customer is owed nothing more; a lapsed

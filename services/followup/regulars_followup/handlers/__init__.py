@@ -86,8 +86,12 @@ TIMERS: dict[str, Handler[FollowUpUnitOfWork, Deps]] = {
     outreach.MESSAGE_DUE: outreach.on_message_due,
     tasks.FOLLOW_UP_MISSED: tasks.on_missed_timer,
     sweep.MONTHLY_CHECK: sweep.on_monthly_check_timer,
+    sweep.MONTHLY_CHECK_PAGE: sweep.on_monthly_check_page,
     recovery.RECOVERY_CHECK_IN: recovery.on_check_in_timer,
 }
+
+#: each a page of the monthly check: a transaction of its own, never one batch of many
+TIMERS_ALONE = frozenset({sweep.MONTHLY_CHECK, sweep.MONTHLY_CHECK_PAGE})
 
 
 __all__ = [
@@ -96,6 +100,7 @@ __all__ = [
     "EVENTS",
     "SCHEMA",
     "TIMERS",
+    "TIMERS_ALONE",
     "TOPICS",
     "Deps",
     "FollowUpUnitOfWork",

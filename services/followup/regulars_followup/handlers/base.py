@@ -69,9 +69,11 @@ class Visits(Protocol):
         """The customer's latest completed visit (not a voided or reopened one)."""
         ...
 
-    async def histories(self, shop_id: uuid.UUID) -> list[CustomerHistory]:
-        """Every customer of the shop with their completed visits and their lifecycle
-        stage, for the monthly check."""
+    async def histories(
+        self, shop_id: uuid.UUID, *, after: str | None, limit: int
+    ) -> list[CustomerHistory]:
+        """A page of the shop's customers, by customer id after ``after`` (a keyset), with
+        their completed visits and their lifecycle stage, for the monthly check."""
         ...
 
 
@@ -151,8 +153,16 @@ class OutboundMessages(Protocol):
         ...
 
     async def budget_facts(
-        self, shop_id: uuid.UUID, customer_id: str, since_24h: datetime
-    ) -> BudgetFacts: ...
+        self,
+        shop_id: uuid.UUID,
+        customer_id: str,
+        since: datetime,
+        *,
+        decided_before: uuid.UUID | None = None,
+    ) -> BudgetFacts:
+        """The customer's messages sent since ``since``, and those decided but not sent
+        yet (every one; with ``decided_before``, those decided before that message)."""
+        ...
 
     async def wake_dispatcher(self) -> None:
         """Tell the dispatchers (at commit) that a message is due."""
@@ -211,3 +221,5 @@ class Deps:
     #: makes survey links from a survey's id, as feedback made its token (None: no key,
     #: and then only an older event's whole link can be sent)
     survey_key: bytes | None = None
+    #: customers per page of the monthly check (one transaction each)
+    monthly_check_page: int = 500

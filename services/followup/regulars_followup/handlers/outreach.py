@@ -47,7 +47,7 @@ from ..domain.messages import (
     compose,
     text_digest,
 )
-from ..domain.outreach import Decision, answered_by_provider, best_channel
+from ..domain.outreach import Decision, answered_by_provider, best_channel, budget_since
 from .base import Deps, FollowUpUnitOfWork
 
 MESSAGE_DUE = "message.due"
@@ -182,9 +182,20 @@ async def _best_channel(
     shop_id: uuid.UUID,
     policy: Policy,
     now: datetime,
+    *,
+    deciding: uuid.UUID | None,
 ) -> tuple[str | None, Decision]:
+    """The budget's decision for a message of ``kind``. ``deciding`` is the message when
+    it exists and is decided again (at its moment, or as it is sent): it must not count
+    against itself, nor yield to messages decided after it. None for a new one.
+
+    ``customer`` was loaded locked (``customers.get``): whoever else decides for this
+    customer, on any replica, waits for this transaction, then counts what it decided.
+    Each message yields to those decided before it, never to later ones, so two held
+    messages cannot keep pushing each other back.
+    """
     facts = await uow.messages.budget_facts(
-        shop_id, customer.customer_id, now - timedelta(hours=24)
+        shop_id, customer.customer_id, budget_since(policy, now), decided_before=deciding
     )
     return best_channel(kind, channels, now, customer, policy, facts)
 
@@ -211,7 +222,9 @@ async def request_message(
     _version, policy = await uow.policy(shop_id)
     customer = await known_customer(uow, shop_id, customer_id)
     now = clock()
-    channel, decision = await _best_channel(uow, kind, channels, customer, shop_id, policy, now)
+    channel, decision = await _best_channel(
+        uow, kind, channels, customer, shop_id, policy, now, deciding=None
+    )
     if unavailable is not None:
         channel, decision = None, Decision("suppress", unavailable)
     message = OutboundMessage.ask(
@@ -266,7 +279,14 @@ async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> N
         assert customer is not None
         now = clock()
         channel, decision = await _best_channel(
-            uow, message.kind, message.channels, customer, message.shop_id, policy, now
+            uow,
+            message.kind,
+            message.channels,
+            customer,
+            message.shop_id,
+            policy,
+            now,
+            deciding=message.id,
         )
         message.decide(channel, decision, now)
     await uow.messages.save(message)
@@ -355,7 +375,14 @@ async def claim_due_messages(
             customer = await uow.customers.get(message.shop_id, message.customer_id)
             if customer is not None and policy is not None:
                 channel, decision = await _best_channel(
-                    uow, message.kind, message.channels, customer, message.shop_id, policy, now
+                    uow,
+                    message.kind,
+                    message.channels,
+                    customer,
+                    message.shop_id,
+                    policy,
+                    now,
+                    deciding=message.id,
                 )
                 message.decide(channel, decision, now)
                 if message.status is not MessageStatus.DUE:
