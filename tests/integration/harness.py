@@ -239,6 +239,14 @@ class System:
             "REGULARS_EMBEDDED": "1",
             "INTAKE_RATE_PER_SECOND": "100000",
             "INTAKE_RATE_BURST": "100000",
+            # the shared limits stay out of the way of other tests (all from 127.0.0.1);
+            # test_limits starts processes of its own with them low
+            "SHOP_REQUESTS_PER_SECOND": "100000",
+            "SHOP_REQUESTS_BURST": "100000",
+            "PUBLIC_REQUESTS_PER_SECOND": "100000",
+            "PUBLIC_REQUESTS_BURST": "100000",
+            "FAILED_AUTH_PER_MINUTE": "6000000",
+            "FAILED_AUTH_BURST": "100000",
             **({"SMTP_URL": self.mail.url} if self.mail else {}),
             **({"SMS_API_URL": self.sms.url} if self.sms else {}),
             # the console (loyalty) asks the services it knows of for what it shows

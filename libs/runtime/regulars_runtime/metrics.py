@@ -79,6 +79,16 @@ TIMER_LAG = Histogram(
     ["service"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30),
 )
+RATE_LIMITED = Counter(
+    "regulars_rate_limited_total",
+    "Requests refused with 429 by a rate limit, by the limit's name",
+    ["service", "limit"],
+)
+API_KEY_LOOKUPS = Counter(
+    "regulars_api_key_lookups_total",
+    "API keys looked up in the database (a cached answer, good or bad, is not counted)",
+    ["service", "result"],
+)
 TIMERS_DUE = Gauge(
     "regulars_timers_due", "Pending timers whose moment has come, not fired yet", ["service"]
 )
