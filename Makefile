@@ -25,7 +25,7 @@ KUBECTL := .tools/bin/kubectl
 CRDS ?= ../shared/crds
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium lighthouse asyncapi-cli kubectl promtool run test test-unit test-integration test-deploy deploy-check rules-check contract lint typecheck format bench status clean
+.PHONY: help install chromium lighthouse asyncapi-cli kubectl promtool run test test-unit test-integration test-deploy chaos deploy-check rules-check contract lint typecheck format bench status clean
 
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,13 @@ test-unit: $(SYNCED) ## domain and library tests, no I/O
 
 test-integration: $(SYNCED) chromium ## real PostgreSQL + broker + service processes (kill -9 included), headless chromium
 	@$(PYTEST) -q tests/integration
+
+# the fault suite's long form: SEED picks the load and the faults' order and moments,
+# DURATION the seconds of faults (every fault at least once)
+SEED ?= 1
+DURATION ?= 600
+chaos: $(SYNCED) ## the fault suite: two replicas of each service, kill -9 of each, of each relay, the broker and PostgreSQL under load; prints lost/duplicate counts (SEED=, DURATION=)
+	@$(PY) tests/integration/chaos.py --seed $(SEED) --duration $(DURATION)
 
 test-deploy: $(SYNCED) $(KUBECTL) promtool ## Kubernetes manifests and docker-compose, validated offline
 	@$(PYTEST) -q tests/deploy

@@ -31,7 +31,7 @@ FRAMEWORK = "framework (uvicorn, starlette, fastapi)"
 # (category, function name or "*", a fragment of the file path), for the request path.
 APP_MARKERS: list[tuple[str, str, str]] = [
     ("auth (API key)", "shop_for", "regulars_runtime/auth.py"),
-    ("rate limit", "retry_after", "domain/rate_limit.py"),
+    ("rate limit (shared, PostgreSQL)", "check", "regulars_runtime/limit_store.py"),
     ("body read", "_read_body", "entrypoints/post_event.py"),
     ("posting check + pydantic validation", "parse_posting", "domain/postings.py"),
     ("body hash (sha256)", "body_hash", "domain/postings.py"),

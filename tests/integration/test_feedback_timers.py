@@ -77,7 +77,9 @@ class Shop:
         self.id = uuid.uuid4()
         self.pool = pool
         self.clock = FakeClock(now)
-        self.deps = handlers.Deps(clock=self.clock, public_url="https://fb.example")
+        self.deps = handlers.Deps(
+            clock=self.clock, public_url="https://fb.example", survey_key=b"survey links"
+        )
         self.bus = bootstrap.bus(self.deps, pool)
         self.scheduler = TimerScheduler(
             database_url=url,
@@ -267,7 +269,9 @@ async def test_resolving_stops_every_clock_and_brings_the_resurvey(
         if e["reason"] == "recovery_resurvey"
     ]
     assert len(resurveys) == 1 and resurveys[0]["case_id"] == str(case["id"])
-    assert resurveys[0]["survey_url"].startswith("https://fb.example/s/")
+    # the page, never the link: its token is a credential, made again where it is sent
+    assert resurveys[0]["survey_page"] == "https://fb.example/s/"
+    assert resurveys[0].get("survey_url") is None
 
 
 async def test_a_safety_signal_joining_a_case_makes_it_critical_and_shortens_its_window(

@@ -329,11 +329,15 @@ async def test_the_hooks_bound_their_bodies_and_rate(
     await texting_customer(outreach, shop, number)
     huge = inbound_form(number, "x" * 20_000)
     assert (await post_hook(outreach, INBOUND, huge)).status_code == 413
-    answers = [
-        (await post_hook(outreach, INBOUND, inbound_form(number, f"note {i}"))).status_code
-        for i in range(14)
-    ]
-    assert answers[:10] == [200] * 10 and 429 in answers[10:], answers
+    # at once: 10 from one number, then 1 a second (every replica together), however
+    # long each text takes to handle on a loaded machine
+    answered = await asyncio.gather(
+        *(post_hook(outreach, INBOUND, inbound_form(number, f"note {i}")) for i in range(14))
+    )
+    answers = [a.status_code for a in answered]
+    assert 10 <= answers.count(200) <= 11 and 429 in answers, answers
+    shed = next(a for a in answered if a.status_code == 429)
+    assert shed.json()["limit"] == "texts from one number" and int(shed.headers["retry-after"]) >= 1
     async with httpx.AsyncClient(base_url=outreach.services["followup"].url) as http:
         r = await http.post(INBOUND, json={"From": number})
     assert r.status_code == 415

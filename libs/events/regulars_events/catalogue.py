@@ -301,7 +301,12 @@ class SurveyRequested(Event):
     reason: Literal["after_follow_up", "follow_up_missed", "recovery_resurvey"]
     #: the channel to prefer; followup still applies consent and policy
     channel: MessageChannel | None = None
-    #: the survey's public link, when the survey already exists
+    #: where the survey's link leads, without its token (``https://links.../s/``):
+    #: followup adds the token it makes from the survey's id (regulars_shop.survey_links),
+    #: so the link, a customer's credential, never travels on the bus
+    survey_page: str | None = Field(default=None, max_length=2_000)
+    #: the whole link, token included, as events before ``survey_page`` carried it; no
+    #: longer sent, still read from an older event
     survey_url: str | None = Field(default=None, max_length=2_000)
 
 

@@ -50,6 +50,8 @@ class ProblemDetails(BaseModel):
     status: int
     detail: str = Field(description="what went wrong, for a person")
     errors: list[FieldError] = Field(default_factory=list, description="one per bad field")
+    limit: str | None = Field(None, description="a 429's limit, by name")
+    retry_after: int | None = Field(None, description="a 429's wait in seconds, as Retry-After")
 
 
 class Problem(Exception):

@@ -68,11 +68,26 @@ BROKER_CHANGES = Counter(
     "Times the relay saw a new Kafka cluster and re-published its retained outbox",
     ["service"],
 )
+RELAY_LEADER = Gauge(
+    "regulars_relay_leader",
+    "1 on the replica whose outbox relay holds the service's advisory lock (publishes), else 0",
+    ["service"],
+)
 TIMER_LAG = Histogram(
     "regulars_timer_lag_seconds",
     "How late a durable timer fired after its moment",
     ["service"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30),
+)
+RATE_LIMITED = Counter(
+    "regulars_rate_limited_total",
+    "Requests refused with 429 by a rate limit, by the limit's name",
+    ["service", "limit"],
+)
+API_KEY_LOOKUPS = Counter(
+    "regulars_api_key_lookups_total",
+    "API keys looked up in the database (a cached answer, good or bad, is not counted)",
+    ["service", "result"],
 )
 TIMERS_DUE = Gauge(
     "regulars_timers_due", "Pending timers whose moment has come, not fired yet", ["service"]

@@ -29,7 +29,7 @@ _ERRORS = {
     "413": "The request body is over this endpoint's limit",
     "415": "The body is in a media type this endpoint does not read",
     "422": "A field or parameter is invalid (each named in errors)",
-    "429": "Over the shop's rate (Retry-After says when to try again)",
+    "429": "Over a rate limit, named in limit (Retry-After says when to try again)",
     "500": "An internal error (logged)",
 }
 
@@ -119,6 +119,9 @@ def _operation(path: str, method: str, operation: dict[str, Any]) -> None:
     if secured:
         operation["security"] = [{"bearer": []}]
     wanted = {"500"}
+    if "operations" not in operation.get("tags", ()):
+        # every endpoint has a rate: the shop's, or for a public one its caller's address
+        wanted.add("429")
     if operation.get("security"):
         wanted.add("401")
     parameters = operation.get("parameters") or []

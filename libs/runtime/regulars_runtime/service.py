@@ -45,6 +45,8 @@ from .http import (
     unauthorized,
     validation_problem,
 )
+from .limit_store import SharedLimits
+from .limits import Rate, too_many
 from .logging import RequestLog, work
 from .settings import ServiceSettings, load
 from .staff import StaffPrincipal
@@ -88,6 +90,42 @@ class ServiceContext(Generic[D]):
     front: object | None = None
     #: the service's clock: a staff token expires by it (a test's fake clock included)
     clock: Clock = system_clock
+    #: rate limits every replica shares (PostgreSQL), and the one on each shop's requests
+    limits: SharedLimits | None = None
+    shop_requests: Rate | None = None
+    failed_auth: Rate | None = None
+    public_requests: Rate | None = None
+
+    async def limit_shop(self, shop: uuid.UUID) -> None:
+        """429 when the shop is over its rate of API requests (every replica together)."""
+        if self.limits is not None and self.shop_requests is not None:
+            await self.limits.enforce(self.shop_requests, str(shop))
+
+    async def limit_client(self, scope: Any) -> None:
+        """429 when the caller's address is over its rate of requests to public pages
+        (a survey, the console's sign-in), every replica together."""
+        client = client_address(scope)
+        if self.limits is not None and self.public_requests is not None and client is not None:
+            await self.limits.enforce(self.public_requests, client)
+
+    def refuse_known_guesser(self, scope: Any) -> None:
+        """Before looking up a public credential (a hook's signature, a survey's or a
+        sign-in link's token): 429 for a client this replica knows is over its limit of
+        failures, so a flood of guesses costs no lookups."""
+        client = client_address(scope)
+        if self.limits is None or self.failed_auth is None or client is None:
+            return
+        verdict = self.limits.refused_here(self.failed_auth, client)
+        if verdict is not None:
+            raise too_many(self.failed_auth, verdict)
+
+    async def count_failure(self, scope: Any) -> None:
+        """A public credential did not check out: counted against the client's address on
+        every replica together; 429 once it is over."""
+        client = client_address(scope)
+        if self.limits is not None and self.failed_auth is not None and client is not None:
+            await self.limits.enforce(self.failed_auth, client)
+
     readings: metrics.TableReadings | None = None
     #: the partitions whose lag this replica shows (metrics.set_lags)
     lag_shown: set[tuple[str, int]] = field(default_factory=set)
@@ -136,10 +174,13 @@ async def shop_of(request: Request) -> uuid.UUID:
     if token is not None and staff.looks_like_staff_token(token):
         principal = staff_principal(ctx, token)
         request.state.staff = principal
-        return acting_for(principal.shop_id)
-    shop = await ctx.keys.shop_for(authorization)
-    if shop is None:
-        raise unauthorized()
+        shop = principal.shop_id
+    else:
+        found = await ctx.keys.shop_for(authorization, client_address(request.scope))
+        if found is None:
+            raise unauthorized()
+        shop = found
+    await ctx.limit_shop(shop)
     return acting_for(shop)
 
 
@@ -150,6 +191,13 @@ def acting_for(shop: uuid.UUID) -> uuid.UUID:
         at_hand.shop_id = str(shop)
     telemetry.note_shop(shop)
     return shop
+
+
+def client_address(scope: Any) -> str | None:
+    """The caller's address (behind a proxy trusted by FORWARDED_ALLOW_IPS, the one it
+    forwards for, as uvicorn sets it)."""
+    client = scope.get("client")
+    return str(client[0])[:100] if client else None
 
 
 #: a route parameter: the shop the request's key or staff token belongs to. As a
@@ -168,7 +216,12 @@ async def require_api_key(request: Request) -> uuid.UUID:
     """The shop whose API key signed the request, for what only the shop's own system
     calls; a staff token is 403 there (401 if it is not a good one)."""
     endpoint = f"{request.method} {request.url.path}"
-    return await authorized_shop(context(request), request.headers.get("authorization"), endpoint)
+    ctx = context(request)
+    shop = await authorized_shop(
+        ctx, request.headers.get("authorization"), endpoint, client_address(request.scope)
+    )
+    await ctx.limit_shop(shop)
+    return shop
 
 
 #: a route parameter: the shop whose API key signed the request (never a staff token)
@@ -176,7 +229,10 @@ ShopApiKey = Annotated[uuid.UUID, Depends(require_api_key)]
 
 
 async def authorized_shop(
-    ctx: ServiceContext[Any], authorization: str | None, endpoint: str = "this endpoint"
+    ctx: ServiceContext[Any],
+    authorization: str | None,
+    endpoint: str = "this endpoint",
+    client: str | None = None,
 ) -> uuid.UUID:
     """The shop an ``Authorization`` header's API key belongs to; 401 otherwise, and 403
     for a staff token: a person at the console does not post the shop system's events."""
@@ -184,7 +240,7 @@ async def authorized_shop(
     if token is not None and staff.looks_like_staff_token(token):
         staff_principal(ctx, token)
         raise Problem(403, f"{endpoint} takes the shop's API key, not a staff token")
-    shop = await ctx.keys.shop_for(authorization)
+    shop = await ctx.keys.shop_for(authorization, client)
     if shop is None:
         raise unauthorized()
     return acting_for(shop)
@@ -242,6 +298,14 @@ class _HttpMetrics:
             metrics.HTTP_LATENCY.labels(self.service, name).observe(time.perf_counter() - started)
 
 
+def failed_auth_rate(settings: ServiceSettings) -> Rate:
+    return Rate(
+        "failed authentications per client address",
+        settings.failed_auth_per_minute / 60.0,
+        settings.failed_auth_burst,
+    )
+
+
 def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -250,10 +314,29 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
         )
         # Built at start-up so that a bad SMTP_URL or SMS setting stops the service.
         wiring = definition.wire(pool, settings)
+        limits = SharedLimits(pool, definition.name)
         ctx: ServiceContext[D] = ServiceContext(
             settings=settings,
             pool=pool,
-            keys=KeyRing(pool, on_use=wiring.on_key_use),
+            keys=KeyRing(
+                pool,
+                on_use=wiring.on_key_use,
+                service=definition.name,
+                limits=limits,
+                failed_auth=failed_auth_rate(settings),
+            ),
+            limits=limits,
+            failed_auth=failed_auth_rate(settings),
+            public_requests=Rate(
+                "public requests per client address",
+                settings.public_requests_per_second,
+                settings.public_requests_burst,
+            ),
+            shop_requests=Rate(
+                "API requests per shop",
+                settings.shop_requests_per_second,
+                settings.shop_requests_burst,
+            ),
             deps=wiring.deps,
             bus=wiring.bus,
             workers=wiring.workers,
@@ -361,6 +444,9 @@ def create_app(definition: ServiceDefinition[S, D], settings: S) -> FastAPI:
 
 async def _read_metrics(service: str, ctx: ServiceContext[Any]) -> None:
     """What ``/metrics`` reads before it answers: tables (throttled) and the consumer."""
+    # which replica publishes: what on-call (and the fault suite) needs to find it
+    leads = ctx.relay is not None and ctx.relay.is_leader
+    metrics.RELAY_LEADER.labels(service).set(1 if leads else 0)
     if ctx.readings is not None:
         await ctx.readings.refresh()
     # a consumer between sessions (restarting after a fault) keeps its last lag shown:

@@ -122,6 +122,24 @@ class ServiceSettings(BaseSettings):
         min_length=staff.MIN_KEY_LENGTH,
         validation_alias=AliasChoices("REGULARS_STAFF_TOKEN_KEY"),
     )
+    #: every API request of one shop, on every replica together (a shop's system in a
+    #: loop must not take the service from the others); intake's events have their own
+    shop_requests_per_second: float = Field(50.0, gt=0)
+    shop_requests_burst: float = Field(500.0, ge=1)
+    #: requests to a public page or form (a survey, the console's sign-in) per client
+    #: address, on every replica together
+    public_requests_per_second: float = Field(5.0, gt=0)
+    public_requests_burst: float = Field(60.0, ge=1)
+    #: failed authentications (a made-up or revoked key, a bad link) per client address,
+    #: on every replica together; over it, the address is refused without a lookup
+    failed_auth_per_minute: float = Field(30.0, gt=0)
+    failed_auth_burst: float = Field(30.0, ge=1)
+    #: composes survey links where they are sent (followup) and checks them where they are
+    #: opened (feedback), so no link travels on the bus; unset, derived from the
+    #: staff-token key, which both services already share
+    survey_link_key: SecretStr | None = Field(
+        None, min_length=32, validation_alias=AliasChoices("REGULARS_SURVEY_LINK_KEY")
+    )
 
     @model_validator(mode="after")
     def _default_port(self) -> Self:
@@ -155,6 +173,14 @@ class ServiceSettings(BaseSettings):
         if self.staff_token_key is not None:
             return self.staff_token_key.get_secret_value()
         return staff.EMBEDDED_KEY if self.embedded else None
+
+    def survey_key(self) -> bytes | None:
+        """The key of survey links: REGULARS_SURVEY_LINK_KEY, else derived from the
+        staff-token key (None without either)."""
+        if self.survey_link_key is not None:
+            return self.survey_link_key.get_secret_value().encode()
+        staff_key = self.staff_key()
+        return None if staff_key is None else ("survey links\0" + staff_key).encode()
 
     def local_url(self) -> str:
         """This service on this machine: a public URL's default in embedded mode only."""
@@ -193,7 +219,7 @@ def explain(exc: ValidationError) -> str:
             lines.append(f"  {message}")
             continue
         name = prefix + "_".join(loc).upper()
-        if name in ("EMBEDDED", "STAFF_TOKEN_KEY", "BUILD_COMMIT"):
+        if name in ("EMBEDDED", "STAFF_TOKEN_KEY", "SURVEY_LINK_KEY", "BUILD_COMMIT"):
             name = "REGULARS_" + name
         lines.append(f"  {name}: {message}")
     return "\n".join(lines)

@@ -9,6 +9,8 @@ import asyncpg
 from regulars_events.envelope import Envelope
 from regulars_shop.policy import Policy
 
+from .auth import key_arrived
+
 SHOP_EVENT_PREFIX = "regulars.shop."
 
 
@@ -28,6 +30,7 @@ async def apply_shop_event(envelope: Envelope, conn: asyncpg.Connection) -> None
             bytes.fromhex(data["secret_sha256"]),
             envelope.time,
         )
+        key_arrived(data["key_id"])
     elif envelope.type == "regulars.shop.api_key_revoked.v1":
         await conn.execute(
             # the first word holds: a replay, or intake's own copy revoked at once, keeps it

@@ -65,7 +65,9 @@ DEFINITION: ServiceDefinition[_Settings, None] = ServiceDefinition(
 class _Keys:
     """The API keys of shop B (the ones in the database, in the service)."""
 
-    async def shop_for(self, authorization: str | None) -> uuid.UUID | None:
+    async def shop_for(
+        self, authorization: str | None, client: str | None = None
+    ) -> uuid.UUID | None:
         return SHOP_B if authorization == f"Bearer {API_KEY_B}" else None
 
 

@@ -33,6 +33,11 @@ class FeedbackSettings(ServiceSettings):
     def _customer_facing(self) -> Self:
         url = self.public_url(self.feedback_public_url, "FEEDBACK_PUBLIC_URL")
         object.__setattr__(self, "feedback_public_url", url)
+        if self.survey_key() is None:
+            raise ValueError(
+                "REGULARS_SURVEY_LINK_KEY (or REGULARS_STAFF_TOKEN_KEY, which it is derived"
+                " from when unset) is not set: survey links are made with it"
+            )
         return self
 
 
@@ -59,7 +64,9 @@ def bus(deps: Deps, pool: asyncpg.Pool | None = None) -> MessageBus[FeedbackUnit
 
 def definition(clock: Clock = system_clock) -> ServiceDefinition[FeedbackSettings, Deps]:
     def wire(pool: asyncpg.Pool, settings: FeedbackSettings) -> Wiring[Deps]:
-        deps = Deps(clock=clock, public_url=settings.feedback_public_url or "")
+        key = settings.survey_key()
+        assert key is not None  # the settings refuse to start without one
+        deps = Deps(clock=clock, public_url=settings.feedback_public_url or "", survey_key=key)
         return Wiring(deps=deps, bus=bus(deps, pool))
 
     return ServiceDefinition(

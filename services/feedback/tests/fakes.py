@@ -24,6 +24,9 @@ from regulars_runtime.timers import NewTimer, Timer
 from regulars_runtime.unit_of_work import ShopPolicy
 from regulars_shop.policy import Policy
 
+#: the key survey links are made with, in these tests (followup's tests hold it too)
+SURVEY_KEY = b"survey links in the tests"
+
 
 class InMemoryRecoveryCases:
     def __init__(self) -> None:
@@ -240,7 +243,7 @@ class Feedback:
         self.world = World()
         if policy is not None:
             self.world.shops.policies[self.shop_id] = ShopPolicy(1, policy)
-        self.deps = Deps(clock=self.clock, public_url="https://fb.example")
+        self.deps = Deps(clock=self.clock, public_url="https://fb.example", survey_key=SURVEY_KEY)
         self.bus: MessageBus[FeedbackUnitOfWork, Deps] = MessageBus(
             unit_of_work=lambda _conn, cause: FakeFeedbackUnitOfWork(self.world, cause),
             deps=self.deps,

@@ -3,6 +3,7 @@ and the public page escaping what it shows."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,8 +61,14 @@ def test_rejected_answers_name_the_field(raw: Any, field: str) -> None:
 
 def test_a_survey_link_and_its_lifetime() -> None:
     now = datetime(2026, 6, 1, 12, tzinfo=UTC)
-    survey = new_survey("after_follow_up", now)
+    shop, survey_id = uuid.uuid4(), uuid.uuid4()
+    survey = new_survey(b"a key", shop, survey_id, "after_follow_up", now)
     assert len(survey.token) >= 40 and survey.expires_at == now + timedelta(days=30)
+    # the same survey under the same key, the same token (followup makes it so); another
+    # survey or another key, another
+    assert survey.token == new_survey(b"a key", shop, survey_id, "after_follow_up", now).token
+    assert survey.token != new_survey(b"a key", shop, uuid.uuid4(), "after_follow_up", now).token
+    assert survey.token != new_survey(b"other", shop, survey_id, "after_follow_up", now).token
     assert survey_link("http://x.example/", survey.token) == f"http://x.example/s/{survey.token}"
     assert answerable("sent", survey.expires_at, now)
     assert not answerable("sent", survey.expires_at, survey.expires_at)

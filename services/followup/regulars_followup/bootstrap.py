@@ -65,6 +65,11 @@ class FollowUpSettings(ServiceSettings):
             "followup_public_url",
             self.public_url(self.followup_public_url, "FOLLOWUP_PUBLIC_URL"),
         )
+        if self.survey_key() is None:
+            raise ValueError(
+                "REGULARS_SURVEY_LINK_KEY (or REGULARS_STAFF_TOKEN_KEY, which it is derived"
+                " from when unset) is not set: survey links are made with it"
+            )
         if self.smtp_url and not self.mail_from:
             if not self.embedded:
                 raise ValueError("MAIL_FROM is not set: every email needs a sender")
@@ -141,6 +146,7 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[FollowUpSetting
         deps = Deps(
             clock=clock,
             provider_answers_keywords=settings.sms_provider_confirms_opt_out,
+            survey_key=settings.survey_key(),
             monthly_check_page=settings.monthly_check_page_size,
         )
         messages = bus(deps, pool)

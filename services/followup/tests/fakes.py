@@ -32,6 +32,9 @@ from regulars_runtime.testing import FakeClock, ShopsInMemory, TimersInMemory
 from regulars_runtime.unit_of_work import ShopPolicy
 from regulars_shop.policy import Policy
 
+#: the key survey links are made with, in these tests
+SURVEY_KEY = b"survey links in the tests"
+
 
 class FakeTasks:
     def __init__(self) -> None:
@@ -443,7 +446,7 @@ class World:
 
     @property
     def deps(self) -> Deps:
-        return Deps(clock=self.clock)
+        return Deps(clock=self.clock, survey_key=SURVEY_KEY)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeUnitOfWork]:

@@ -44,8 +44,9 @@ from regulars_followup.handlers.outreach import (
 )
 from regulars_followup.handlers.tasks import FOLLOW_UP_MISSED, RecordCallAttempt
 from regulars_followup.handlers.texts import RecordCarrierReport
+from regulars_shop.survey_links import survey_token
 
-from services.followup.tests.fakes import FakeClock, World
+from services.followup.tests.fakes import SURVEY_KEY, FakeClock, World
 
 NY = ZoneInfo("America/New_York")
 MONDAY_2PM = datetime(2026, 11, 23, 14, 0, tzinfo=NY)
@@ -246,6 +247,35 @@ async def ask_survey(world: World, channel: str | None = "sms") -> None:
         survey_url="https://s.example/abc",
     )
     await outreach.on_survey_requested(world.received(requested), world.uow, world.deps)
+
+
+async def test_a_survey_link_is_made_here_from_the_id_the_event_names(world: World) -> None:
+    await customer(world)
+    survey_id = str(uuid.uuid4())
+    requested = SurveyRequested(
+        survey_id=survey_id,
+        customer_id="c-1",
+        reason="after_follow_up",
+        channel="sms",
+        survey_page="https://fb.example/s/",
+    )
+    await outreach.on_survey_requested(world.received(requested), world.uow, world.deps)
+    token = survey_token(SURVEY_KEY, world.shop_id, survey_id)
+    assert only_message(world).link == f"https://fb.example/s/{token}"
+    # the same survey announced by an older event, whole link and all, is sent as it was
+    assert (
+        outreach.survey_link_of(
+            SurveyRequested(
+                survey_id=survey_id,
+                customer_id="c-1",
+                reason="after_follow_up",
+                survey_url="https://fb.example/s/older",
+            ),
+            world.shop_id,
+            SURVEY_KEY,
+        )
+        == "https://fb.example/s/older"
+    )
 
 
 def only_message(world: World):  # type: ignore[no-untyped-def]

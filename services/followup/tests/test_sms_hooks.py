@@ -12,7 +12,6 @@ import pytest
 from regulars_events.catalogue import CustomerReplied, CustomerUpserted, MessageFailed, MessageSent
 from regulars_events.envelope import Envelope
 from regulars_followup.adapters.twilio_signature import TwilioSignatures
-from regulars_followup.domain.hook_limits import HookRateLimits
 from regulars_followup.domain.inbound_texts import InboundText, KnownNumber, addressed_to
 from regulars_followup.domain.messages import MessageStatus
 from regulars_followup.handlers import outreach, texts
@@ -285,13 +284,6 @@ def test_the_signature_covers_the_public_url_and_every_field() -> None:
     # the pod's own address is not what the provider signed
     pod = TwilioSignatures("secret-token", "http://10.0.0.7:8002")
     assert not pod.valid("/hooks/sms/inbound", "", form, good)
-
-
-def test_hook_rate_limits_shed_a_flood_and_refill() -> None:
-    limits = HookRateLimits(rate=1.0, burst=3)
-    assert [limits.retry_after("+1555", 100.0) for _ in range(4)] == [0, 0, 0, 1]
-    assert limits.retry_after("+1666", 100.0) == 0  # another number has its own bucket
-    assert limits.retry_after("+1555", 101.0) == 0
 
 
 async def test_a_send_refused_as_opted_out_at_the_carrier_enters_the_ledger(

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, TypeAdapter, ValidationErro
 from regulars_events.topics import all_topics, topics_of
 from regulars_runtime.bus import MessageBus
 from regulars_runtime.clock import Clock, system_clock
+from regulars_runtime.limits import Rate
 from regulars_runtime.migrations import Migration, service_migrations
 from regulars_runtime.service import ServiceContext, ServiceDefinition, Wiring
 from regulars_runtime.settings import ServiceSettings
@@ -26,7 +27,6 @@ from .adapters.secret_box import SecretBox
 from .adapters.unit_of_work import PostgresIntakeUnitOfWork
 from .adapters.webhook_sender import OwnerMail, WebhookSender
 from .domain.postings import MAX_REQUEST_BYTES
-from .domain.rate_limit import ShopRateLimits
 from .domain.webhooks import DEFAULT_RETRY_SCHEDULE, parse_networks
 from .entrypoints import api, connectors, post_event, webhooks_api
 from .entrypoints.acceptance import AcceptanceQueue
@@ -40,7 +40,7 @@ from .handlers import Deps
 from .webhook_handlers import WebhookUnitOfWork
 
 NAME = "intake"
-#: key requests per shop and replica: a person or a rotation script, never a stream
+#: key requests per shop (every replica together): a person or a rotation script, never a stream
 KEY_REQUESTS_PER_SECOND = 1.0
 KEY_REQUESTS_BURST = 30.0
 #: embedded mode's stand-in when no key is given (tests, a laptop); `make run` passes a
@@ -222,12 +222,12 @@ def definition(clock: Clock = system_clock) -> ServiceDefinition[IntakeSettings,
 
         front = Front(
             acceptance=AcceptanceQueue(commands.unit_of_work),
-            rate_limits=ShopRateLimits(
-                rate=settings.intake_rate_per_second, burst=settings.intake_rate_burst
+            events=Rate(
+                "events per shop", settings.intake_rate_per_second, settings.intake_rate_burst
             ),
-            key_limits=ShopRateLimits(rate=KEY_REQUESTS_PER_SECOND, burst=KEY_REQUESTS_BURST),
-            hook_limits=ShopRateLimits(
-                rate=settings.hook_rate_per_second, burst=settings.hook_rate_burst
+            key_requests=Rate("key requests per shop", KEY_REQUESTS_PER_SECOND, KEY_REQUESTS_BURST),
+            hook_deliveries=Rate(
+                "deliveries per connector", settings.hook_rate_per_second, settings.hook_rate_burst
             ),
             secrets=secrets,
         )

@@ -6,7 +6,6 @@ import orjson
 import pytest
 from regulars_events.catalogue import InvoiceIssued, InvoicePaid, ServiceCompleted
 from regulars_intake.domain.postings import MAX_EVENT_BYTES, Rejected, body_hash, parse_posting
-from regulars_intake.domain.rate_limit import ShopRateLimits, TokenBucket
 
 COMPLETED = {
     "type": "service.completed",
@@ -127,27 +126,6 @@ def test_batch_position_is_named() -> None:
     with pytest.raises(Rejected) as caught:
         parse_posting({**COMPLETED, "data": {}}, where="events[3]")
     assert caught.value.errors[0].field.startswith("events[3].data")
-
-
-def test_token_bucket_allows_burst_then_waits() -> None:
-    bucket = TokenBucket(rate=2, burst=3)
-    assert [bucket.take(0.0) for _ in range(3)] == [0, 0, 0]
-    assert bucket.take(0.0) == pytest.approx(0.5)
-    assert bucket.take(0.5) == 0
-
-
-def test_shop_limits_are_per_shop_and_give_whole_seconds() -> None:
-    limits = ShopRateLimits(rate=1, burst=1)
-    assert limits.retry_after("a", 0.0) == 0
-    assert limits.retry_after("a", 0.1) == 1
-    assert limits.retry_after("b", 0.1) == 0
-    assert limits.retry_after("a", 1.2) == 0
-
-
-def test_a_batch_bigger_than_the_burst_passes_only_from_a_full_bucket() -> None:
-    limits = ShopRateLimits(rate=10, burst=100)
-    assert limits.retry_after("a", 0.0, cost=500) == 0
-    assert limits.retry_after("a", 0.0, cost=500) > 0
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 from regulars_events.base import Event
 from regulars_events.catalogue import FeedbackReceived, SurveyRequested
+from regulars_shop.survey_links import survey_page, survey_token
 
 from .classification import StaffRef, Verdict, classify_survey
 from .verdicts import AskKind, positive_feedback
@@ -26,9 +26,12 @@ class NewSurvey:
     expires_at: datetime
 
 
-def new_survey(reason: str, now: datetime) -> NewSurvey:
-    # 32 random bytes: the token is the only credential of a public page, so unguessable.
-    return NewSurvey(secrets.token_urlsafe(32), reason, now + SURVEY_LIFETIME)
+def new_survey(
+    key: bytes, shop_id: uuid.UUID, survey_id: uuid.UUID, reason: str, now: datetime
+) -> NewSurvey:
+    # The token is the only credential of a public page: an HMAC of the (random) id under
+    # a key, so followup can make the same link from the id and nothing else can.
+    return NewSurvey(survey_token(key, shop_id, survey_id), reason, now + SURVEY_LIFETIME)
 
 
 def survey_link(public_url: str, token: str) -> str:
@@ -166,11 +169,13 @@ class Survey:
         repair_order_id: str | None,
         reason: str,
         now: datetime,
+        key: bytes,
         case_id: uuid.UUID | None = None,
     ) -> Survey:
-        fresh = new_survey(reason, now)
+        survey_id = uuid.uuid4()
+        fresh = new_survey(key, shop_id, survey_id, reason, now)
         return cls(
-            id=uuid.uuid4(),
+            id=survey_id,
             shop_id=shop_id,
             customer_id=customer_id,
             repair_order_id=repair_order_id,
@@ -183,14 +188,15 @@ class Survey:
         )
 
     def requested(self, public_url: str) -> SurveyRequested:
-        """followup sends the link as consent allows."""
+        """followup sends the link as consent allows; the event names the survey and its
+        page, never the token (followup makes it again from the id)."""
         extra: dict[str, Any] = {"case_id": str(self.case_id)} if self.case_id else {}
         return SurveyRequested(
             survey_id=str(self.id),
             customer_id=self.customer_id,
             repair_order_id=self.repair_order_id,
             reason=self.reason,
-            survey_url=survey_link(public_url, self.token),
+            survey_page=survey_page(public_url),
             expires_at=self.expires_at,
             **extra,
         )

@@ -129,9 +129,12 @@ class CasePage(BaseModel):
     responses={404: {"content": {"text/html": {}}}},
 )
 async def survey_page(request: Request, token: str) -> Response:
-    pool = context(request).pool
+    ctx = context(request)
+    await _public(request)
+    pool = ctx.pool
     survey = await queries.survey_by_token(pool, token[:200])
     if survey is None:
+        await ctx.count_failure(request.scope)
         return pages.html_page(pages.not_found(), 404)
     shop = await queries.shop_name(pool, survey.shop_id)
     if survey.status == "answered":
@@ -139,6 +142,14 @@ async def survey_page(request: Request, token: str) -> Response:
     if not answerable(survey.status, survey.expires_at, _deps(request).clock()):
         return pages.html_page(pages.not_found(), 404)
     return pages.html_page(pages.survey_form(token, shop))
+
+
+async def _public(request: Request) -> None:
+    """A public page's limits, before anything is looked up: the caller's rate of public
+    requests, and an address known to be guessing tokens is refused (429) at once."""
+    ctx = context(request)
+    ctx.refuse_known_guesser(request.scope)
+    await ctx.limit_client(request.scope)
 
 
 def _form_fields(body: bytes) -> dict[str, str]:
@@ -197,6 +208,7 @@ _HTML = {"text/html": {"schema": {"type": "string"}}}
     },
 )
 async def answer(request: Request, token: str) -> Response:
+    await _public(request)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
     is_form = media == FORM
@@ -210,6 +222,7 @@ async def answer(request: Request, token: str) -> Response:
     try:
         done = await context(request).bus.handle(AnswerSurvey(token[:200], raw))
     except UnknownSurvey as exc:
+        await context(request).count_failure(request.scope)
         if is_form:
             return pages.html_page(pages.not_found(), 404)
         raise Problem(404, str(exc)) from None

@@ -125,10 +125,12 @@ class FeedbackUnitOfWork(UnitOfWork):
 
 @dataclass(frozen=True)
 class Deps:
-    """What handlers need besides the unit of work: the time, and the public survey URL."""
+    """What handlers need besides the unit of work: the time, the public survey URL and
+    the key survey links are made with (followup holds the same one)."""
 
     clock: Clock
     public_url: str
+    survey_key: bytes
 
 
 async def shop_policy(uow: FeedbackUnitOfWork, shop_id: uuid.UUID) -> Policy:

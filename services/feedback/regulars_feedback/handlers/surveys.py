@@ -40,6 +40,7 @@ async def request_survey(
         repair_order_id=repair_order_id,
         reason=reason,
         now=now,
+        key=deps.survey_key,
         case_id=case_id,
     )
     if not await uow.surveys.add(survey):

@@ -290,6 +290,7 @@ padding: 0 1rem"><h1>Unsubscribe from email?</h1><form method="post">
 )
 async def unsubscribe_page(request: Request, token: str) -> Response:
     # A GET only shows the button: mail scanners follow links, and must not unsubscribe.
+    await context(request).limit_client(request.scope)
     return HTMLResponse(_CONFIRM)
 
 
@@ -306,7 +307,12 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     },
 )
 async def unsubscribe(request: Request, token: str) -> Response:
-    shop = await context(request).bus.handle(handlers.outreach.Unsubscribe(token[:200]))
+    # No rate of requests here: a mail provider posts one-click unsubscribes for all its
+    # users from a few addresses, and each must stop the mail. Guessing is limited instead.
+    ctx = context(request)
+    ctx.refuse_known_guesser(request.scope)
+    shop = await ctx.bus.handle(handlers.outreach.Unsubscribe(token[:200]))
     if shop is None:
+        await ctx.count_failure(request.scope)
         return HTMLResponse("<h1>This unsubscribe link is not known</h1>", status_code=404)
     return HTMLResponse(_UNSUBSCRIBED.format(shop=html.escape(shop)))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,31 +16,34 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from regulars_runtime.http import Problem
+from regulars_runtime.limits import Rate
 from regulars_runtime.openapi import NO_NUL, PUBLIC
 from regulars_runtime.service import ServiceContext, context
 
 from .. import handlers
 from ..adapters.sms import normalize_e164
 from ..adapters.twilio_signature import TwilioSignatures
-from ..domain.hook_limits import HookRateLimits
 from ..domain.inbound_texts import InboundText
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-INBOUND = "/hooks/sms/inbound"
-STATUS = "/hooks/sms/status"
+INBOUND_PATH = "/hooks/sms/inbound"
+STATUS_PATH = "/hooks/sms/status"
 
 #: the provider's form is a few hundred bytes (a text is at most 1,600 characters)
 HOOK_BODY_LIMIT = 16 * 1024
-#: per replica: far above what customers text, low enough to shed a flood
-INBOUND_RATE, INBOUND_BURST = 50.0, 200.0
-#: per replica: two or three callbacks per text we send, and the provider does not retry
-#: one we refuse, so a month's reminders going out at once must pass
-STATUS_RATE, STATUS_BURST = 300.0, 3000.0
-#: per replica, per customer's number: a person texts a few times a minute at most
-SENDER_RATE, SENDER_BURST = 1.0, 10.0
+# Every replica together (PostgreSQL), counted once the provider's signature is good, so
+# forged posts cannot use up the provider's allowance (they count as failures of their
+# sender's address instead).
+#: far above what customers text, low enough to shed a flood
+INBOUND = Rate("inbound texts", 50.0, 200.0)
+#: two or three callbacks per text we send, and the provider does not retry one we
+#: refuse, so a month's reminders going out at once must pass
+STATUS = Rate("status callbacks", 300.0, 3000.0)
+#: per customer's number: a person texts a few times a minute at most
+SENDER = Rate("texts from one number", 1.0, 10.0)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -52,15 +54,9 @@ class SmsHooks:
     their rate limits."""
 
     signatures: TwilioSignatures | None
-    inbound: HookRateLimits = field(
-        default_factory=lambda: HookRateLimits(INBOUND_RATE, INBOUND_BURST)
-    )
-    status: HookRateLimits = field(
-        default_factory=lambda: HookRateLimits(STATUS_RATE, STATUS_BURST)
-    )
-    senders: HookRateLimits = field(
-        default_factory=lambda: HookRateLimits(SENDER_RATE, SENDER_BURST)
-    )
+    inbound: Rate = field(default=INBOUND)
+    status: Rate = field(default=STATUS)
+    senders: Rate = field(default=SENDER)
 
 
 def hooks_of(ctx: ServiceContext[Any]) -> SmsHooks:
@@ -69,18 +65,15 @@ def hooks_of(ctx: ServiceContext[Any]) -> SmsHooks:
     return found
 
 
-def _limit(limits: HookRateLimits, key: str, what: str) -> None:
-    wait = limits.retry_after(key, time.monotonic())
-    if wait:
-        raise Problem(
-            429, f"over the rate for {what}; retry in {wait} s", {"Retry-After": str(wait)}
-        )
+async def _limit(ctx: ServiceContext[Any], rate: Rate, key: str) -> None:
+    if ctx.limits is not None:
+        await ctx.limits.enforce(rate, key)
 
 
 async def _signed_form(request: Request, hooks: SmsHooks) -> dict[str, str]:
     """The form the provider posted, once its signature is good (403 otherwise)."""
-    limits = hooks.status if request.url.path == STATUS else hooks.inbound
-    _limit(limits, request.url.path, request.url.path)
+    ctx = context(request)
+    ctx.refuse_known_guesser(request.scope)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise Problem(415, "the provider posts application/x-www-form-urlencoded")
@@ -95,11 +88,13 @@ async def _signed_form(request: Request, hooks: SmsHooks) -> dict[str, str]:
     if hooks.signatures is None:
         raise Problem(403, "no SMS account is configured here (SMS_API_URL, SMS_API_TOKEN)")
     if not hooks.signatures.valid(request.url.path, request.url.query, form, signature):
+        await ctx.count_failure(request.scope)
         raise Problem(
             403,
             "missing or bad X-Twilio-Signature (HMAC of the public URL and the form, keyed"
             " with the account's auth token)",
         )
+    await _limit(ctx, hooks.status if request.url.path == STATUS_PATH else hooks.inbound, "all")
     return form
 
 
@@ -195,7 +190,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    INBOUND,
+    INBOUND_PATH,
     tags=["sms provider"],
     summary="A text a customer sent to our number (Twilio-compatible inbound webhook)",
     description="Becomes CustomerReplied from the customer with that number, for the shop"
@@ -222,7 +217,7 @@ async def inbound_text(request: Request) -> Response:
     form = await _signed_form(request, hooks)
     sid, sender, to = _required(form, "MessageSid", "From", "To")
     sender = _number(sender)
-    _limit(hooks.senders, sender, "texts from one number")
+    await _limit(ctx, hooks.senders, sender)
     text = InboundText(
         message_sid=sid,
         account_sid=form.get("AccountSid", "")[:200],
@@ -243,7 +238,7 @@ async def inbound_text(request: Request) -> Response:
 
 
 @router.post(
-    STATUS,
+    STATUS_PATH,
     tags=["sms provider"],
     summary="What became of a text we sent (Twilio-compatible status callback)",
     description="delivered, undelivered or failed moves the message there, once and never"

@@ -218,5 +218,8 @@ class Deps:
     #: the SMS provider answers STOP and HELP texted to our number itself (Twilio's
     #: default): our own answer to those is recorded as suppressed, not sent
     provider_answers_keywords: bool = True
+    #: makes survey links from a survey's id, as feedback made its token (None: no key,
+    #: and then only an older event's whole link can be sent)
+    survey_key: bytes | None = None
     #: customers per page of the monthly check (one transaction each)
     monthly_check_page: int = 500

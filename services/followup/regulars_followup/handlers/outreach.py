@@ -30,6 +30,7 @@ from regulars_runtime.clock import Clock
 from regulars_runtime.timers import Timer
 from regulars_runtime.unit_of_work import Waiting
 from regulars_shop.policy import Policy
+from regulars_shop.survey_links import survey_link, survey_token
 
 from ..domain.consent import (
     ConsentChange,
@@ -148,7 +149,8 @@ async def on_survey_requested(
 ) -> None:
     """feedback made a survey: send its link by text or email, as consent and budget allow."""
     event, envelope, clock = message.event, message.envelope, deps.clock
-    if not event.survey_url:
+    link = survey_link_of(event, message.shop_id, deps.survey_key)
+    if link is None:
         return  # nothing a customer could open yet
     channels = [event.channel] if event.channel else ["sms", "email"]
     await request_message(
@@ -159,9 +161,17 @@ async def on_survey_requested(
         kind="survey",
         purpose=f"survey:{event.survey_id or envelope.id}",
         channels=channels,
-        link=event.survey_url,
+        link=link,
         repair_order_id=event.repair_order_id,
     )
+
+
+def survey_link_of(event: SurveyRequested, shop_id: uuid.UUID, key: bytes | None) -> str | None:
+    """The link the customer gets: made here from the survey's id (the event carries no
+    token), or an older event's whole link."""
+    if event.survey_page and event.survey_id and key is not None:
+        return survey_link(event.survey_page, survey_token(key, shop_id, event.survey_id))
+    return event.survey_url or None
 
 
 async def _best_channel(

@@ -70,8 +70,8 @@ EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _limit(request: Request, shop: uuid.UUID, cost: int) -> None:
-    check_rate(front(request).rate_limits, shop, cost)
+async def _limit(request: Request, shop: uuid.UUID, cost: int) -> None:
+    await check_rate(context(request), front(request).events, shop, cost)
 
 
 async def _read_json(request: Request, limit: int = MAX_REQUEST_BYTES) -> Any:
@@ -126,7 +126,7 @@ async def post_batch(request: Request) -> Response:
             f"events: {len(events)} events; a batch holds at most {MAX_BATCH}",
             errors=[{"field": "events", "message": f"at most {MAX_BATCH} events"}],
         )
-    _limit(request, shop, max(1, len(events)))
+    await _limit(request, shop, max(1, len(events)))
     results: list[Outcome | None] = [None] * len(events)
     postings = []
     for i, item in enumerate(events):
@@ -251,7 +251,7 @@ async def list_waiting(
     cursor: PageCursor = None,
 ) -> Response:
     shop = await shop_of(request)
-    _limit(request, shop, 1)
+    await _limit(request, shop, 1)
     after = after_cursor(cursor)
     rows = await queries.waiting_page(context(request).pool, shop, after=after, limit=limit + 1)
     return json_response(page(rows, limit, at="received_at", item=_waiting))
@@ -271,7 +271,7 @@ async def _key_manager(request: Request) -> uuid.UUID:
     person = staff_of(request)
     if person is not None and not person.is_owner:
         raise Problem(403, "only an owner manages the shop's API keys")
-    check_rate(front(request).key_limits, shop, 1)
+    await check_rate(context(request), front(request).key_requests, shop, 1)
     return shop
 
 

@@ -9,7 +9,6 @@ within a second); the fetch worker reads and accepts them afterwards.
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,7 +31,7 @@ from ..handlers import AcceptDelivery, ConfigureConnector, CountFailedDelivery
 from ..jobber_handlers import KeepJobberEvent
 from .answers import ConnectorAnswer, ConnectorList, DeliveryAnswer
 from .front import front
-from .guards import parse_json, read_body
+from .guards import check_rate, parse_json, read_body
 
 router = APIRouter()
 
@@ -155,8 +154,10 @@ async def post_hook(request: Request, system: System, connector_id: uuid.UUID) -
     ctx = context(request)
     the_front = front(request)
     body = await read_body(request.receive, request.headers.get("content-length"), MAX_HOOK_BYTES)
+    ctx.refuse_known_guesser(request.scope)
     target = await stored.hook_target(ctx.pool, connector_id, system.value)
     if target is None or the_front.secrets is None:
+        await ctx.count_failure(request.scope)
         raise _refused()
     secret = the_front.secrets.open(target["sealed_secret"])
     delivery = Delivery(
@@ -167,13 +168,10 @@ async def post_hook(request: Request, system: System, connector_id: uuid.UUID) -
     )
     module = SYSTEMS[system.value]
     if secret is None or not module.verify(delivery, secret):
+        await ctx.count_failure(request.scope)
         raise _refused()
     # Counted once signed: forged deliveries cannot use up the system's own allowance.
-    wait = the_front.hook_limits.retry_after(str(connector_id), time.monotonic())
-    if wait:
-        raise Problem(
-            429, f"over this connector's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
-        )
+    await check_rate(ctx, the_front.hook_deliveries, connector_id, 1)
     connector = target["connector"]
     choices = connector.reading(target["timezone"])
     try:

@@ -1,4 +1,5 @@
-"""What intake's entrypoints hold besides the bus: group commit and the shops' rates."""
+"""What intake's entrypoints hold besides the bus: group commit and the shops' rates
+(checked in PostgreSQL, so every replica draws on one allowance per shop)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from regulars_runtime.limits import Rate
 from regulars_runtime.service import ServiceContext, context
 
 from ..adapters.secret_box import SecretBox
-from ..domain.rate_limit import ShopRateLimits
 from .acceptance import AcceptanceQueue
 
 
 @dataclass(frozen=True)
 class Front:
     acceptance: AcceptanceQueue
-    rate_limits: ShopRateLimits
+    #: events per shop
+    events: Rate
     #: key management, apart from events: a flood of posts never blocks a rotation
-    key_limits: ShopRateLimits
+    key_requests: Rate
     #: per connector: a flood from one shop system waits, the others go on
-    hook_limits: ShopRateLimits
+    hook_deliveries: Rate
     secrets: SecretBox | None
 
 

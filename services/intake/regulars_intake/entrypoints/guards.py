@@ -3,25 +3,24 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import orjson
 from regulars_runtime.http import Problem, not_utf8_fields
+from regulars_runtime.limits import Rate
+from regulars_runtime.service import ServiceContext
 
 from ..domain.postings import MAX_REQUEST_BYTES
-from ..domain.rate_limit import ShopRateLimits
 
 Receive = Any  # the ASGI receive callable
 
 
-def check_rate(limits: ShopRateLimits, shop: uuid.UUID, cost: int) -> None:
-    wait = limits.retry_after(str(shop), time.monotonic(), cost)
-    if wait:
-        raise Problem(
-            429, f"over this shop's rate limit; retry in {wait} s", {"Retry-After": str(wait)}
-        )
+async def check_rate(ctx: ServiceContext[Any], rate: Rate, key: uuid.UUID, cost: int) -> None:
+    """429 (Retry-After, the limit named) when ``key`` is over ``rate`` on every replica
+    together."""
+    if ctx.limits is not None:
+        await ctx.limits.enforce(rate, str(key), cost)
 
 
 async def read_body(

@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 from regulars_runtime import metrics
 from regulars_runtime.http import PROBLEM_JSON, Problem, check_text, problem_body
-from regulars_runtime.service import ServiceContext, authorized_shop
+from regulars_runtime.service import ServiceContext, authorized_shop, client_address
 
-from ..domain.postings import Rejected, parse_posting
+from ..domain.postings import MAX_REQUEST_BYTES, Rejected, parse_posting
 from .front import front_of
 from .guards import check_rate, parse_json, read_body
 
@@ -112,8 +112,11 @@ async def _post(
             authorization = value.decode("latin-1")
         elif name == b"content-length":
             declared = value.decode("latin-1")
-    shop = await authorized_shop(ctx, authorization, f"POST {PATH}")
-    check_rate(front_of(ctx).rate_limits, shop, 1)
+    if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        # as every other endpoint does, before anything else: nothing of it is read
+        raise Problem(413, f"request body is {declared} bytes; the limit is {MAX_REQUEST_BYTES}")
+    shop = await authorized_shop(ctx, authorization, f"POST {PATH}", client_address(scope))
+    await check_rate(ctx, front_of(ctx).events, shop, 1)
     raw = await read_body(receive, declared)
     try:
         posting = parse_posting(parse_json(raw), size=len(raw), body=raw)

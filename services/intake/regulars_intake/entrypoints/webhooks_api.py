@@ -155,8 +155,8 @@ def _as_dict(webhook: Webhook) -> dict[str, Any]:
     }
 
 
-def _limit(request: Request, shop: uuid.UUID) -> None:
-    check_rate(front(request).rate_limits, shop, 1)
+async def _limit(request: Request, shop: uuid.UUID) -> None:
+    await check_rate(context(request), front(request).events, shop, 1)
 
 
 def _rejected(exc: WebhookRejected) -> Problem:
@@ -181,7 +181,7 @@ def _secrets_on(request: Request) -> None:
     responses=_ERRORS,
 )
 async def event_types(request: Request, shop: ShopApiKey) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     return json_response({"event_types": offered_event_types()})
 
 
@@ -193,7 +193,7 @@ async def event_types(request: Request, shop: ShopApiKey) -> Response:
     responses={**_ERRORS, 503: {}},
 )
 async def create(request: Request, shop: ShopApiKey, body: WebhookIn) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     _secrets_on(request)
     try:
         webhook, secret = await context(request).bus.handle(
@@ -211,7 +211,7 @@ async def create(request: Request, shop: ShopApiKey, body: WebhookIn) -> Respons
     responses=_ERRORS,
 )
 async def list_all(request: Request, shop: ShopApiKey) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     async with context(request).pool.acquire() as conn:
         found = await reads.list_webhooks(conn, shop)
     return json_response({"webhooks": [_as_dict(w) for w in found]})
@@ -224,7 +224,7 @@ async def list_all(request: Request, shop: ShopApiKey) -> Response:
     responses=_ERRORS,
 )
 async def get_one(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     async with context(request).pool.acquire() as conn:
         found = await reads.webhook(conn, shop, webhook_id)
     if found is None:
@@ -241,7 +241,7 @@ async def get_one(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> 
 async def update(
     request: Request, shop: ShopApiKey, webhook_id: uuid.UUID, body: WebhookChange
 ) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     changes = body.changes()
     try:
         found = await context(request).bus.handle(UpdateWebhook(shop, webhook_id, changes))
@@ -259,7 +259,7 @@ async def update(
     responses=_ERRORS,
 )
 async def delete(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     if not await context(request).bus.handle(DeleteWebhook(shop, webhook_id)):
         raise _not_found(webhook_id)
     return json_response({"deleted": str(webhook_id)})
@@ -272,7 +272,7 @@ async def delete(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> R
     responses={**_ERRORS, 503: {}},
 )
 async def rotate(request: Request, shop: ShopApiKey, webhook_id: uuid.UUID) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     _secrets_on(request)
     secret = await context(request).bus.handle(RotateSecret(shop, webhook_id))
     if secret is None:
@@ -294,7 +294,7 @@ async def deliveries(
     limit: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     after = after_cursor(cursor)
     async with context(request).pool.acquire() as conn:
         if await reads.webhook(conn, shop, webhook_id) is None:
@@ -322,7 +322,7 @@ async def deliveries(
 async def replay_one(
     request: Request, shop: ShopApiKey, webhook_id: uuid.UUID, delivery_id: uuid.UUID
 ) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     count = await context(request).bus.handle(
         ReplayDeliveries(shop, webhook_id, delivery_id=delivery_id)
     )
@@ -343,7 +343,7 @@ async def replay_one(
 async def replay_since(
     request: Request, shop: ShopApiKey, webhook_id: uuid.UUID, body: ReplayIn
 ) -> Response:
-    _limit(request, shop)
+    await _limit(request, shop)
     count = await context(request).bus.handle(ReplayDeliveries(shop, webhook_id, since=body.since))
     if count is None:
         raise _not_found(webhook_id)

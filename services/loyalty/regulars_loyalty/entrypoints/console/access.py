@@ -105,12 +105,17 @@ async def signed_in(request: Request) -> Signed:
     if not token or len(token) > 200:
         raise SignInNeeded
     ctx = context(request)
+    ctx.refuse_known_guesser(request.scope)  # a flood of made-up cookies costs no lookups
     token_sha = digest(token)
     found = await stored_session(ctx.pool, token_sha)
     now = ctx.deps.clock()
-    if found is None or not found.live(now):
+    if found is None:
+        await ctx.count_failure(request.scope)
+        raise SignInNeeded
+    if not found.live(now):
         raise SignInNeeded
     shop = acting_for(uuid.UUID(found.shop_id))  # its log lines and span name the shop
+    await ctx.limit_shop(shop)
     policy = await queries.shop_policy(ctx.pool, shop)
     member = policy.staff_member(found.staff_id)
     if member is None:
@@ -158,6 +163,14 @@ def set_form_cookie(response: Response, request: Request, token: str) -> None:
         samesite="lax",
         path="/",
     )
+
+
+async def public_page(request: Request) -> None:
+    """The sign-in pages' limits, before anything is looked up: the caller's rate of
+    public requests, and an address known to be guessing links is refused (429) at once."""
+    ctx = context(request)
+    ctx.refuse_known_guesser(request.scope)
+    await ctx.limit_client(request.scope)
 
 
 def client_of(request: Request) -> str:

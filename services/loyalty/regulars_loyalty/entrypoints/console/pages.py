@@ -34,6 +34,7 @@ from .access import (
     client_of,
     form_of,
     form_token,
+    public_page,
     set_form_cookie,
     set_session_cookie,
     signed_in,
@@ -110,11 +111,13 @@ def _sign_in_page(request: Request, status: int = 200, **values: Any) -> Respons
 
 @router.get("/sign-in")
 async def sign_in_page(request: Request) -> Response:
+    await public_page(request)
     return _sign_in_page(request)
 
 
 @router.post("/sign-in")
 async def ask_for_link(request: Request) -> Response:
+    await public_page(request)
     try:
         form = await form_of(request)
         check_csrf(form, request.cookies.get("regulars_form", ""))
@@ -155,6 +158,7 @@ async def ask_for_link(request: Request) -> Response:
 @router.get("/sign-in/{token}")
 async def link_page(request: Request, token: str) -> Response:
     # Mail scanners open links: a GET only shows the button, the POST signs in.
+    await public_page(request)
     form, new = form_token(request)
     response = page(
         "sign_in_link.html",
@@ -172,6 +176,7 @@ async def link_page(request: Request, token: str) -> Response:
 
 @router.post("/sign-in/link")
 async def redeem_link(request: Request) -> Response:
+    await public_page(request)
     try:
         form = await form_of(request)
         check_csrf(form, request.cookies.get("regulars_form", ""))
@@ -182,6 +187,7 @@ async def redeem_link(request: Request) -> Response:
     try:
         started = await context(request).bus.handle(SignIn(form.get("token", "")[:100]))
     except LinkRefused as refused:
+        await context(request).count_failure(request.scope)
         form_value, _ = form_token(request)
         return page(
             "sign_in_link.html",
