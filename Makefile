@@ -59,7 +59,8 @@ run: $(SYNCED) ## run PostgreSQL, Kafka (Tansu), SMTP and the four services; Ctr
 	@exec $(VENV)/bin/regulars run
 
 test: $(SYNCED) chromium promtool ## every tier: lint, types, contract, unit, deploy manifests and alerts, integration
-	@$(MAKE) --no-print-directory lint typecheck contract deploy-check rules-check
+	@# the static checks side by side (mypy works while npm fetches the AsyncAPI CLI)
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck contract deploy-check rules-check
 	@$(PYTEST) -q libs apps services tests/deploy tests/integration
 
 test-unit: $(SYNCED) ## domain and library tests, no I/O

@@ -33,7 +33,12 @@ def test_outside_embedded_mode_a_customer_facing_url_is_required(
 
 
 def test_an_email_sender_is_required_with_smtp() -> None:
-    run = start("followup", FOLLOWUP_PUBLIC_URL="https://x.example", SMTP_URL="smtp://mx:25")
+    run = start(
+        "followup",
+        FOLLOWUP_PUBLIC_URL="https://x.example",
+        SMTP_URL="smtp://mx:25",
+        REGULARS_SURVEY_LINK_KEY="k" * 40,
+    )
     assert run.returncode != 0
     assert "MAIL_FROM" in run.stderr, run.stderr
 

@@ -235,10 +235,15 @@ async def test_a_posted_visit_is_one_trace_from_intake_to_followup(
     effect = [s for s in spans if s.parent_id == process.span_id]
     assert effect and all(s.service == "regulars-followup" for s in effect)
     assert any(s.kind == "SPAN_KIND_CLIENT" and "postgresql" in str(s.attributes) for s in effect)
-    # every span but the first hangs off another span of this trace: one chain
+    # every span but the first hangs off another span of this trace: one chain (a consumer
+    # span of another event type may hang off a service this test does not trace, such as
+    # loyalty's stage change the visit caused)
     for span in spans:
-        if span is not request:
-            assert span.parent_id in by_id, (span.name, span.service)
+        if span is request:
+            continue
+        if span.kind == "SPAN_KIND_CONSUMER" and span.name != process.name:
+            continue
+        assert span.parent_id in by_id, (span.name, span.service)
 
 
 async def test_a_token_in_a_path_stays_out_of_the_spans(
