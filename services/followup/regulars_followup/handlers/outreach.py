@@ -174,6 +174,27 @@ def survey_link_of(event: SurveyRequested, shop_id: uuid.UUID, key: bytes | None
     return event.survey_url or None
 
 
+async def _decide_again(
+    uow: FollowUpUnitOfWork,
+    message: OutboundMessage,
+    customer: Customer,
+    policy: Policy,
+    now: datetime,
+) -> None:
+    """The budget's decision for an existing message, at its moment or as it is sent."""
+    channel, decision = await _best_channel(
+        uow,
+        message.kind,
+        message.channels,
+        customer,
+        message.shop_id,
+        policy,
+        now,
+        deciding=message.id,
+    )
+    message.decide(channel, decision, now)
+
+
 async def _best_channel(
     uow: FollowUpUnitOfWork,
     kind: str,
@@ -277,18 +298,7 @@ async def on_message_due(timer: Timer, uow: FollowUpUnitOfWork, deps: Deps) -> N
         _version, policy = await uow.policy(message.shop_id)
         customer = await uow.customers.get(message.shop_id, message.customer_id)
         assert customer is not None
-        now = clock()
-        channel, decision = await _best_channel(
-            uow,
-            message.kind,
-            message.channels,
-            customer,
-            message.shop_id,
-            policy,
-            now,
-            deciding=message.id,
-        )
-        message.decide(channel, decision, now)
+        await _decide_again(uow, message, customer, policy, clock())
     await uow.messages.save(message)
     if message.status is MessageStatus.HELD:
         await wake_at(uow, message)
@@ -374,17 +384,7 @@ async def claim_due_messages(
             # Locked: a consent change being recorded now is either seen here or waits.
             customer = await uow.customers.get(message.shop_id, message.customer_id)
             if customer is not None and policy is not None:
-                channel, decision = await _best_channel(
-                    uow,
-                    message.kind,
-                    message.channels,
-                    customer,
-                    message.shop_id,
-                    policy,
-                    now,
-                    deciding=message.id,
-                )
-                message.decide(channel, decision, now)
+                await _decide_again(uow, message, customer, policy, now)
                 if message.status is not MessageStatus.DUE:
                     # Consent revoked, quiet hours begun or a case opened since it was due.
                     await uow.messages.save(message)
